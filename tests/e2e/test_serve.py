@@ -1,0 +1,134 @@
+"""`zombiewatch serve` and `zombiewatch flood` on their own."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import socketserver
+import threading
+
+import pytest
+
+from tests.helpers import zombiewatch
+
+pytestmark = pytest.mark.e2e
+
+
+def _talk(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_serve_answers_in_upper_case_and_stops_on_sigterm(serve) -> None:
+    proc, ready = serve("--mode", "sigchld")
+    assert ready["event"] == "listening"
+    assert ready["host"] == "127.0.0.1"
+    assert ready["pid"] == proc.pid  # serve execs the server: the pid is the server's
+
+    assert _talk(ready["port"], b"hello\nZombie watch 1\n") == b"HELLO\nZOMBIE WATCH 1\n"
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+
+
+def test_server_process_imports_no_psutil_or_asyncio(serve) -> None:
+    # Every module the forking parent holds is paid on every fork.
+    proc, ready = serve("--mode", "sigchld")
+    assert _talk(ready["port"], b"x\n") == b"X\n"
+    with open(f"/proc/{proc.pid}/maps") as maps:
+        mapped = maps.read()
+    assert "_psutil" not in mapped
+    assert "_asyncio" not in mapped
+
+
+@pytest.mark.parametrize(
+    ("sent", "error"),
+    [
+        (b"a" * (64 * 1024 + 10) + b"\n", b"ERROR line longer than 65536 bytes\n"),
+        (b"nul \x00 byte\n", b"ERROR line has NUL or non-UTF-8 bytes\n"),
+        (b"bad \xff\xfe utf8\n", b"ERROR line has NUL or non-UTF-8 bytes\n"),
+    ],
+)
+def test_bad_lines_end_the_connection_with_an_error_line(serve, sent: bytes, error: bytes) -> None:
+    _proc, ready = serve("--mode", "sigchld")
+    assert _talk(ready["port"], b"ok\n" + sent + b"never answered\n") == b"OK\n" + error
+    # The server is still there for the next client.
+    assert _talk(ready["port"], b"still\n") == b"STILL\n"
+
+
+def test_flood_checks_every_reply(serve) -> None:
+    _proc, ready = serve("--mode", "sigchld")
+    proc = zombiewatch(
+        "flood", "--port", str(ready["port"]), "--connections", "200", "--concurrency", "20",
+        "--lines", "3", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["ok"] == 200
+    assert result["failed"] == 0
+    assert result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
+
+
+class _LowerCaseEcho(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        for line in self.rfile:
+            self.wfile.write(line.lower())
+
+
+def test_flood_exits_1_on_wrong_replies() -> None:
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _LowerCaseEcho) as wrong:
+        wrong.daemon_threads = True
+        thread = threading.Thread(target=wrong.serve_forever, daemon=True)
+        thread.start()
+        try:
+            port = wrong.server_address[1]
+            proc = zombiewatch("flood", "--port", str(port), "--connections", "5", "--json")
+        finally:
+            wrong.shutdown()
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["failures"] == {"wrong reply": 5}
+
+
+def test_flood_against_a_closed_port_fails_each_connection() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: connections are refused
+        proc = zombiewatch("flood", "--port", str(port), "--connections", "3", "--json")
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["failures"] == {"connection refused": 3}
+
+
+def test_port_in_use_is_exit_3_with_one_line() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        proc = zombiewatch("serve", "--port", str(port))
+    assert proc.returncode == 3
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "Address already in use" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--mode", "no-such-mode"],
+        ["--connections", "-1"],
+        ["--concurrency", "0"],
+        ["serve", "--mode", "bogus"],
+        ["flood", "--port", "0"],
+    ],
+)
+def test_bad_input_is_exit_2_with_one_line(args: list[str]) -> None:
+    proc = zombiewatch(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""

@@ -1,0 +1,104 @@
+"""Helpers shared by the e2e tests: spawning, polling, process-table checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+
+PYTHON = sys.executable
+
+
+def call_until(fn: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Call ``fn`` with exponential backoff until it returns a truthy value."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def zombiewatch(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m zombiewatch ARGS`` to completion."""
+    return subprocess.run(
+        [PYTHON, "-m", "zombiewatch", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def session_members(sid: int) -> list[psutil.Process]:
+    """Every process, zombies included, whose session id is ``sid``."""
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) == sid:
+                members.append(proc)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return members
+
+
+def zombie_children(pid: int) -> list[psutil.Process]:
+    """The zombies among ``pid``'s children, read independently of zombiewatch."""
+    found: list[psutil.Process] = []
+    try:
+        children = psutil.Process(pid).children()
+    except psutil.NoSuchProcess:
+        return found
+    for child in children:
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def server_pids(stderr: str) -> list[int]:
+    """Server pids from the runner's "server pid N listening" log lines."""
+    return [
+        int(line.split("server pid ")[1].split()[0])
+        for line in stderr.splitlines()
+        if "server pid " in line
+    ]
+
+
+def assert_nothing_left(server_pid: int, timeout: float = 5.0) -> None:
+    """The server and its whole session are gone: no process, no zombie."""
+    call_until(
+        lambda: not session_members(server_pid),
+        timeout,
+        what=f"session {server_pid} to be empty",
+    )
+
+
+def read_ready_line(proc: subprocess.Popen[str], timeout: float = 10.0) -> dict[str, Any]:
+    """Read the server's JSON ready line from its stdout."""
+    stdout = proc.stdout
+    assert stdout is not None
+
+    def readable() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode} before it listened")
+        return bool(select.select([stdout], [], [], 0)[0])
+
+    # The server writes the whole line at once, so readline() cannot block
+    # once the pipe is readable.
+    call_until(readable, timeout, what="the server's ready line")
+    ready: dict[str, Any] = json.loads(stdout.readline())
+    return ready

@@ -1,0 +1,351 @@
+"""The monitor's bookkeeping, fed with scripted tree walks (no forking).
+
+``Monitor.walk`` and ``Monitor._status`` are replaced on the instance, and
+the clock the monitor reads is a value the test sets, so every lifetime is
+exact. The root is the test process itself, which certainly exists.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+from unittest import mock
+
+import psutil
+import pytest
+
+from zombiewatch import _platform
+from zombiewatch import monitor as monitor_module
+from zombiewatch.errors import AccessDeniedError, ExitCode, ZombiewatchError
+from zombiewatch.monitor import Monitor
+
+Z = psutil.STATUS_ZOMBIE
+S = psutil.STATUS_SLEEPING
+R = psutil.STATUS_RUNNING
+ROOT = os.getpid()
+
+
+class Clock:
+    """What ``time.monotonic()`` returns inside the monitor."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def monotonic(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(monitor_module, "time", types.SimpleNamespace(monotonic=clock.monotonic))
+    return clock
+
+
+class Script:
+    """Drive a Monitor through scripted samples."""
+
+    def __init__(self, monitor, clock, monkeypatch):
+        self.monitor = monitor
+        self.clock = clock
+        self.walk_result: tuple[dict[int, str], set[int]] = ({}, {ROOT})
+        self.direct: dict[int, str | None] = {}  # pid -> what a direct _status() read says
+        self.status = mock.Mock(side_effect=lambda pid: self.direct.get(pid))
+        monkeypatch.setattr(monitor, "walk", lambda: self.walk_result)
+        monkeypatch.setattr(monitor, "_status", self.status)
+
+    def sample(self, at, statuses, listed=None, direct=None):
+        """Sample at time ``at``; ``listed`` defaults to the pids in ``statuses``."""
+        if listed is None:
+            listed = set(statuses)
+        self.walk_result = (dict(statuses), {ROOT, *listed})
+        self.direct = dict(direct or {})
+        self.clock.now = at
+        return self.monitor.sample()
+
+
+@pytest.fixture
+def script(clock, monkeypatch):
+    return Script(Monitor(ROOT, interval=0.01), clock, monkeypatch)
+
+
+def test_construct_on_the_test_process():
+    m = Monitor(ROOT, interval=0.05)
+    assert m.root == ROOT
+    assert m.sid == os.getsid(0)
+    assert m.stats.interval == 0.05
+    assert m.stats.samples == 0
+    assert m.zombies == {}
+
+
+def test_construct_on_a_missing_process_is_an_error(monkeypatch):
+    monkeypatch.setattr(_platform, "session_of", lambda pid: None)
+    with pytest.raises(ZombiewatchError, match="does not exist") as info:
+        Monitor(4_000_000)
+    assert info.value.exit_code == ExitCode.NOT_MEASURED
+
+
+# -- lifetimes -------------------------------------------------------------------
+
+
+def test_zombie_seen_twice_then_gone_gets_one_lifetime(script):
+    script.sample(1.0, {101: Z, 200: S})
+    script.sample(1.5, {101: Z, 200: S})
+    assert script.monitor.stats.lifetimes == []
+    assert set(script.monitor.zombies) == {101}
+    script.sample(2.25, {200: S})  # collected: gone from the tree
+    stats = script.monitor.stats
+    assert stats.lifetimes == [pytest.approx(1.25)]
+    assert stats.zombies_seen == 1
+    assert script.monitor.zombies == {}
+    assert stats.samples == 3
+
+
+def test_zombie_lifetime_is_measured_from_its_first_sample(script):
+    script.sample(1.0, {})
+    script.sample(2.0, {101: Z})
+    script.sample(3.0, {101: Z})
+    script.sample(4.0, {101: Z})
+    script.sample(4.5, {})
+    assert script.monitor.stats.lifetimes == [pytest.approx(2.5)]
+
+
+def test_gone_and_unlisted_zombie_is_checked_directly_then_closed(script):
+    script.sample(1.0, {101: Z})
+    script.sample(2.0, {}, direct={})  # direct read: no such process
+    script.status.assert_called_once_with(101)
+    assert script.monitor.stats.lifetimes == [pytest.approx(1.0)]
+
+
+def test_zombie_listed_but_without_status_is_closed_without_a_direct_read(script):
+    # Listed by its parent, vanished before its status was read: collected.
+    script.sample(1.0, {101: Z})
+    script.sample(2.0, {}, listed={101})
+    script.status.assert_not_called()
+    assert script.monitor.stats.lifetimes == [pytest.approx(1.0)]
+
+
+def test_several_zombies_get_one_lifetime_each(script):
+    script.sample(1.0, {101: Z, 102: Z})
+    script.sample(2.0, {102: Z, 103: Z})
+    script.sample(4.0, {})
+    assert sorted(script.monitor.stats.lifetimes) == [
+        pytest.approx(1.0),
+        pytest.approx(2.0),
+        pytest.approx(3.0),
+    ]
+    assert script.monitor.stats.zombies_seen == 3
+
+
+# -- churn and pid reuse ---------------------------------------------------------
+
+
+def test_known_zombie_hidden_by_churn_is_kept(script):
+    script.sample(1.0, {101: Z, 200: S})
+    first = script.monitor.zombies[101]
+    # The children file hid 101 this time, but a direct read still says Z.
+    point = script.sample(2.0, {200: S}, direct={101: Z})
+    script.status.assert_called_once_with(101)
+    stats = script.monitor.stats
+    assert stats.lifetimes == []
+    assert script.monitor.zombies[101] is first
+    assert stats.zombies_seen == 1
+    assert point.zombies == 1
+    assert point.live == 1
+
+    script.sample(3.0, {101: Z, 200: S})  # listed again: still the same zombie
+    assert stats.zombies_seen == 1
+    assert script.monitor.zombies[101] is first
+
+    script.sample(3.5, {200: S})  # really collected now
+    assert stats.lifetimes == [pytest.approx(2.5)]
+    assert stats.zombies_seen == 1
+
+
+def test_hidden_zombie_that_was_collected_meanwhile_is_closed(script):
+    script.sample(1.0, {101: Z})
+    script.sample(2.0, {}, direct={101: None})
+    assert script.monitor.stats.lifetimes == [pytest.approx(1.0)]
+    assert script.monitor.zombies == {}
+
+
+def test_zombie_pid_seen_again_sleeping_was_reused(script):
+    script.sample(1.0, {101: Z})
+    point = script.sample(1.75, {101: S})  # collected, and the pid went to a new child
+    stats = script.monitor.stats
+    assert stats.lifetimes == [pytest.approx(0.75)]
+    assert script.monitor.zombies == {}
+    assert point.live == 1
+    assert point.zombies == 0
+    script.status.assert_not_called()
+
+
+def test_hidden_zombie_pid_reused_outside_the_tree_is_closed(script):
+    script.sample(1.0, {101: Z})
+    script.sample(2.0, {}, direct={101: S})
+    assert script.monitor.stats.lifetimes == [pytest.approx(1.0)]
+
+
+def test_reused_pid_that_dies_again_is_a_new_zombie(script):
+    script.sample(1.0, {101: Z})
+    script.sample(2.0, {101: R})
+    script.sample(3.0, {101: Z})
+    assert script.monitor.stats.zombies_seen == 2
+    assert script.monitor.zombies[101].since == 3.0
+    script.sample(3.5, {})
+    assert script.monitor.stats.lifetimes == [pytest.approx(1.0), pytest.approx(0.5)]
+
+
+# -- counts ----------------------------------------------------------------------
+
+
+def test_peak_zombies_and_max_live_children(script):
+    p1 = script.sample(1.0, {101: Z, 200: S, 201: S, 202: R})
+    p2 = script.sample(2.0, {101: Z, 102: Z, 103: Z, 104: Z, 200: S})
+    p3 = script.sample(3.0, {})
+    stats = script.monitor.stats
+    assert stats.peak_zombies == 4
+    assert stats.max_live_children == 3
+    assert (p1.live, p1.zombies) == (3, 1)
+    assert (p2.live, p2.zombies) == (1, 4)
+    assert (p3.live, p3.zombies) == (0, 0)
+    assert list(stats.timeline) == [p1, p2, p3]
+    assert [p.t for p in stats.timeline] == [1.0, 2.0, 3.0]
+
+
+def test_zombies_seen_counts_each_zombie_once(script):
+    script.sample(1.0, {101: Z, 102: Z})
+    script.sample(2.0, {101: Z, 102: Z, 103: Z})
+    script.sample(3.0, {101: Z, 102: Z, 103: Z})
+    script.sample(4.0, {103: Z})
+    assert script.monitor.stats.zombies_seen == 3
+    assert script.monitor.stats.peak_zombies == 3
+
+
+def test_no_children_at_all(script):
+    point = script.sample(1.0, {})
+    stats = script.monitor.stats
+    assert (point.live, point.zombies) == (0, 0)
+    assert stats.peak_zombies == stats.max_live_children == stats.zombies_seen == 0
+    assert stats.lifetime_ms() == {"p50": None, "p99": None, "max": None}
+
+
+def test_lifetime_ms_reports_the_closed_lifetimes(script):
+    script.sample(1.0, {101: Z, 102: Z})
+    script.sample(1.002, {102: Z})
+    script.sample(1.010, {})
+    assert script.monitor.stats.lifetime_ms() == {"p50": 2.0, "p99": 10.0, "max": 10.0}
+
+
+def test_sample_time_is_accumulated(script):
+    script.sample(1.0, {101: Z})
+    assert script.monitor.stats.sample_time == 0.0  # the fake clock did not move
+
+
+# -- describing zombies and forgetting processes -----------------------------------
+
+
+def test_new_zombie_is_described_from_its_process(script):
+    proc = mock.Mock()
+    proc.ppid.return_value = 999
+    proc.name.return_value = "worker"
+    script.monitor._procs[101] = proc
+    script.sample(1.0, {101: Z})
+    zombie = script.monitor.zombies[101]
+    assert (zombie.pid, zombie.ppid, zombie.name, zombie.since) == (101, 999, "worker", 1.0)
+    assert zombie.age(3.5) == pytest.approx(2.5)
+
+
+def test_zombie_collected_while_described_is_still_recorded(script):
+    proc = mock.Mock()
+    proc.ppid.side_effect = psutil.NoSuchProcess(101)
+    script.monitor._procs[101] = proc
+    script.sample(1.0, {101: Z})
+    zombie = script.monitor.zombies[101]
+    assert (zombie.ppid, zombie.name) == (0, "?")
+    assert script.monitor.stats.zombies_seen == 1
+
+
+def test_processes_gone_from_the_tree_are_forgotten(script):
+    script.monitor._procs.update({101: mock.Mock(), 200: mock.Mock()})
+    script.sample(1.0, {200: S})
+    assert set(script.monitor._procs) == {200}
+
+
+# -- reading one process -------------------------------------------------------------
+
+
+@pytest.fixture
+def monitor():
+    return Monitor(ROOT)
+
+
+@pytest.mark.parametrize(
+    "error", [psutil.NoSuchProcess(4242), psutil.ZombieProcess(4242)], ids=["gone", "zombie"]
+)
+def test_status_of_a_vanished_process_is_none(monitor, error):
+    monitor._procs[4242] = mock.Mock(status=mock.Mock(side_effect=error))
+    assert monitor._status(4242) is None
+    assert 4242 not in monitor._procs
+
+
+def test_status_access_denied_is_an_error_not_an_undercount(monitor):
+    monitor._procs[4242] = mock.Mock(status=mock.Mock(side_effect=psutil.AccessDenied(4242)))
+    with pytest.raises(AccessDeniedError, match="4242") as info:
+        monitor._status(4242)
+    assert info.value.exit_code == ExitCode.NOT_MEASURED
+    assert isinstance(info.value.__cause__, psutil.AccessDenied)
+
+
+def test_status_reuses_the_process_object(monitor):
+    proc = mock.Mock(status=mock.Mock(return_value=S))
+    monitor._procs[4242] = proc
+    assert monitor._status(4242) == S
+    assert monitor._status(4242) == S
+    assert proc.status.call_count == 2
+
+
+def test_status_of_the_test_process_is_read_through_psutil(monitor):
+    assert monitor._status(ROOT) in {R, S}
+    assert ROOT in monitor._procs
+
+
+# -- walking the tree (scripted /proc) -----------------------------------------------
+
+
+def test_walk_follows_children_but_not_below_zombies(monkeypatch):
+    m = Monitor(ROOT)
+    tree = {ROOT: [10, 11], 10: [12, 14], 11: [13], 12: [], 14: []}
+    statuses = {10: S, 11: Z, 12: R, 14: None}  # 14 vanished between list and read
+    read = mock.Mock(side_effect=lambda pid: tree.get(pid, []))
+    monkeypatch.setattr(_platform, "read_children", read)
+    monkeypatch.setattr(m, "_status", lambda pid: statuses[pid])
+
+    found, listed = m.walk()
+
+    assert found == {10: S, 11: Z, 12: R}
+    assert listed == {ROOT, 10, 11, 12, 14}
+    read_pids = {c.args[0] for c in read.call_args_list}
+    assert 11 not in read_pids  # a zombie's children were reparented already
+    assert 14 not in read_pids
+    assert ROOT not in found
+
+
+def test_walk_includes_adopted_processes_of_the_same_session(monkeypatch):
+    m = Monitor(ROOT, adopters=[1])
+    tree = {1: [ROOT, 20, 21], ROOT: [], 20: [22], 22: []}
+    sessions = {20: m.sid, 21: m.sid + 1}
+    monkeypatch.setattr(_platform, "read_children", lambda pid: tree.get(pid, []))
+    monkeypatch.setattr(_platform, "session_of", lambda pid: sessions.get(pid))
+    monkeypatch.setattr(m, "_status", lambda pid: S)
+
+    found, listed = m.walk()
+
+    assert found == {20: S, 22: S}  # 21 is another session's child of the adopter
+    assert listed == {ROOT, 20, 22}
+
+
+def test_walk_of_a_root_without_children(monkeypatch):
+    m = Monitor(ROOT)
+    monkeypatch.setattr(_platform, "read_children", lambda pid: [])
+    assert m.walk() == ({}, {ROOT})

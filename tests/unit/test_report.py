@@ -1,0 +1,324 @@
+"""Verdicts, exit codes and rendering of run results, and the percentile helpers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from zombiewatch import _stats
+from zombiewatch.errors import ExitCode
+from zombiewatch.monitor import MonitorStats, Zombie
+from zombiewatch.report import Report, RunResult
+
+RUN_KEYS = {
+    "mode",
+    "expected",
+    "verdict",
+    "connections",
+    "ok",
+    "failed",
+    "peak_zombies",
+    "leaked",
+    "lifetime_ms",
+    "max_live_children",
+    "conn_per_s",
+    "interval_ms",
+}
+
+
+def flood(connections=10, ok=None, failures=None):
+    ok = connections if ok is None else ok
+    failures = failures or {}
+    return {
+        "connections": connections,
+        "ok": ok,
+        "failed": sum(failures.values()),
+        "failures": failures,
+        "conn_per_s": 100.0,
+        "latency_ms": {"p50": 1.5, "p99": 4.0, "max": 5.0},
+        "connect_ms": {"p50": 0.2, "p99": 0.9, "max": 1.0},
+    }
+
+
+def stats(lifetimes=(0.002, 0.004, 0.010), peak=3, live=5, interval=0.01):
+    return MonitorStats(
+        samples=42,
+        interval=interval,
+        peak_zombies=peak,
+        max_live_children=live,
+        zombies_seen=len(lifetimes),
+        lifetimes=list(lifetimes),
+    )
+
+
+def zombies(n):
+    return [Zombie(pid=1000 + i, ppid=999, name="python", since=1.0) for i in range(n)]
+
+
+def run(mode="sigchld", expected="pass", leaked=0, flood_data=None, **kwargs):
+    return RunResult(
+        mode=mode,
+        expected=expected,
+        summary=f"summary of {mode}",
+        flood=flood_data if flood_data is not None else flood(),
+        monitor=stats(),
+        leaked=zombies(leaked),
+        settle=1.0,
+        end=1.5,
+        **kwargs,
+    )
+
+
+# -- verdicts ----------------------------------------------------------------------
+
+
+def test_no_leak_is_pass():
+    r = run(leaked=0)
+    assert r.verdict == "pass"
+    assert r.met_expectation
+    assert r.measured
+
+
+def test_a_leak_is_fail():
+    r = run(leaked=1)
+    assert r.verdict == "fail"
+    assert not r.met_expectation
+
+
+def test_max_leaked_tolerates_that_many():
+    assert run(leaked=2, max_leaked=2).verdict == "pass"
+    assert run(leaked=3, max_leaked=2).verdict == "fail"
+
+
+def test_fail_mode_that_fails_meets_its_expectation():
+    assert run(mode="none", expected="fail", leaked=10).met_expectation
+
+
+def test_fail_mode_that_passes_misses_its_expectation():
+    assert not run(mode="none", expected="fail", leaked=0).met_expectation
+
+
+@pytest.mark.parametrize("leaked", [0, 5])
+def test_no_expectation_is_always_met(leaked):
+    assert run(mode="CMD", expected=None, leaked=leaked).met_expectation
+
+
+# -- exit codes --------------------------------------------------------------------
+
+
+def test_all_pass_is_ok():
+    report = Report([run("sigchld"), run("wait"), run("pidfd")])
+    assert report.return_code is ExitCode.OK
+
+
+def test_any_leak_is_zombies():
+    report = Report([run("sigchld"), run("poll", expected="fail", leaked=1)])
+    assert report.return_code is ExitCode.ZOMBIES
+
+
+def test_check_with_every_expectation_met_is_ok():
+    report = Report(
+        [run("sigchld"), run("none", expected="fail", leaked=10), run("poll", "fail", leaked=2)],
+        check=True,
+    )
+    assert report.return_code is ExitCode.OK
+
+
+def test_check_with_a_fail_mode_that_passed_is_zombies():
+    report = Report([run("sigchld"), run("none", expected="fail", leaked=0)], check=True)
+    assert report.return_code is ExitCode.ZOMBIES
+
+
+def test_check_with_a_pass_mode_that_leaked_is_zombies():
+    report = Report([run("sigchld", leaked=1), run("none", "fail", leaked=10)], check=True)
+    assert report.return_code is ExitCode.ZOMBIES
+
+
+def test_no_connection_got_through_is_not_measured():
+    unmeasured = run(flood_data=flood(connections=10, ok=0, failures={"connection refused": 10}))
+    assert not unmeasured.measured
+    assert Report([unmeasured]).return_code is ExitCode.NOT_MEASURED
+    # It wins over zombies and over --check.
+    assert Report([run(leaked=3), unmeasured]).return_code is ExitCode.NOT_MEASURED
+    assert Report([unmeasured], check=True).return_code is ExitCode.NOT_MEASURED
+
+
+def test_a_watched_program_without_connections_is_measured():
+    r = run(mode="CMD", expected=None, flood_data={})
+    assert r.measured
+    assert Report([r]).return_code is ExitCode.OK
+
+
+def test_some_failed_connections_still_count_as_measured():
+    r = run(flood_data=flood(connections=10, ok=1, failures={"reply timeout": 9}))
+    assert r.measured
+    assert Report([r]).return_code is ExitCode.OK
+
+
+def test_return_code_is_an_int_for_sys_exit():
+    assert Report([run(leaked=1)]).return_code == 1
+    assert isinstance(Report([run()]).return_code, int)
+
+
+# -- JSON --------------------------------------------------------------------------
+
+
+def test_to_json_has_the_stable_run_keys():
+    report = Report([run("sigchld"), run("none", expected="fail", leaked=2)], check=True)
+    data = json.loads(report.to_json())
+    assert isinstance(data["runs"], list)
+    assert len(data["runs"]) == 2
+    for entry in data["runs"]:
+        assert entry.keys() >= RUN_KEYS
+        assert set(entry["lifetime_ms"]) >= {"p50", "p99", "max"}
+    assert data["exit_code"] == 0
+    assert data["check"] is True
+
+
+def test_to_json_values():
+    data = json.loads(Report([run("none", expected="fail", leaked=2)]).to_json())
+    (entry,) = data["runs"]
+    assert entry["mode"] == "none"
+    assert entry["expected"] == "fail"
+    assert entry["verdict"] == "fail"
+    assert entry["met_expectation"] is True
+    assert entry["connections"] == 10
+    assert entry["ok"] == 10
+    assert entry["failed"] == 0
+    assert entry["conn_per_s"] == 100.0
+    assert entry["peak_zombies"] == 3
+    assert entry["leaked"] == 2
+    assert entry["max_live_children"] == 5
+    assert entry["interval_ms"] == 10.0
+    assert entry["lifetime_ms"] == {"p50": 4.0, "p99": 10.0, "max": 10.0}
+    assert [z["pid"] for z in entry["leaked_zombies"]] == [1000, 1001]
+    assert entry["leaked_zombies"][0]["age_ms"] == 500.0
+    assert data["exit_code"] == ExitCode.ZOMBIES
+
+
+def test_to_json_without_lifetimes_has_nulls():
+    r = run()
+    r.monitor = stats(lifetimes=())
+    (entry,) = json.loads(Report([r]).to_json())["runs"]
+    assert entry["lifetime_ms"] == {"p50": None, "p99": None, "max": None}
+
+
+def test_zombies_per_connection():
+    assert run(zombies_at_load_end=5).to_dict()["zombies_per_connection"] == 0.5
+    assert run(flood_data={}).to_dict()["zombies_per_connection"] is None
+
+
+# -- text --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("leaked", "word"), [(0, "PASS"), (1, "FAIL")])
+def test_render_one_run_mentions_the_verdict(leaked, word):
+    text = Report([run(leaked=leaked)]).render()
+    assert f"verdict    {word}" in text
+    assert "sigchld" in text
+
+
+def test_render_one_run_lists_leaked_zombies_and_failures():
+    r = run(leaked=12, flood_data=flood(connections=10, ok=8, failures={"reply timeout": 2}))
+    text = Report([r]).render()
+    assert "2 reply timeout" in text
+    assert text.count("leaked     pid") == 10
+    assert "and 2 more" in text
+
+
+def test_render_table_has_each_mode_and_verdict():
+    report = Report([run("sigchld"), run("none", expected="fail", leaked=3)], check=True)
+    lines = report.render().splitlines()
+    assert lines[0].split()[:3] == ["mode", "expected", "verdict"]
+    assert lines[1].split()[:4] == ["sigchld", "PASS", "PASS", "yes"]
+    assert lines[2].split()[:4] == ["none", "FAIL", "FAIL", "yes"]
+    assert lines[-1] == "check: every mode met its expected verdict"
+
+
+def test_render_table_names_the_modes_that_missed():
+    report = Report([run("sigchld", leaked=1), run("none", expected="fail")], check=True)
+    text = report.render()
+    assert "check: sigchld, none missed the expected verdict" in text
+    assert " NO " in text
+
+
+def test_render_mentions_skipped_modes():
+    report = Report([run()], skipped={"pidfd": "needs Linux 5.3+"})
+    assert "skipped pidfd: needs Linux 5.3+" in report.render()
+
+
+def test_render_with_empty_flood_data():
+    text = Report([run(mode="CMD", expected=None, flood_data={})]).render()
+    assert "verdict    PASS" in text
+
+
+# -- percentiles -------------------------------------------------------------------
+
+
+def test_percentile_of_nothing_is_none():
+    assert _stats.percentile([], 50) is None
+
+
+@pytest.mark.parametrize(
+    ("values", "q", "expected"),
+    [
+        ([7.0], 50, 7.0),
+        ([7.0], 99, 7.0),
+        ([3, 1, 2], 0, 1),
+        ([3, 1, 2], 50, 2),
+        ([3, 1, 2], 100, 3),
+        ([1, 2, 3, 4], 50, 2),  # nearest rank: ceil(0.5 * 4) = 2nd value
+        ([1, 2, 3, 4], 75, 3),
+        ([1, 2, 3, 4], 76, 4),
+        (list(range(1, 101)), 50, 50),
+        (list(range(1, 101)), 99, 99),
+        (list(range(1, 101)), 100, 100),
+        (list(range(1, 11)), 95, 10),
+        (list(range(1, 11)), 1, 1),
+    ],
+)
+def test_percentile_nearest_rank(values, q, expected):
+    assert _stats.percentile(values, q) == expected
+
+
+def test_percentile_reports_an_observed_value():
+    values = [0.5, 0.1, 0.9, 0.3]
+    for q in range(0, 101):
+        assert _stats.percentile(values, q) in values
+
+
+def test_percentile_does_not_reorder_its_input():
+    values = [3, 1, 2]
+    _stats.percentile(values, 50)
+    assert values == [3, 1, 2]
+
+
+@pytest.mark.parametrize(("q", "n"), [(7, 100), (14, 50), (28, 25), (55, 100)])
+def test_percentile_rank_is_exact_for_whole_number_ranks(q, n):
+    # Regression: ceil(q / 100 * n) made 7 / 100 * 100 == 7.000000000000001, rank 8.
+    values = list(range(1, n + 1))
+    assert _stats.percentile(values, q) == q * n // 100
+
+
+def test_percentile_rank_matches_integer_arithmetic():
+    for n in range(1, 201):
+        values = list(range(1, n + 1))
+        for q in range(0, 101):
+            assert _stats.percentile(values, q) == max(1, -(-q * n // 100)), (q, n)
+
+
+def test_summary_ms_converts_seconds_to_milliseconds():
+    assert _stats.summary_ms([0.001, 0.002, 0.010]) == {"p50": 2.0, "p99": 10.0, "max": 10.0}
+
+
+def test_summary_ms_of_nothing_is_all_none():
+    assert _stats.summary_ms([]) == {"p50": None, "p99": None, "max": None}
+
+
+def test_summary_ms_rounds_to_microseconds():
+    assert _stats.summary_ms([0.0012344]) == {"p50": 1.234, "p99": 1.234, "max": 1.234}
+
+
+def test_lifetime_ms_uses_summary_ms():
+    assert stats(lifetimes=(0.003, 0.001)).lifetime_ms() == _stats.summary_ms([0.003, 0.001])
