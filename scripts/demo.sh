@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The lesson of the classic fork server in thirty seconds: the same server
+# and the same flood, once with a parent that never waits for its children
+# (`none`) and once with a SIGCHLD handler that loops waitpid (`sigchld`).
+#
+#   scripts/demo.sh [CONNECTIONS]
+#
+# ZOMBIEWATCH overrides the command (default: zombiewatch on PATH, else
+# python3 -m zombiewatch).
+set -uo pipefail
+
+connections=${1:-300}
+if ! [[ $connections =~ ^[0-9]+$ ]] || ((connections < 1 || connections > 100000)); then
+	echo "demo.sh: CONNECTIONS must be 1-100000, not '$connections'" >&2
+	exit 2
+fi
+if [[ -n ${ZOMBIEWATCH:-} ]]; then
+	read -r -a zw <<<"$ZOMBIEWATCH"
+elif command -v zombiewatch >/dev/null; then
+	zw=(zombiewatch)
+else
+	zw=(python3 -m zombiewatch)
+fi
+
+run() {
+	local mode=$1
+	echo "== $mode: $("${zw[@]}" modes | awk -v m="$mode" '$1 == m { $1 = $2 = $3 = $4 = ""; sub(/^ +/, ""); print }')"
+	"${zw[@]}" --mode "$mode" --connections "$connections" --settle 0.5 2>/dev/null
+	status=$?
+	echo "-> exit status $status"
+	echo
+	return "$status"
+}
+
+run none
+none_status=$?
+run sigchld
+sigchld_status=$?
+
+echo "none leaves a zombie per connection until its parent exits (exit $none_status);"
+echo "sigchld collects every child as it ends, even when SIGCHLDs coalesce (exit $sigchld_status)."
+((none_status == 1 && sigchld_status == 0))

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Flood a line server with COUNT connections, PARALLEL at a time, using only
+# bash and coreutils (no Python, no nc): each connection sends one line and
+# must get it back in upper case. Prints ok/failed counts and the elapsed
+# time; exits 1 if any connection failed, 2 on bad arguments, 130 on Ctrl-C.
+#
+#   scripts/flood.sh HOST PORT COUNT [PARALLEL]
+#
+# FLOOD_TIMEOUT (default 5) bounds each connection in seconds, so the whole
+# flood is bounded by COUNT / PARALLEL * FLOOD_TIMEOUT.
+set -uo pipefail
+export LC_ALL=C # ${x^^} must upper-case ASCII only, as the server does
+
+die() {
+	echo "flood.sh: $*" >&2
+	exit 2
+}
+# in_range NAME VALUE MIN MAX: VALUE is an integer in [MIN, MAX], or die.
+in_range() {
+	if ! [[ $2 =~ ^[0-9]+$ ]] || (($2 < $3 || $2 > $4)); then
+		die "$1 must be $3-$4, not '$2'"
+	fi
+}
+
+[[ $# -ge 3 && $# -le 4 ]] || die "usage: flood.sh HOST PORT COUNT [PARALLEL]"
+host=$1 port=$2 count=$3 parallel=${4:-10}
+timeout_s=${FLOOD_TIMEOUT:-5}
+[[ -n $host ]] || die "empty HOST"
+in_range PORT "$port" 1 65535
+in_range COUNT "$count" 1 1000000
+in_range PARALLEL "$parallel" 1 1000
+[[ $timeout_s =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "FLOOD_TIMEOUT must be a number of seconds"
+
+results=$(mktemp) || die "cannot create a temporary file"
+
+# One connection, run by its own bash under coreutils timeout. It appends
+# one result line (shorter than PIPE_BUF, so appends never interleave); a
+# connection that timed out writes nothing and is counted as a timeout.
+# shellcheck disable=SC2016 # expanded by the inner bash, not here
+one='
+	line="zombiewatch flood.sh $3 Hello"
+	{ exec 3<>"/dev/tcp/$1/$2"; } 2>/dev/null || { echo "connect failed" >>"$4"; exit 1; }
+	printf "%s\n" "$line" >&3
+	IFS= read -r reply <&3 || { echo "no reply" >>"$4"; exit 1; }
+	if [[ $reply == "${line^^}" ]]; then echo ok >>"$4"; else echo "wrong reply" >>"$4"; fi
+'
+
+stop() {
+	trap - INT TERM
+	# The jobs are the timeout processes; timeout passes the signal on to its
+	# bash, so nothing is left behind.
+	# shellcheck disable=SC2046 # word splitting of the pid list is wanted
+	kill $(jobs -p) 2>/dev/null
+	wait
+	rm -f "$results"
+	echo "flood.sh: interrupted" >&2
+	exit 130
+}
+trap stop INT TERM
+
+start=$(date +%s%N)
+running=0
+for ((i = 0; i < count; i++)); do
+	# --foreground keeps timeout in our process group, so Ctrl-C reaches it.
+	timeout --foreground "$timeout_s" bash -c "$one" flood "$host" "$port" "$i" "$results" &
+	if ((++running >= parallel)); then
+		wait -n
+		((running--))
+	fi
+done
+wait
+elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+
+ok=$(grep -c '^ok$' "$results")
+answered=$(wc -l <"$results")
+failed=$((count - ok))
+echo "ok $ok failed $failed elapsed $((elapsed_ms / 1000)).$(printf '%03d' $((elapsed_ms % 1000))) s"
+if ((failed > 0)); then
+	{
+		grep -v '^ok$' "$results" | sort | uniq -c | sed 's/^ */  /'
+		((count > answered)) && echo "  $((count - answered)) timeout"
+	} >&2
+fi
+rm -f "$results"
+((failed == 0))

