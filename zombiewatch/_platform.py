@@ -57,19 +57,20 @@ def _prctl(option: int, arg: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-@functools.cache
-def can_use_subreaper() -> bool:
-    """Return True where a process can become a child subreaper (Linux 3.4+)."""
-    return LINUX
-
-
-def become_subreaper() -> None:
-    """Make this process the reaper of its orphaned descendants (Linux only).
+def set_subreaper(on: bool) -> bool:
+    """Make this process the reaper of its orphaned descendants, or stop.
 
     Orphans of our children are then reparented to us instead of to PID 1,
-    so the runner can count them and collect them at once.
+    so the runner can count them and collect them at once. Returns False
+    where that cannot be done: not Linux, or prctl refused (seccomp).
     """
-    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    if not LINUX:
+        return False
+    try:
+        _prctl(_PR_SET_CHILD_SUBREAPER, 1 if on else 0)
+    except OSError:
+        return False
+    return True
 
 
 def die_with_parent_preexec(sig: int) -> Callable[[], None] | None:
@@ -129,3 +130,29 @@ def session_of(pid: int) -> int | None:
         if err.errno == errno.EPERM:  # other session on some BSDs; not Linux
             return None
         raise
+
+
+def listen_queue_counters() -> dict[str, int] | None:
+    """Return the TCP listen-queue overflow and drop counters, or None.
+
+    Linux counts SYNs and handshakes dropped because a listen backlog was
+    full (``ListenOverflows``, ``ListenDrops`` in ``/proc/net/netstat``).
+    The counters cover the whole network namespace, every listener in it,
+    not one server: callers must say so.
+    """
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], values.split()[1:], strict=False))
+            try:
+                return {
+                    "overflows": int(table["ListenOverflows"]),
+                    "drops": int(table["ListenDrops"]),
+                }
+            except (KeyError, ValueError):
+                return None
+    return None

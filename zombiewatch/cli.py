@@ -8,18 +8,45 @@ to stdout, logs and errors to stderr, one line each.
 
 from __future__ import annotations
 
+import math
 import os
+import shutil
 import socket
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
 
 from zombiewatch import __version__, modes, runner, server
 from zombiewatch.errors import ExitCode, Interrupted
+from zombiewatch.report import Report
 
 _debug = False
+
+
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses nan and inf, which compare false with
+    everything and would turn a deadline or a timeout off."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+def _host(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Reject a host that cannot be resolved before anything starts."""
+    if not value:
+        raise click.BadParameter("must not be empty (use 0.0.0.0 to listen on every address)")
+    try:
+        socket.getaddrinfo(value, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as err:
+        why = getattr(err, "strerror", None) or str(err)
+        raise click.BadParameter(f"cannot resolve {value!r}: {why}") from err
+    return value
 
 
 def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -39,6 +66,69 @@ def _available(name: str) -> str:
 
 MODE_HELP = "Reaping mode of the server (see `zombiewatch modes`)."
 
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _options(*decorators: Decorator) -> Decorator:
+    """Apply several click options as one decorator, in the order given."""
+
+    def apply(f: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return apply
+
+
+# Options written once and shared by the commands that take them.
+flood_options = _options(
+    click.option("--connections", type=click.IntRange(min=1, max=10_000_000), default=1000,
+                 show_default=True, help="Connections to open in all."),
+    click.option("--concurrency", type=click.IntRange(min=1, max=10_000), default=50,
+                 show_default=True, help="Connections open at once."),
+    click.option("--lines", type=click.IntRange(min=1, max=100_000), default=1,
+                 show_default=True, help="Lines sent on each connection."),
+    click.option("--timeout", type=FiniteFloat(min=0.01, max=3600), default=10.0,
+                 show_default=True, help="Seconds each connection may take."),
+)  # fmt: skip
+watch_options = _options(
+    click.option("--settle", type=FiniteFloat(min=0, max=3600), default=1.0,
+                 show_default=True,
+                 help="Seconds after the load before a zombie counts as leaked."),
+    click.option("--interval", type=FiniteFloat(min=0.001, max=60), default=0.01,
+                 show_default=True, help="Seconds between two samples of the process tree."),
+    click.option("--max-leaked", type=click.IntRange(min=0), default=0, show_default=True,
+                 help="Zombies allowed to outlive the settle window."),
+    click.option("--grace", type=FiniteFloat(min=0, max=86400), default=None,
+                 help="Fail if any zombie stays one longer than this many seconds, even"
+                 " while the load runs."),
+    click.option("--max-zombies", type=click.IntRange(min=1), default=None,
+                 help="Fail (and end the load) as soon as this many zombies exist at once."),
+    click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text."),
+    click.option("--live", is_flag=True,
+                 help="Redraw live children, zombies and the oldest zombie's age while it runs"
+                 " (when stdout is a terminal)."),
+)  # fmt: skip
+
+
+def _run_options(options: dict[str, Any], as_json: bool) -> runner.RunOptions:
+    if options.get("live") and (as_json or not sys.stdout.isatty()):
+        runner.log("--live needs a terminal on stdout and no --json; showing the report only")
+        options = {**options, "live": False}
+    return runner.RunOptions(**options)
+
+
+def _finish(ctx: click.Context, report: Report, as_json: bool) -> NoReturn:
+    click.echo(report.to_json() if as_json else report.render())
+    for run in report.runs:
+        if run.flood.get("failed"):
+            runner.log(
+                f"{run.mode}: {run.flood['failed']} connection(s) failed: {run.flood['failures']}"
+            )
+        if run.load_status:
+            runner.log(f"the load command failed with status {run.load_status}")
+    ctx.exit(report.return_code)
+
 
 @click.group(
     invoke_without_command=True,
@@ -51,44 +141,11 @@ MODE_HELP = "Reaping mode of the server (see `zombiewatch modes`)."
     show_default=True,
     help=MODE_HELP + " `all` runs every available mode in turn.",
 )
-@click.option(
-    "--connections",
-    type=click.IntRange(min=1, max=10_000_000),
-    default=1000,
-    show_default=True,
-    help="Connections to open in all.",
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1, max=10_000),
-    default=50,
-    show_default=True,
-    help="Connections open at once.",
-)
-@click.option(
-    "--lines",
-    type=click.IntRange(min=1, max=100_000),
-    default=1,
-    show_default=True,
-    help="Lines sent on each connection.",
-)
-@click.option(
-    "--settle",
-    type=click.FloatRange(min=0, max=3600),
-    default=1.0,
-    show_default=True,
-    help="Seconds after the flood before zombies count as leaked.",
-)
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=0.001, max=60),
-    default=0.01,
-    show_default=True,
-    help="Seconds between two samples of the process tree.",
-)
+@flood_options
+@watch_options
 @click.option(
     "--child-delay",
-    type=click.FloatRange(min=0, max=60),
+    type=FiniteFloat(min=0, max=60),
     default=None,
     help="Keep each child alive after it replies, up to the next multiple of this"
     " many seconds, so children exit in bursts. [default: the mode's, 0.02 s;"
@@ -101,16 +158,8 @@ MODE_HELP = "Reaping mode of the server (see `zombiewatch modes`)."
     help="Live children the server allows at once.",
 )
 @click.option(
-    "--timeout",
-    type=click.FloatRange(min=0.01, max=3600),
-    default=10.0,
-    show_default=True,
-    help="Seconds each connection may take.",
-)
-@click.option(
     "--check", is_flag=True, help="Exit 0 when every mode met its expected verdict, 1 otherwise."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.option(
     "--debug",
     is_flag=True,
@@ -133,14 +182,7 @@ def cli(ctx: click.Context, /, mode: str, check: bool, as_json: bool, **options:
     if ctx.invoked_subcommand is not None:
         return
     names = modes.names() if mode == "all" else [_available(mode)]
-    report = runner.run(names, runner.RunOptions(**options), check=check)
-    click.echo(report.to_json() if as_json else report.render())
-    for run in report.runs:
-        if run.flood.get("failed"):
-            runner._log(
-                f"{run.mode}: {run.flood['failed']} connection(s) failed: {run.flood['failures']}"
-            )
-    ctx.exit(report.return_code)
+    _finish(ctx, runner.run(names, _run_options(options, as_json), check=check), as_json)
 
 
 @cli.command()
@@ -150,6 +192,7 @@ def cli(ctx: click.Context, /, mode: str, check: bool, as_json: bool, **options:
 @click.option(
     "--host",
     default="127.0.0.1",
+    callback=_host,
     show_default=True,
     help="Address to listen on; anything but loopback echoes for anyone.",
 )
@@ -166,7 +209,7 @@ def cli(ctx: click.Context, /, mode: str, check: bool, as_json: bool, **options:
     default=None,
     help="Live children allowed at once; more clients wait in the backlog.",
 )
-@click.option("--child-delay", type=click.FloatRange(min=0, max=60), default=0.0,
+@click.option("--child-delay", type=FiniteFloat(min=0, max=60), default=0.0,
               show_default=True, help="Keep each child alive after it replies, up to the next"
               " multiple of this many seconds.")  # fmt: skip
 def serve(mode: str, host: str, port: int, max_children: int | None, child_delay: float) -> None:
@@ -187,39 +230,14 @@ def serve(mode: str, host: str, port: int, max_children: int | None, child_delay
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Server address.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, callback=_host, help="Server address."
+)
 @click.option("--port", type=click.IntRange(1, 65535), required=True, help="Server port.")
-@click.option(
-    "--connections",
-    type=click.IntRange(min=1, max=10_000_000),
-    default=1000,
-    show_default=True,
-    help="Connections to open in all.",
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1, max=10_000),
-    default=50,
-    show_default=True,
-    help="Connections open at once.",
-)
-@click.option(
-    "--lines",
-    type=click.IntRange(min=1, max=100_000),
-    default=1,
-    show_default=True,
-    help="Lines sent on each connection.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0.01, max=3600),
-    default=10.0,
-    show_default=True,
-    help="Seconds each connection may take.",
-)
+@flood_options
 @click.option(
     "--deadline",
-    type=click.FloatRange(min=0.1, max=86400),
+    type=FiniteFloat(min=0.1, max=86400),
     default=None,
     help="Seconds the whole flood may take.  [default: 60 + 0.05 per connection]",
 )
@@ -238,12 +256,7 @@ def flood(ctx: click.Context, host: str, port: int, connections: int, concurrenc
 
     if deadline is None:
         deadline = runner.RunOptions(connections=connections).flood_deadline
-    try:
-        result = flooder.flood(host, port, connections, concurrency, lines, timeout, deadline)
-    except socket.gaierror as err:
-        raise click.BadParameter(
-            f"cannot resolve {host!r}: {err.strerror}", param_hint="'--host'"
-        ) from err
+    result = flooder.flood(host, port, connections, concurrency, lines, timeout, deadline)
     data = result.to_dict()
     if as_json:
         click.echo(json.dumps(data))
@@ -255,6 +268,98 @@ def flood(ctx: click.Context, host: str, port: int, connections: int, concurrenc
             f" {data['conn_per_s']:.0f} conn/s; latency p50 {lat['p50']} ms, p99 {lat['p99']} ms"
         )
     ctx.exit(ExitCode.OK if result.failed == 0 else ExitCode.ZOMBIES)
+
+
+def _address(value: str, what: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", value
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise click.BadParameter(f"{value!r} is not [HOST:]PORT", param_hint=what)
+    return host or "127.0.0.1", int(port)
+
+
+@cli.command(context_settings={"allow_interspersed_args": False})
+@click.option(
+    "--flood",
+    "flood_to",
+    metavar="[HOST:]PORT",
+    default=None,
+    help="Drive the built-in flooder against this address while watching.",
+)
+@click.option(
+    "--load",
+    "load_command",
+    metavar="'CMD'",
+    default=None,
+    help="Drive this shell command line as the load while watching; its exit status"
+    " is reported apart from the zombie verdict.",
+)
+@click.option(
+    "--wait-port",
+    metavar="[HOST:]PORT",
+    default=None,
+    help="Wait until CMD accepts connections here before the load starts."
+    "  [default: the --flood address]",
+)
+@click.option(
+    "--duration",
+    type=FiniteFloat(min=0.01, max=7 * 86400),
+    default=None,
+    help="Without a load: watch this many seconds, then stop CMD.  [default: until CMD exits]",
+)
+@flood_options
+@watch_options
+@click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
+@click.pass_context
+def run(
+    ctx: click.Context,
+    /,
+    command: tuple[str, ...],
+    flood_to: str | None,
+    load_command: str | None,
+    wait_port: str | None,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Start CMD, watch its whole tree under load, stop it, and report.
+
+    CMD runs in its own session without a shell. With --flood the built-in
+    flooder drives it once it listens; with --load any command does;
+    without either, zombiewatch watches until CMD exits or --duration
+    passes. At the end CMD and everything it started get SIGTERM, then
+    SIGKILL. Exit status as for the default command.
+    """
+    if flood_to is not None and load_command is not None:
+        raise click.UsageError("give --flood or --load, not both")
+    if shutil.which(command[0]) is None:
+        raise click.BadParameter(f"{command[0]!r}: command not found", param_hint="CMD")
+    flood_addr = _address(flood_to, "'--flood'") if flood_to else None
+    port_addr = _address(wait_port, "'--wait-port'") if wait_port else flood_addr
+    report = runner.run_command(
+        list(command), _run_options(options, as_json), flood_addr, load_command, port_addr
+    )
+    _finish(ctx, report, as_json)
+
+
+@cli.command()
+@click.argument("pid", type=click.IntRange(min=1))
+@click.option(
+    "--duration",
+    type=FiniteFloat(min=0.01, max=30 * 86400),
+    default=None,
+    help="Seconds to watch.  [default: until Ctrl-C or the process exits]",
+)
+@watch_options
+@click.pass_context
+def watch(ctx: click.Context, /, pid: int, as_json: bool, **options: Any) -> None:  # fmt: skip
+    """Watch a running process and its tree for zombies.
+
+    Starts and stops nothing. Ctrl-C or --duration ends the watch; the
+    settle window follows, then the report. Exit status as for the
+    default command.
+    """
+    _finish(ctx, runner.watch(pid, _run_options(options, as_json)), as_json)
 
 
 @cli.command("modes")

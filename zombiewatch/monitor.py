@@ -17,10 +17,12 @@ error (``AccessDeniedError``), never a silent undercount.
 
 from __future__ import annotations
 
-import collections
+import functools
+import random
+import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import psutil
@@ -28,21 +30,29 @@ import psutil
 from zombiewatch import _platform, _stats
 from zombiewatch.errors import AccessDeniedError, ZombiewatchError
 
-# Timeline points kept for plots and growth rates: an hour at 10 ms. The
-# aggregates (peak, lifetimes) are updated online and are not bounded by it.
-MAX_TIMELINE = 360_000
+# Memory stays flat however long a watch runs: the timeline is thinned to
+# at most this many points (every other point dropped when full, so it
+# always spans the whole run), lifetimes are a uniform reservoir sample for
+# the percentiles (max is kept exactly), and parents are capped.
+MAX_TIMELINE = 10_000
+MAX_LIFETIMES = 100_000
+MAX_PARENTS = 1_000
+_random = random.Random(0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One look at the tree: when, live children, zombies."""
 
     t: float
     live: int
     zombies: int
+    # The pids seen in state Z. Consecutive samples with the same zombies
+    # share one frozenset, so a long watch of a steady leak stays small.
+    zombie_pids: frozenset[int] = frozenset()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Zombie:
     """A zombie as first seen: who it was and who held it."""
 
@@ -50,10 +60,52 @@ class Zombie:
     ppid: int
     name: str
     since: float
+    adopted: bool = False  # its parent is an adopter (subreaper or init), not its creator
 
     def age(self, now: float) -> float:
         """Seconds since the first sample that saw it in state Z."""
         return now - self.since
+
+
+@dataclass
+class Parent:
+    """A process that held zombies: who it is, and how many it held."""
+
+    pid: int
+    name: str
+    cmdline: list[str]
+    zombies_seen: int = 0
+    adopter: bool = False  # held them as an adopter: a subreaper or init
+
+
+class Timeline:
+    """Samples over the whole run, thinned so it never exceeds ``limit``."""
+
+    def __init__(self, limit: int = MAX_TIMELINE) -> None:
+        self.limit = limit
+        self.points: list[Sample] = []
+        self._stride = 1
+        self._skipped = 0
+
+    def append(self, sample: Sample) -> None:
+        """Keep one sample in every ``stride``; halve the list when full."""
+        self._skipped += 1
+        if self._skipped < self._stride:
+            return
+        self._skipped = 0
+        self.points.append(sample)
+        if len(self.points) >= self.limit:
+            del self.points[1::2]
+            self._stride *= 2
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.points[index]
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self.points)
 
 
 @dataclass
@@ -66,14 +118,32 @@ class MonitorStats:
     peak_zombies: int = 0
     max_live_children: int = 0
     zombies_seen: int = 0
-    lifetimes: list[float] = field(default_factory=list)
-    timeline: collections.deque[Sample] = field(
-        default_factory=lambda: collections.deque(maxlen=MAX_TIMELINE)
-    )
+    lifetimes_closed: int = 0
+    max_lifetime: float = 0.0
+    lifetimes: list[float] = field(default_factory=list)  # a reservoir, see MAX_LIFETIMES
+    timeline: Timeline = field(default_factory=Timeline)
+    last: Sample | None = None
+    parents: dict[int, Parent] = field(default_factory=dict)
+
+    def add_lifetime(self, seconds: float) -> None:
+        """Record one completed lifetime, keeping memory bounded."""
+        self.lifetimes_closed += 1
+        self.max_lifetime = max(self.max_lifetime, seconds)
+        if len(self.lifetimes) < MAX_LIFETIMES:
+            self.lifetimes.append(seconds)
+        else:
+            # Reservoir sampling (Algorithm R): every lifetime has the same
+            # chance to be in the sample the percentiles come from.
+            slot = _random.randrange(self.lifetimes_closed)
+            if slot < MAX_LIFETIMES:
+                self.lifetimes[slot] = seconds
 
     def lifetime_ms(self) -> dict[str, float | None]:
         """p50, p99, max of completed zombie lifetimes, in ms."""
-        return _stats.summary_ms(self.lifetimes)
+        summary = _stats.summary_ms(self.lifetimes)
+        if self.lifetimes_closed:
+            summary["max"] = round(self.max_lifetime * 1000, 3)
+        return summary
 
 
 class Monitor:
@@ -94,10 +164,11 @@ class Monitor:
         self.stats = MonitorStats(interval=interval)
         self.zombies: dict[int, Zombie] = {}
         self._procs: dict[int, psutil.Process] = {}
+        self._seen: Collection[int] = ()  # the tree at the last sample
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._error: BaseException | None = None
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()  # held while a sample updates the state
 
     # -- reading processes ----------------------------------------------------
 
@@ -115,11 +186,21 @@ class Monitor:
             raise AccessDeniedError(f"may not read process {pid}: {err}") from err
 
     def _adopted(self) -> list[int]:
-        """Processes of the root's session that an adopter now holds."""
+        """Processes of the watched tree that an adopter now holds.
+
+        When the root leads its session (the runner starts its targets so),
+        every member of the session is the root's doing. Otherwise the
+        session is shared with the root's own parent and siblings (a shell,
+        a test runner), so only processes already seen in the tree count:
+        an orphan born and orphaned between two samples is then missed.
+        """
+        leader = self.sid == self.root
         found = []
         for adopter in self.adopters:
             for pid in _platform.read_children(adopter):
-                if pid != self.root and _platform.session_of(pid) == self.sid:
+                if pid == self.root or _platform.session_of(pid) != self.sid:
+                    continue
+                if leader or pid in self._seen:
                     found.append(pid)
         return found
 
@@ -151,7 +232,7 @@ class Monitor:
 
     def sample(self) -> Sample:
         """Take one sample and update the statistics."""
-        with self._lock:
+        with self.lock:
             return self._sample()
 
     def _sample(self) -> Sample:
@@ -168,7 +249,7 @@ class Monitor:
                 current.add(pid)
             else:
                 zombie = self.zombies.pop(pid)
-                self.stats.lifetimes.append(now - zombie.since)
+                self.stats.add_lifetime(now - zombie.since)
         new = current - self.zombies.keys()
         for pid in new:
             self.zombies[pid] = self._describe(pid, now)
@@ -178,10 +259,14 @@ class Monitor:
         stats.samples += 1
         stats.peak_zombies = max(stats.peak_zombies, len(current))
         stats.max_live_children = max(stats.max_live_children, live)
-        point = Sample(now, live, len(current))
+        previous = stats.last.zombie_pids if stats.last is not None else frozenset()
+        pids = previous if previous == current else frozenset(current)
+        point = Sample(now, live, len(current), pids)
         stats.timeline.append(point)
+        stats.last = point
         for pid in [p for p in self._procs if p not in statuses]:
             del self._procs[pid]  # forget the dead, so reused pids read fresh
+        self._seen = statuses.keys()
         stats.sample_time += time.monotonic() - started
         return point
 
@@ -193,7 +278,41 @@ class Monitor:
                 ppid, name = proc.ppid(), proc.name()
             except psutil.NoSuchProcess:
                 pass  # collected between the two reads; still seen in Z once
-        return Zombie(pid=pid, ppid=ppid, name=name, since=now)
+        adopted = ppid in self.adopters
+        parent = self._parent(ppid, adopted)
+        if parent is not None:
+            parent.zombies_seen += 1
+        return Zombie(pid=pid, ppid=ppid, name=name, since=now, adopted=adopted)
+
+    def _parent(self, ppid: int, adopter: bool) -> Parent | None:
+        """The record of zombie holder ``ppid``, made on first sight."""
+        parents = self.stats.parents
+        parent = parents.get(ppid)
+        if parent is None and ppid and len(parents) < MAX_PARENTS:
+            name, cmdline = "?", []
+            try:
+                proc = psutil.Process(ppid)
+                name, cmdline = proc.name(), proc.cmdline()
+            except psutil.NoSuchProcess:
+                pass  # the parent is gone too; its zombie has been adopted
+            except psutil.AccessDenied:
+                cmdline = ["(access denied)"]
+            parent = parents[ppid] = Parent(ppid, name, cmdline, adopter=adopter)
+        return parent
+
+    @functools.cached_property
+    def root_cmdline(self) -> list[str]:
+        """The watched root's command line, or [] if it cannot be read."""
+        try:
+            return psutil.Process(self.root).cmdline()
+        except psutil.Error:
+            return []
+
+    def tree(self) -> list[int]:
+        """The pids of the watched tree now: descendants and adopted members."""
+        with self.lock:
+            statuses, _listed = self.walk()
+        return list(statuses)
 
     # -- background sampling -----------------------------------------------
 
@@ -204,6 +323,10 @@ class Monitor:
         self._thread.start()
 
     def _run(self) -> None:
+        # Signals must reach the main thread, whose cleanup they interrupt
+        # at worst between two steps; in this thread a second Ctrl-C would
+        # land in the middle of a join() and skip the cleanup.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         next_at = time.monotonic()
         try:
             while not self._stop.is_set():

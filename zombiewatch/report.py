@@ -30,17 +30,82 @@ class RunResult:
     leaked: list[Zombie]
     settle: float
     end: float  # monotonic time of the final sample, for leaked zombies' ages
+    duration: float = 0.0  # seconds from the start of the load to its end
+    zombies_at_start: int = 0
     zombies_at_load_end: int = 0
     escaped: int = 0
     orphans_at_stop: int = 0
     max_leaked: int = 0
-    server_log: str = ""
-    notes: list[str] = field(default_factory=list)
+    grace: float | None = None
+    max_zombies: int | None = None
+    max_age: float = 0.0  # oldest any zombie got, seconds
+    listen_queue: dict[str, int] | None = None  # host-wide deltas over the run
+    stopped_early: str | None = None
+    load_status: int | None = None  # exit status of a --load command
+    target_status: int | None = None  # exit status of a program that exited by itself
+    target_log: str = ""
+
+    @property
+    def failed_rules(self) -> list[str]:
+        """Each verdict rule that failed, said the way the report prints it."""
+        failed = []
+        if len(self.leaked) > self.max_leaked:
+            failed.append(
+                f"leaked: {len(self.leaked)} zombie(s) outlived the {self.settle:g} s settle"
+                f" window (--max-leaked {self.max_leaked})"
+            )
+        if self.grace is not None and self.max_age > self.grace:
+            failed.append(
+                f"grace: a zombie stayed one for {self.max_age:.3g} s (--grace {self.grace:g})"
+            )
+        if self.max_zombies is not None and self.monitor.peak_zombies >= self.max_zombies:
+            failed.append(
+                f"max-zombies: {self.monitor.peak_zombies} zombies at once"
+                f" (--max-zombies {self.max_zombies})"
+            )
+        return failed
 
     @property
     def verdict(self) -> str:
-        """ "pass" when no more than ``max_leaked`` zombies outlived the settle window."""
-        return PASS if len(self.leaked) <= self.max_leaked else FAIL
+        """ "pass" when every verdict rule held (by default: nothing leaked)."""
+        return FAIL if self.failed_rules else PASS
+
+    def effective_interval(self) -> float | None:
+        """Mean seconds between samples: more than --interval when sampling
+        a large tree takes longer than the interval."""
+        stats = self.monitor
+        if stats.samples < 2 or stats.last is None or not stats.timeline:
+            return None
+        return (stats.last.t - stats.timeline[0].t) / (stats.samples - 1)
+
+    def growth(self) -> dict[str, float | None]:
+        """How fast zombies appeared and piled up over the load phase."""
+        minutes = self.duration / 60
+        connections = int(self.flood.get("connections", 0))
+        net = self.zombies_at_load_end - self.zombies_at_start
+        return {
+            "new_per_minute": round(self.monitor.zombies_seen / minutes, 2) if minutes else None,
+            "net_per_minute": round(net / minutes, 2) if minutes else None,
+            "net_per_connection": round(net / connections, 4) if connections else None,
+        }
+
+    def by_parent(self) -> list[dict[str, Any]]:
+        """Zombie holders, most zombies first: who to blame for a leak."""
+        leaked: dict[int, int] = {}
+        for zombie in self.leaked:
+            leaked[zombie.ppid] = leaked.get(zombie.ppid, 0) + 1
+        parents = sorted(self.monitor.parents.values(), key=lambda p: -p.zombies_seen)
+        return [
+            {
+                "pid": p.pid,
+                "name": p.name,
+                "cmdline": p.cmdline,
+                "zombies_seen": p.zombies_seen,
+                "leaked": leaked.get(p.pid, 0),
+                "adopter": p.adopter,
+            }
+            for p in parents
+        ]
 
     @property
     def met_expectation(self) -> bool:
@@ -76,9 +141,12 @@ class RunResult:
                     "ppid": z.ppid,
                     "name": z.name,
                     "age_ms": round(z.age(self.end) * 1000, 1),
+                    "adopted": z.adopted,
                 }
                 for z in self.leaked
             ],
+            "by_parent": self.by_parent(),
+            "growth": self.growth(),
             "zombies_per_connection": (
                 round(self.zombies_at_load_end / connections, 4) if connections else None
             ),
@@ -88,7 +156,17 @@ class RunResult:
             "max_live_children": self.monitor.max_live_children,
             "samples": self.monitor.samples,
             "interval_ms": round(self.monitor.interval * 1000, 3),
+            "effective_interval_ms": _round_ms(self.effective_interval()),
             "settle_s": self.settle,
+            "duration_s": round(self.duration, 3),
+            "max_zombie_age_ms": round(self.max_age * 1000, 1),
+            "failed_rules": self.failed_rules,
+            "stopped_early": self.stopped_early,
+            "listen_queue": (
+                None if self.listen_queue is None else {**self.listen_queue, "scope": "host"}
+            ),
+            "load_status": self.load_status,
+            "target_status": self.target_status,
         }
 
 
@@ -132,6 +210,30 @@ class Report:
         return text
 
 
+CLEAR_SCREEN = "\x1b[H\x1b[2J"  # cursor home, erase display (VT100)
+
+
+def render_live(target: str, stats: MonitorStats, zombies: list[Zombie], elapsed: float) -> str:
+    """One screen for ``--live``: redrawn in place while the run goes on."""
+    last = stats.last
+    oldest = max((z.age(last.t) for z in zombies), default=None) if last else None
+    return "\n".join(
+        [
+            f"zombiewatch --live: {target}",
+            f"elapsed        {elapsed:8.1f} s",
+            f"live children  {last.live if last else 0:8d}   (max {stats.max_live_children})",
+            f"zombies now    {last.zombies if last else 0:8d}   (peak {stats.peak_zombies},"
+            f" seen {stats.zombies_seen})",
+            f"oldest zombie  {'-' if oldest is None else f'{oldest:8.2f} s'}",
+            "",
+        ]
+    )
+
+
+def _round_ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -141,23 +243,52 @@ def _lifetimes(run: RunResult) -> str:
     return f"{_ms(life['p50'])}/{_ms(life['p99'])}/{_ms(life['max'])}"
 
 
+def _load_line(run: RunResult, d: dict[str, Any]) -> str:
+    if d["connections"]:
+        lat, conn = d["latency_ms"], d["connect_ms"]
+        failures = ", ".join(f"{n} {why}" for why, n in d["failures"].items())
+        return (
+            f"flood      {d['connections']} connections: {d['ok']} ok, {d['failed']} failed"
+            + (f" ({failures})" if failures else "")
+            + f"; {d['conn_per_s']:.0f} conn/s; latency p50 {_ms(lat.get('p50'))} ms,"
+            f" p99 {_ms(lat.get('p99'))} ms; connect p99 {_ms(conn.get('p99'))} ms"
+        )
+    if run.load_status is not None:
+        return f"load       the load command exited with status {run.load_status}"
+    return f"watched    {run.duration:.1f} s"
+
+
+def _command(cmdline: list[str], width: int = 60) -> str:
+    text = " ".join(cmdline) or "?"
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _render_one(run: RunResult) -> str:
     d = run.to_dict()
-    lat = d["latency_ms"]
-    failures = ", ".join(f"{n} {why}" for why, n in d["failures"].items())
-    lines = [
-        f"mode       {run.mode}: {run.summary}" if run.summary else f"mode       {run.mode}",
-        f"flood      {d['connections']} connections: {d['ok']} ok, {d['failed']} failed"
-        + (f" ({failures})" if failures else "")
-        + f"; {d['conn_per_s']:.0f} conn/s; latency p50 {_ms(lat.get('p50'))} ms,"
-        f" p99 {_ms(lat.get('p99'))} ms",
+    lines = [f"mode       {run.mode}: {run.summary}" if run.summary else f"target     {run.mode}"]
+    lines.append(_load_line(run, d))
+    if run.listen_queue is not None:
+        lines.append(
+            f"listen     queue overflows {run.listen_queue['overflows']}, drops"
+            f" {run.listen_queue['drops']} during the run (host-wide counters, every listener)"
+        )
+    growth = d["growth"]
+    lines += [
         f"zombies    peak {d['peak_zombies']}, seen {d['zombies_seen']},"
         f" leaked {d['leaked']} after a {run.settle:g} s settle window",
-        f"lifetime   p50/p99/max {_lifetimes(run)} ms"
-        f" (sampled every {d['interval_ms']:g} ms, {d['samples']} samples)",
+        f"growth     {_num(growth['new_per_minute'])} new/min, net {_num(growth['net_per_minute'])}"
+        f"/min, net {_num(growth['net_per_connection'])} per connection",
+        f"lifetime   p50/p99/max {_lifetimes(run)} ms (sampled every {d['interval_ms']:g} ms,"
+        f" {_ms(d['effective_interval_ms'])} ms in effect, {d['samples']} samples)",
         f"children   max live {d['max_live_children']}; escaped to the runner"
-        f" {d['escaped']} during the run, {d['orphans_at_stop']} when the server stopped",
+        f" {d['escaped']} during the run, {d['orphans_at_stop']} when the target stopped",
     ]
+    for parent in d["by_parent"][:5]:
+        role = " (adopted them)" if parent["adopter"] else ""
+        lines.append(
+            f"parent     pid {parent['pid']} {_command(parent['cmdline']) or parent['name']}:"
+            f" {parent['zombies_seen']} zombie(s) seen, {parent['leaked']} leaked{role}"
+        )
     for zombie in d["leaked_zombies"][:10]:
         lines.append(
             f"leaked     pid {zombie['pid']} ({zombie['name']}), parent {zombie['ppid']},"
@@ -165,10 +296,18 @@ def _render_one(run: RunResult) -> str:
         )
     if len(run.leaked) > 10:
         lines.append(f"leaked     ... and {len(run.leaked) - 10} more")
+    if run.stopped_early:
+        lines.append(f"stopped    the load early: {run.stopped_early}")
+    if run.target_status is not None:
+        lines.append(f"exited     the target exited by itself with status {run.target_status}")
+    lines.extend(f"rule       {rule}" for rule in run.failed_rules)
     expected = f" (expected {run.expected.upper()})" if run.expected else ""
     lines.append(f"verdict    {run.verdict.upper()}{expected}")
-    lines.extend(f"note       {note}" for note in run.notes)
     return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
 
 
 _COLUMNS = (

@@ -23,7 +23,7 @@ import socket
 import sys
 import time
 
-from zombiewatch import modes
+from zombiewatch import _platform, modes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 # ExitCode.NOT_MEASURED; errors.py imports click, which this process must not.
 EXIT_NOT_MEASURED = 3
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class Config:
@@ -90,6 +89,7 @@ class Server:
         self._done_w: int | None = None
         self._live = 0
         self._paused = False
+        self._resume_at: float | None = None
         self.fork_failures = 0
         self._failing_since: int | None = None
 
@@ -149,8 +149,15 @@ class Server:
                 # No timeout: a pass happens only when something arrives, so
                 # `poll` really does leave the children that end after the
                 # last connection (a periodic wakeup would collect them).
-                for key, _events in self.selector.select():
+                # The one exception is a pause after running out of fds.
+                timeout = None
+                if self._resume_at is not None:
+                    timeout = max(0.0, self._resume_at - time.monotonic())
+                events = self.selector.select(timeout)
+                for key, _events in events:
                     key.data()
+                if self._resume_at is not None and time.monotonic() >= self._resume_at:
+                    self._resume_listener()
         finally:
             self._shutdown()
 
@@ -161,11 +168,12 @@ class Server:
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return  # another wakeup took it, or the client gave up already
         except OSError as err:
-            # EMFILE/ENFILE/ENOBUFS: out of resources; the connection stays
-            # in the backlog and is retried on the next pass.
-            self._log(f"accept failed: {err.strerror}")
+            # EMFILE/ENFILE/ENOBUFS: out of resources. The client stays in
+            # the backlog; stop listening for a moment, or the still-readable
+            # listener would spin this loop and flood the log.
+            self._refuse(None, err)
+            self._pause_listener(resume_in=0.1)
             return
-        conn.setblocking(True)
         try:
             self.reaper.spawn(conn)
         except (OSError, RuntimeError) as err:
@@ -175,18 +183,36 @@ class Server:
             return
         self._worker_started()
 
-    def _refuse(self, conn: socket.socket, err: Exception) -> None:
+    def _refuse(self, conn: socket.socket | None, err: Exception) -> None:
         self.fork_failures += 1
         if self._failing_since is None:
             # Once per burst: a server at its process limit fails thousands
             # of forks a second, and one line per failure drowns the log.
             self._failing_since = self.fork_failures
-            self._log(f"cannot start a worker: {err}; refusing connections until one can")
-        try:
-            conn.sendall(b"ERROR server busy: cannot start a worker\n")
-        except OSError:
-            pass
-        conn.close()
+            self._log(f"cannot serve a connection: {err}; refusing until one can")
+        if conn is not None:
+            try:
+                conn.sendall(b"ERROR server busy: cannot start a worker\n")
+            except OSError:
+                pass
+            conn.close()
+
+    def _pause_listener(self, resume_in: float | None = None) -> None:
+        """Stop accepting; clients wait in the backlog. With ``resume_in``,
+        accept again after that many seconds."""
+        assert self.listener is not None
+        if not self._paused:
+            self.selector.unregister(self.listener)
+            self._paused = True
+        if resume_in is not None:
+            self._resume_at = time.monotonic() + resume_in
+
+    def _resume_listener(self) -> None:
+        assert self.listener is not None
+        if self._paused:
+            self.selector.register(self.listener, selectors.EVENT_READ, self._accept)
+            self._paused = False
+        self._resume_at = None
 
     def _worker_started(self) -> None:
         if self._failing_since is not None:
@@ -197,11 +223,8 @@ class Server:
             return
         self._live += 1
         max_children = self.config.max_children
-        if max_children and self._live >= max_children and not self._paused:
-            # Stop accepting: extra clients wait in the listen backlog.
-            assert self.listener is not None
-            self.selector.unregister(self.listener)
-            self._paused = True
+        if max_children and self._live >= max_children:
+            self._pause_listener()  # extra clients wait in the listen backlog
 
     def _collect_done(self) -> None:
         assert self._done_r is not None
@@ -211,20 +234,25 @@ class Server:
             return
         max_children = self.config.max_children
         if self._paused and max_children and self._live < max_children:
-            assert self.listener is not None
-            self.selector.register(self.listener, selectors.EVENT_READ, self._accept)
-            self._paused = False
+            self._resume_listener()
 
     def _shutdown(self) -> None:
         if self.listener is not None:
             self.listener.close()
+        # Stop the workers still serving, so a stopped server leaves no live
+        # child and close(blocking=True) returns at once (workers reset
+        # SIGTERM to its default). Our children by pid, read from the
+        # kernel; and if we lead our own session (the runner starts us so),
+        # our process group too, which also holds double-forked workers.
+        # Under a shell the group may hold other programs of a pipeline, so
+        # then it is left alone.
+        for pid in _platform.read_children(os.getpid()):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass  # exited since the read; a zombie ignores it anyway
         if os.getsid(0) == os.getpid():
-            # We lead our own session (the runner starts us so), so our
-            # process group holds only us and our workers: stop the workers
-            # still serving, so a stopped server leaves no live child. Our
-            # own handler only sets the flag again. Under a shell the group
-            # may hold other programs of a pipeline, so we leave it alone.
-            os.killpg(os.getpid(), signal.SIGTERM)
+            os.killpg(os.getpid(), signal.SIGTERM)  # our handler only sets the flag
         self.reaper.close(blocking=True)
 
     # -- hooks offered to the modes -----------------------------------------
@@ -347,8 +375,13 @@ def _raise_fd_limit() -> None:
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # RLIM_INFINITY (macOS, some containers) is not a valid soft limit.
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass  # keep the soft limit; accept() reports EMFILE if it bites
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -359,11 +392,12 @@ def main(argv: list[str] | None = None) -> None:
     server = Server(config)
     try:
         host, port = server.bind()
-    except OSError as err:
+    except (OSError, UnicodeError, ValueError) as err:
         where = f"{config.host}:{config.port}"
-        sys.stderr.write(f"zombiewatch serve: cannot listen on {where}: {err.strerror}\n")
+        why = getattr(err, "strerror", None) or str(err)
+        sys.stderr.write(f"zombiewatch serve: cannot listen on {where}: {why}\n")
         sys.exit(EXIT_NOT_MEASURED)
-    if config.host not in LOOPBACK_HOSTS:
+    if not (host.startswith("127.") or host == "::1"):
         server._log(f"listening on {host}: anyone who can reach it gets an echo service")
     ready = {
         "event": "listening",

@@ -51,3 +51,14 @@ def test_sigkill_of_the_runner_takes_the_server_down(spawn) -> None:
     # which stops its workers; its orphans go to PID 1.
     call_until(lambda: not psutil.pid_exists(server_pid), timeout=5, what="server exit")
     assert_nothing_left(server_pid, timeout=10)
+
+
+def test_a_server_that_dies_mid_run_is_not_measured(spawn) -> None:
+    runner, server_pid = _start_long_run(spawn, "sigchld")
+    call_until(lambda: psutil.Process(server_pid).children(), what="workers under load")
+
+    psutil.Process(server_pid).kill()
+
+    assert runner.wait(timeout=60) == 3
+    assert "the server exited during the run" in runner.stderr.read()
+    assert_nothing_left(server_pid)

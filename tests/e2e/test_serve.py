@@ -8,6 +8,7 @@ import socket
 import socketserver
 import threading
 
+import psutil
 import pytest
 
 from tests.helpers import zombiewatch
@@ -132,3 +133,36 @@ def test_bad_input_is_exit_2_with_one_line(args: list[str]) -> None:
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+def test_sigterm_stops_serve_at_once_even_with_an_idle_client(serve) -> None:
+    # Started outside its own session here, the server still stops the
+    # workers it forked itself instead of waiting for their clients.
+    proc, ready = serve("--mode", "sigchld")
+    with socket.create_connection(("127.0.0.1", ready["port"]), timeout=10) as idle:
+        idle.sendall(b"one\n")
+        assert idle.recv(100) == b"ONE\n"
+        worker = psutil.Process(proc.pid).children()
+        assert len(worker) == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=3) == 0
+    assert not psutil.pid_exists(worker[0].pid)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--settle", "nan"],
+        ["--interval", "inf"],
+        ["--timeout", "nan"],
+        ["flood", "--port", "9", "--deadline", "nan"],
+        ["serve", "--host", ""],
+        ["serve", "--host", "é..x"],
+        ["flood", "--port", "9", "--host", "a" * 64 + ".com"],
+    ],
+)
+def test_non_finite_numbers_and_bad_hosts_are_usage_errors(args: list[str]) -> None:
+    proc = zombiewatch(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert "Traceback" not in proc.stderr

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+import zombiewatch._platform
 from zombiewatch import _platform, modes
 from zombiewatch.modes import base
 from zombiewatch.modes import pidfd as pidfd_module
@@ -143,6 +144,7 @@ def test_forking_modes_are_available_where_fork_exists(name):
 
 
 def test_thread_mode_is_available_without_fork(monkeypatch):
-    monkeypatch.delattr(os, "fork")
+    # can_use_fork() is cached, so the probe itself is replaced.
+    monkeypatch.setattr(zombiewatch._platform, "can_use_fork", lambda: False)
     assert modes.get("thread").available() is True
     assert modes.get("sigchld").available() is False

@@ -333,6 +333,7 @@ def test_walk_follows_children_but_not_below_zombies(monkeypatch):
 
 def test_walk_includes_adopted_processes_of_the_same_session(monkeypatch):
     m = Monitor(ROOT, adopters=[1])
+    m.sid = ROOT  # the root leads its session, as the runner's targets do
     tree = {1: [ROOT, 20, 21], ROOT: [], 20: [22], 22: []}
     sessions = {20: m.sid, 21: m.sid + 1}
     monkeypatch.setattr(_platform, "read_children", lambda pid: tree.get(pid, []))
@@ -343,6 +344,22 @@ def test_walk_includes_adopted_processes_of_the_same_session(monkeypatch):
 
     assert found == {20: S, 22: S}  # 21 is another session's child of the adopter
     assert listed == {ROOT, 20, 22}
+
+
+def test_walk_of_a_non_leader_adopts_only_processes_it_saw_before(monkeypatch):
+    # The session of a root that does not lead it is shared with its parent
+    # and siblings: an adopted member counts only if it was in the tree.
+    m = Monitor(ROOT, adopters=[1])
+    assert m.sid != ROOT
+    tree = {1: [20, 21], ROOT: []}
+    monkeypatch.setattr(_platform, "read_children", lambda pid: tree.get(pid, []))
+    monkeypatch.setattr(_platform, "session_of", lambda pid: m.sid)
+    monkeypatch.setattr(m, "_status", lambda pid: S)
+    m._seen = {20}
+
+    found, _listed = m.walk()
+
+    assert found == {20: S}
 
 
 def test_walk_of_a_root_without_children(monkeypatch):

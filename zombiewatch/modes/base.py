@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import os
 
+from zombiewatch import _platform
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
@@ -127,7 +129,7 @@ class ForkingReaper:
     @classmethod
     def available(cls) -> bool:
         """Return True if this platform can run the mode."""
-        return hasattr(os, "fork")
+        return _platform.can_use_fork()
 
     @classmethod
     def unavailable_reason(cls) -> str:
