@@ -124,3 +124,30 @@ def test_demo_sh_shows_none_failing_and_sigchld_passing() -> None:
     assert "leaked 50 after" in proc.stdout
     assert "verdict    FAIL (expected FAIL)" in proc.stdout
     assert "verdict    PASS (expected PASS)" in proc.stdout
+
+
+@pytest.mark.parametrize(("mode", "code"), [("sigchld", 0), ("none", 1)])
+def test_ci_gate_passes_the_exit_status_through(mode: str, code: int) -> None:
+    from tests.e2e.test_run_watch import free_port
+
+    port = free_port()
+    proc = subprocess.run(
+        [str(SCRIPTS / "ci-zero-zombies.sh"), str(port), "--",
+         PYTHON, "-m", "zombiewatch", "serve", "--mode", mode, "--port", str(port)],
+        capture_output=True, text=True, timeout=300,
+        env={"ZOMBIEWATCH": f"{PYTHON} -m zombiewatch", "CONNECTIONS": "40",
+             "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "check: every mode met its expected verdict" in proc.stdout
+    # --wait-port reads the socket table: no probe connection, no 41st zombie.
+    assert ("leaked 40 after" in proc.stdout) == (mode == "none")
+
+
+def test_ci_gate_usage_error() -> None:
+    proc = subprocess.run(
+        [str(SCRIPTS / "ci-zero-zombies.sh"), "8080", "./server"],
+        capture_output=True, text=True, timeout=10,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("usage: ")
