@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import click
 
 from zombiewatch import __version__, modes, runner, server
-from zombiewatch.errors import ExitCode, Interrupted
+from zombiewatch.errors import ExitCode, Interrupted, ZombiewatchError
 from zombiewatch.report import Report
 
 _debug = False
@@ -105,6 +105,13 @@ watch_options = _options(
     click.option("--max-zombies", type=click.IntRange(min=1), default=None,
                  help="Fail (and end the load) as soon as this many zombies exist at once."),
     click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text."),
+    click.option("--junit-xml", type=click.Path(dir_okay=False), default=None,
+                 callback=lambda ctx, param, value: _writable(value),
+                 help="Also write the result as JUnit XML (one testcase per mode or program)."),
+    click.option("--plot", "plot_png", type=click.Path(dir_okay=False), default=None,
+                 callback=lambda ctx, param, value: _plottable(value),
+                 help="Also draw zombies and live children over time as a PNG (needs the"
+                 " plot extra: pip install 'zombiewatch[plot]')."),
     click.option("--live", is_flag=True,
                  help="Redraw live children, zombies and the oldest zombie's age while it runs"
                  " (when stdout is a terminal)."),
@@ -115,11 +122,55 @@ def _run_options(options: dict[str, Any], as_json: bool) -> runner.RunOptions:
     if options.get("live") and (as_json or not sys.stdout.isatty()):
         runner.log("--live needs a terminal on stdout and no --json; showing the report only")
         options = {**options, "live": False}
-    return runner.RunOptions(**options)
+    # A progress line for people watching a terminal; logs and CI stay clean.
+    progress = sys.stderr.isatty() and not options.get("live")
+    return runner.RunOptions(**options, progress=progress)
 
 
-def _finish(ctx: click.Context, report: Report, as_json: bool) -> NoReturn:
+def _writable(path: str | None) -> str | None:
+    """Refuse an output path that cannot be written, before the run starts."""
+    if path is not None:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+            raise click.BadParameter(f"cannot write {path!r}: no writable directory {parent!r}")
+    return path
+
+
+def _plottable(path: str | None) -> str | None:
+    """Refuse --plot before the run when it cannot be drawn or written."""
+    if path is not None:
+        from zombiewatch.plot import require_matplotlib
+
+        try:
+            require_matplotlib()
+        except ImportError as err:
+            raise click.BadParameter(str(err)) from err
+    return _writable(path)
+
+
+def _finish(
+    ctx: click.Context,
+    report: Report,
+    as_json: bool,
+    junit_xml: str | None = None,
+    plot_png: str | None = None,
+) -> NoReturn:
     click.echo(report.to_json() if as_json else report.render())
+    if junit_xml is not None:
+        from zombiewatch.junit import to_junit
+
+        try:
+            with open(junit_xml, "w", encoding="utf-8") as f:
+                f.write(to_junit(report))
+        except OSError as err:
+            raise ZombiewatchError(f"cannot write {junit_xml}: {err.strerror}") from err
+    if plot_png is not None:
+        from zombiewatch.plot import plot
+
+        try:
+            plot(report, plot_png)
+        except OSError as err:
+            raise ZombiewatchError(f"cannot write {plot_png}: {err.strerror}") from err
     for run in report.runs:
         if run.flood.get("failed"):
             runner.log(
@@ -170,7 +221,16 @@ def _finish(ctx: click.Context, report: Report, as_json: bool) -> NoReturn:
 )
 @click.version_option(__version__, "-V", "--version")
 @click.pass_context
-def cli(ctx: click.Context, /, mode: str, check: bool, as_json: bool, **options: Any) -> None:
+def cli(
+    ctx: click.Context,
+    /,
+    mode: str,
+    check: bool,
+    as_json: bool,
+    junit_xml: str | None,
+    plot_png: str | None,
+    **options: Any,
+) -> None:
     """Find the zombie processes a forking server leaves behind.
 
     Without a command: start the built-in fork-per-connection server in
@@ -182,7 +242,8 @@ def cli(ctx: click.Context, /, mode: str, check: bool, as_json: bool, **options:
     if ctx.invoked_subcommand is not None:
         return
     names = modes.names() if mode == "all" else [_available(mode)]
-    _finish(ctx, runner.run(names, _run_options(options, as_json), check=check), as_json)
+    report = runner.run(names, _run_options(options, as_json), check=check)
+    _finish(ctx, report, as_json, junit_xml, plot_png)
 
 
 @cli.command()
@@ -242,9 +303,17 @@ def serve(mode: str, host: str, port: int, max_children: int | None, child_delay
     help="Seconds the whole flood may take.  [default: 60 + 0.05 per connection]",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option(
+    "--progress-fd",
+    type=click.IntRange(min=0),
+    default=None,
+    hidden=True,
+    help="Write the number of finished connections to this fd (for the runner).",
+)
 @click.pass_context
 def flood(ctx: click.Context, host: str, port: int, connections: int, concurrency: int,
-          lines: int, timeout: float, deadline: float | None, as_json: bool) -> None:  # fmt: skip
+          lines: int, timeout: float, deadline: float | None, as_json: bool,
+          progress_fd: int | None) -> None:  # fmt: skip
     """Flood a line server with connections and check every reply.
 
     Each connection sends LINES lines and expects them back in upper case.
@@ -256,7 +325,17 @@ def flood(ctx: click.Context, host: str, port: int, connections: int, concurrenc
 
     if deadline is None:
         deadline = runner.RunOptions(connections=connections).flood_deadline
-    result = flooder.flood(host, port, connections, concurrency, lines, timeout, deadline)
+    progress = None
+    if progress_fd is not None:
+        fd = progress_fd
+
+        def progress(done: int) -> None:
+            try:
+                os.write(fd, b"%d\n" % done)
+            except OSError:
+                pass  # the runner stopped reading: progress is optional
+
+    result = flooder.flood(host, port, connections, concurrency, lines, timeout, deadline, progress)
     data = result.to_dict()
     if as_json:
         click.echo(json.dumps(data))
@@ -320,6 +399,8 @@ def run(
     load_command: str | None,
     wait_port: str | None,
     as_json: bool,
+    junit_xml: str | None,
+    plot_png: str | None,
     **options: Any,
 ) -> None:
     """Start CMD, watch its whole tree under load, stop it, and report.
@@ -339,7 +420,7 @@ def run(
     report = runner.run_command(
         list(command), _run_options(options, as_json), flood_addr, load_command, port_addr
     )
-    _finish(ctx, report, as_json)
+    _finish(ctx, report, as_json, junit_xml, plot_png)
 
 
 @cli.command()
@@ -352,14 +433,23 @@ def run(
 )
 @watch_options
 @click.pass_context
-def watch(ctx: click.Context, /, pid: int, as_json: bool, **options: Any) -> None:  # fmt: skip
+def watch(
+    ctx: click.Context,
+    /,
+    pid: int,
+    as_json: bool,
+    junit_xml: str | None,
+    plot_png: str | None,
+    **options: Any,
+) -> None:
     """Watch a running process and its tree for zombies.
 
     Starts and stops nothing. Ctrl-C or --duration ends the watch; the
     settle window follows, then the report. Exit status as for the
     default command.
     """
-    _finish(ctx, runner.watch(pid, _run_options(options, as_json)), as_json)
+    report = runner.watch(pid, _run_options(options, as_json))
+    _finish(ctx, report, as_json, junit_xml, plot_png)
 
 
 @cli.command("modes")

@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from zombiewatch import _stats
+
+PROGRESS_EVERY = 0.2  # seconds
 
 
 @dataclass
@@ -112,6 +115,7 @@ async def _flood(
     lines: int,
     timeout: float,
     deadline: float,
+    progress: Callable[[int], None] | None,
 ) -> FloodResult:
     result = FloodResult(connections=connections, concurrency=concurrency)
     indexes = iter(range(connections))
@@ -120,9 +124,20 @@ async def _flood(
         for index in indexes:
             await _one(host, port, index, lines, timeout, result)
 
+    async def report_progress() -> None:
+        assert progress is not None
+        while True:
+            progress(result.ok + result.failed)
+            await asyncio.sleep(PROGRESS_EVERY)
+
     began = time.monotonic()
     tasks = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, connections))]
+    reporter = asyncio.ensure_future(report_progress()) if progress else None
     done, pending = await asyncio.wait(tasks, timeout=deadline)
+    if reporter is not None:
+        reporter.cancel()
+    if progress is not None:
+        progress(result.ok + result.failed)
     if pending:
         # Connections cut short or never started count as failed: the flood
         # stops by itself at the deadline, whatever the server does.
@@ -144,6 +159,13 @@ def flood(
     lines: int = 1,
     timeout: float = 10.0,
     deadline: float = 300.0,
+    progress: Callable[[int], None] | None = None,
 ) -> FloodResult:
-    """Open ``connections`` connections, ``concurrency`` at a time; check each reply."""
-    return asyncio.run(_flood(host, port, connections, concurrency, lines, timeout, deadline))
+    """Open ``connections`` connections, ``concurrency`` at a time; check each reply.
+
+    ``progress(done)``, if given, is called every ``PROGRESS_EVERY`` seconds
+    and once at the end with the number of connections finished so far.
+    """
+    return asyncio.run(
+        _flood(host, port, connections, concurrency, lines, timeout, deadline, progress)
+    )

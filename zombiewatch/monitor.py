@@ -35,7 +35,7 @@ from zombiewatch.errors import AccessDeniedError, ZombiewatchError
 # always spans the whole run), lifetimes are a uniform reservoir sample for
 # the percentiles (max is kept exactly), and parents are capped.
 MAX_TIMELINE = 10_000
-MAX_LIFETIMES = 100_000
+MAX_LIFETIMES = 10_000
 MAX_PARENTS = 1_000
 _random = random.Random(0)
 

@@ -31,6 +31,7 @@ class RunResult:
     settle: float
     end: float  # monotonic time of the final sample, for leaked zombies' ages
     duration: float = 0.0  # seconds from the start of the load to its end
+    load_end: float = 0.0  # monotonic time the load ended and the settle window began
     zombies_at_start: int = 0
     zombies_at_load_end: int = 0
     escaped: int = 0
@@ -202,7 +203,7 @@ class Report:
     def render(self) -> str:
         """Text for people: a block for one run, a table for several."""
         if len(self.runs) == 1 and not self.check:
-            text = _render_one(self.runs[0])
+            text = render_run(self.runs[0])
         else:
             text = _render_table(self.runs, self.check)
         for mode, why in self.skipped.items():
@@ -263,7 +264,8 @@ def _command(cmdline: list[str], width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def _render_one(run: RunResult) -> str:
+def render_run(run: RunResult) -> str:
+    """The text report of one run, a labelled line per fact."""
     d = run.to_dict()
     lines = [f"mode       {run.mode}: {run.summary}" if run.summary else f"target     {run.mode}"]
     lines.append(_load_line(run, d))

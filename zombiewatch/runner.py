@@ -40,7 +40,8 @@ from zombiewatch.report import CLEAR_SCREEN, Report, RunResult, render_live
 READY_TIMEOUT = 10.0  # seconds for a target to be ready (ready line, or its port)
 STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL of a target's tree
 ORPHAN_TIMEOUT = 5.0  # seconds to collect the orphans of a stopped target
-LIVE_REDRAW = 0.25  # seconds between two screens of --live
+LIVE_REDRAW = 0.25  # seconds between two screens of --live or progress lines
+CLEAR_LINE = "\r\x1b[K"  # back to column 0, erase to the end of the line
 
 
 @dataclass
@@ -61,6 +62,7 @@ class RunOptions:
     max_zombies: int | None = None
     duration: float | None = None  # how long to watch when there is no load
     live: bool = False  # redraw a one-screen view on stdout (a terminal)
+    progress: bool = False  # one self-overwriting progress line on stderr (a terminal)
 
     @property
     def flood_deadline(self) -> float:
@@ -289,10 +291,23 @@ class Load:
     """
 
     def __init__(
-        self, argv: list[str], collector: OrphanCollector, kind: str, deadline: float | None = None
+        self,
+        argv: list[str],
+        collector: OrphanCollector,
+        kind: str,
+        deadline: float | None = None,
+        progress: bool = False,
     ) -> None:
         self.kind = kind
         self.deadline = None if deadline is None else time.monotonic() + deadline
+        self.done_count: int | None = None  # connections finished, if the load says
+        self.progress_r: int | None = None
+        progress_w = None
+        if progress:
+            # The flooder writes its count of finished connections here.
+            self.progress_r, progress_w = os.pipe()
+            os.set_blocking(self.progress_r, False)
+            argv = [*argv, "--progress-fd", str(progress_w)]
         self._out = tempfile.TemporaryFile()  # noqa: SIM115  (closed in close())
         try:
             # Its own session: a Ctrl-C at the terminal reaches the runner
@@ -303,12 +318,28 @@ class Load:
                 stdout=self._out if kind == "flood" else sys.stderr.fileno(),
                 start_new_session=True,
                 preexec_fn=_platform.die_with_parent_preexec(signal.SIGKILL),
+                pass_fds=() if progress_w is None else (progress_w,),
             )
         except OSError as err:
             self._out.close()
             raise ZombiewatchError(f"cannot run the load {argv[0]}: {err.strerror}") from err
+        finally:
+            if progress_w is not None:
+                os.close(progress_w)  # the load's copy is the only writer now
         self._collector = collector
         collector.keep.add(self.proc.pid)
+
+    def read_progress(self) -> None:
+        """Take the latest count the load wrote to its progress pipe."""
+        if self.progress_r is None:
+            return
+        try:
+            data = os.read(self.progress_r, 65536)
+        except BlockingIOError:
+            return
+        counts = data.split()
+        if counts:
+            self.done_count = int(counts[-1])
 
     def done(self) -> bool:
         """True once the load has finished by itself."""
@@ -328,6 +359,9 @@ class Load:
         """Forget the load (after ``stop()``)."""
         self._collector.keep.discard(self.proc.pid)
         self._out.close()
+        if self.progress_r is not None:
+            os.close(self.progress_r)
+            self.progress_r = None
 
     def flood_result(self) -> dict[str, Any]:
         """The flooder's JSON result."""
@@ -349,7 +383,8 @@ def flood_load(host: str, port: int, opts: RunOptions, collector: OrphanCollecto
     ]  # fmt: skip
     # The flooder stops itself at its deadline; this bound only catches a
     # flooder that hangs anyway.
-    return Load(argv, collector, kind="flood", deadline=opts.flood_deadline + 30)
+    deadline = opts.flood_deadline + 30
+    return Load(argv, collector, kind="flood", deadline=deadline, progress=opts.progress)
 
 
 def _draw_live(monitor: Monitor, elapsed: float) -> None:
@@ -359,6 +394,16 @@ def _draw_live(monitor: Monitor, elapsed: float) -> None:
     screen = render_live(name, monitor.stats, zombies, elapsed)
     sys.stdout.write(CLEAR_SCREEN + screen)
     sys.stdout.flush()
+
+
+def _draw_progress(monitor: Monitor, load: Load | None, opts: RunOptions, elapsed: float) -> None:
+    last = monitor.stats.last
+    zombies = last.zombies if last else 0
+    done = ""
+    if load is not None and load.done_count is not None:
+        done = f"{load.done_count}/{opts.connections} connections, "
+    sys.stderr.write(f"{CLEAR_LINE}zombiewatch: {elapsed:6.1f} s, {done}{zombies} zombies now")
+    sys.stderr.flush()
 
 
 @dataclass
@@ -376,6 +421,7 @@ def observe(
     collector: OrphanCollector,
     opts: RunOptions,
     load_done: Callable[[], bool],
+    load: Load | None = None,
 ) -> Observation:
     """Watch until ``load_done()``, then through the settle window.
 
@@ -386,12 +432,18 @@ def observe(
     stopped_early = None
     redraw_at = started
 
-    def tick() -> None:
+    def tick(force: bool = False) -> None:
         nonlocal redraw_at
         collector.collect()
-        if opts.live and time.monotonic() >= redraw_at:
-            redraw_at = time.monotonic() + LIVE_REDRAW
+        if time.monotonic() < redraw_at and not force:
+            return
+        redraw_at = time.monotonic() + LIVE_REDRAW
+        if opts.live:
             _draw_live(monitor, time.monotonic() - started)
+        elif opts.progress:
+            if load is not None:
+                load.read_progress()
+            _draw_progress(monitor, load, opts, time.monotonic() - started)
 
     def load_over() -> bool:
         nonlocal stopped_early
@@ -404,6 +456,7 @@ def observe(
     while not load_over():
         time.sleep(opts.interval)
     load_end = monitor.sample()
+    tick(force=True)  # show where the load ended, however short the settle
     settle_deadline = time.monotonic() + opts.settle
 
     def settled() -> bool:
@@ -419,6 +472,8 @@ def observe(
         time.sleep(opts.interval)
     if opts.live:
         sys.stdout.write(CLEAR_SCREEN)  # the report replaces the live screen
+    if opts.progress:
+        sys.stderr.write(CLEAR_LINE)
     monitor.stop()
     collector.collect()
     final = monitor.sample()
@@ -451,6 +506,7 @@ def _result(
         settle=opts.settle,
         end=obs.final.t,
         duration=obs.load_end.t - obs.started,
+        load_end=obs.load_end.t,
         zombies_at_start=monitor.stats.timeline[0].zombies if monitor.stats.timeline else 0,
         zombies_at_load_end=obs.load_end.zombies,
         escaped=escaped,
@@ -501,6 +557,7 @@ def measure(
                 collector,
                 opts,
                 lambda: running_load.done() or (must_survive and target.exited()),
+                load,
             )
         else:
             deadline = None if opts.duration is None else time.monotonic() + opts.duration
