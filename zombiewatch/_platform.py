@@ -132,6 +132,33 @@ def session_of(pid: int) -> int | None:
         raise
 
 
+@functools.cache
+def can_use_children_file() -> bool:
+    """Return True if ``/proc/PID/task/TID/children`` exists (Linux 3.5+,
+    CONFIG_PROC_CHILDREN): without it every look finds no child at all."""
+    pid = os.getpid()
+    return os.path.exists(f"/proc/{pid}/task/{pid}/children")
+
+
+# __WALL from <linux/wait.h> (stable ABI; os does not export it): also count
+# children whose exit signal is not SIGCHLD, which waitid skips by default.
+_WALL = 0x40000000
+
+
+def has_children() -> bool:
+    """Return True if this process has a child, in any thread, zombies included.
+
+    One ``waitid`` with WNOWAIT: it reports without collecting anything,
+    and ECHILD means no child at all. Far cheaper than reading the
+    children files, and most callers (tests) start no process.
+    """
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT | _WALL)
+    except ChildProcessError:
+        return False
+    return True
+
+
 def listen_queue_counters() -> dict[str, int] | None:
     """Return the TCP listen-queue overflow and drop counters, or None.
 

@@ -19,7 +19,7 @@ SCHEMA = Path(__file__).resolve().parents[1] / "data" / "junit.xsd"
 
 
 @pytest.fixture(scope="module")
-def schema():  # type: ignore[no-untyped-def]
+def schema():
     return xmlschema.XMLSchema(str(SCHEMA))
 
 
