@@ -270,10 +270,24 @@ def cli(
     default=None,
     help="Live children allowed at once; more clients wait in the backlog.",
 )
-@click.option("--child-delay", type=FiniteFloat(min=0, max=60), default=0.0,
-              show_default=True, help="Keep each child alive after it replies, up to the next"
-              " multiple of this many seconds.")  # fmt: skip
-def serve(mode: str, host: str, port: int, max_children: int | None, child_delay: float) -> None:
+@click.option(
+    "--child-delay",
+    type=FiniteFloat(min=0, max=60),
+    default=0.0,
+    show_default=True,
+    help="Keep each child alive after it replies, up to the next multiple of this many seconds.",
+)
+@click.option("--idle-timeout", type=FiniteFloat(min=0.01, max=3600), default=10.0,
+              show_default=True, help="Seconds a client may stay silent before its worker"
+              " answers ERROR and ends.")  # fmt: skip
+def serve(
+    mode: str,
+    host: str,
+    port: int,
+    max_children: int | None,
+    child_delay: float,
+    idle_timeout: float,
+) -> None:
     """Run the fork-per-connection uppercase server in the foreground.
 
     Prints one JSON line when it listens: {"event": "listening", "host",
@@ -281,7 +295,12 @@ def serve(mode: str, host: str, port: int, max_children: int | None, child_delay
     """
     _available(mode)
     config = server.Config(
-        mode=mode, host=host, port=port, max_children=max_children, child_delay=child_delay
+        mode=mode,
+        host=host,
+        port=port,
+        max_children=max_children,
+        child_delay=child_delay,
+        idle_timeout=idle_timeout,
     )
     argv = server.command(config)
     sys.stdout.flush()
@@ -380,6 +399,14 @@ def _address(value: str, what: str) -> tuple[str, int]:
     default=None,
     help="Wait until CMD accepts connections here before the load starts."
     "  [default: the --flood address]",
+)
+@click.option(
+    "--no-subreaper",
+    "subreaper",
+    flag_value=False,
+    default=True,
+    help="Do not adopt CMD's orphans: let them go to PID 1, as under a plain init, and"
+    " report how many escaped there and how long their zombies stayed.",
 )
 @click.option(
     "--duration",

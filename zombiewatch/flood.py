@@ -94,7 +94,10 @@ async def _one(
             result.failures["reply timeout"] += 1
             return
         if reply != expected:
-            result.failures["wrong reply"] += 1
+            # An ERROR line is the server refusing (busy, bad line); any
+            # other difference is a wrong answer.
+            why = "error reply" if reply.startswith(b"ERROR") else "wrong reply"
+            result.failures[why] += 1
             return
         result.ok += 1
         result.latencies.append(time.monotonic() - started)

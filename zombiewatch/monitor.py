@@ -124,6 +124,13 @@ class MonitorStats:
     timeline: Timeline = field(default_factory=Timeline)
     last: Sample | None = None
     parents: dict[int, Parent] = field(default_factory=dict)
+    # Orphans: processes of the tree that an adopter (a subreaper, init)
+    # came to hold, by adopter; who orphaned them (the parent they had in
+    # the last sample before, 0 if never seen); how long their zombies
+    # stayed zombies there.
+    escaped: dict[int, int] = field(default_factory=dict)
+    orphaned_by: dict[int, int] = field(default_factory=dict)
+    adopted_lifetimes: list[float] = field(default_factory=list)
 
     def add_lifetime(self, seconds: float) -> None:
         """Record one completed lifetime, keeping memory bounded."""
@@ -165,6 +172,10 @@ class Monitor:
         self.zombies: dict[int, Zombie] = {}
         self._procs: dict[int, psutil.Process] = {}
         self._seen: Collection[int] = ()  # the tree at the last sample
+        self._parent_of: dict[int, int] = {}  # pid -> its parent in the tree, last walk
+        self._held: dict[int, int] = {}  # pid -> the adopter holding it, last walk
+        self._origin: dict[int, int] = {}  # this walk's findings, for _sample()
+        self._holding: dict[int, int] = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._error: BaseException | None = None
@@ -202,6 +213,7 @@ class Monitor:
                     continue
                 if leader or pid in self._seen:
                     found.append(pid)
+                    self._holding[pid] = adopter
         return found
 
     def walk(self) -> tuple[dict[int, str], set[int]]:
@@ -211,6 +223,8 @@ class Monitor:
         adopted processes of its session are.
         """
         statuses: dict[int, str] = {}
+        self._holding = {}
+        self._origin = {}
         stack = [self.root, *self._adopted()]
         listed = set(stack)
         while stack:
@@ -226,6 +240,7 @@ class Monitor:
                 if child not in listed:
                     listed.add(child)
                     stack.append(child)
+                    self._origin[child] = pid
         return statuses, listed
 
     # -- sampling ------------------------------------------------------------
@@ -250,6 +265,8 @@ class Monitor:
             else:
                 zombie = self.zombies.pop(pid)
                 self.stats.add_lifetime(now - zombie.since)
+                if zombie.adopted and len(self.stats.adopted_lifetimes) < MAX_LIFETIMES:
+                    self.stats.adopted_lifetimes.append(now - zombie.since)
         new = current - self.zombies.keys()
         for pid in new:
             self.zombies[pid] = self._describe(pid, now)
@@ -266,9 +283,24 @@ class Monitor:
         stats.last = point
         for pid in [p for p in self._procs if p not in statuses]:
             del self._procs[pid]  # forget the dead, so reused pids read fresh
+        self._count_escapes(statuses.keys())
         self._seen = statuses.keys()
         stats.sample_time += time.monotonic() - started
         return point
+
+    def _count_escapes(self, tree: Collection[int]) -> None:
+        """Count each process an adopter newly holds, and who orphaned it."""
+        stats = self.stats
+        for pid, adopter in self._holding.items():
+            if pid in self._held or pid not in tree:
+                continue
+            stats.escaped[adopter] = stats.escaped.get(adopter, 0) + 1
+            origin = self._parent_of.get(pid, 0)
+            stats.orphaned_by[origin] = stats.orphaned_by.get(origin, 0) + 1
+            if origin:
+                self._parent(origin, adopter=False)  # name it while it may still live
+        self._held = {pid: a for pid, a in self._holding.items() if pid in tree}
+        self._parent_of = {pid: p for pid, p in self._origin.items() if pid in tree}
 
     def _describe(self, pid: int, now: float) -> Zombie:
         proc = self._procs.get(pid)

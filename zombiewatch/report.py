@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from zombiewatch import _stats
 from zombiewatch.errors import ExitCode
 from zombiewatch.monitor import MonitorStats, Zombie
 
@@ -45,6 +46,7 @@ class RunResult:
     load_status: int | None = None  # exit status of a --load command
     target_status: int | None = None  # exit status of a program that exited by itself
     target_log: str = ""
+    fork_failures: int = 0  # connections the built-in server refused: no worker could start
 
     @property
     def failed_rules(self) -> list[str]:
@@ -90,12 +92,34 @@ class RunResult:
             "net_per_connection": round(net / connections, 4) if connections else None,
         }
 
+    def orphans(self) -> dict[str, Any]:
+        """Where the target's orphans went, who orphaned them, and how long
+        their zombies stayed zombies there."""
+        stats = self.monitor
+        orphaned_by = []
+        for pid, count in sorted(stats.orphaned_by.items(), key=lambda item: -item[1]):
+            parent = stats.parents.get(pid)
+            orphaned_by.append(
+                {
+                    "pid": pid or None,  # null: orphaned before any sample saw its parent
+                    "name": parent.name if parent else None,
+                    "cmdline": parent.cmdline if parent else None,
+                    "orphans": count,
+                }
+            )
+        return {
+            "adopted_by": {str(adopter): n for adopter, n in stats.escaped.items()},
+            "orphaned_by": orphaned_by,
+            "zombie_ms": _stats.summary_ms(stats.adopted_lifetimes),
+        }
+
     def by_parent(self) -> list[dict[str, Any]]:
         """Zombie holders, most zombies first: who to blame for a leak."""
         leaked: dict[int, int] = {}
         for zombie in self.leaked:
             leaked[zombie.ppid] = leaked.get(zombie.ppid, 0) + 1
-        parents = sorted(self.monitor.parents.values(), key=lambda p: -p.zombies_seen)
+        holders = [p for p in self.monitor.parents.values() if p.zombies_seen]
+        parents = sorted(holders, key=lambda p: -p.zombies_seen)
         return [
             {
                 "pid": p.pid,
@@ -147,6 +171,7 @@ class RunResult:
                 for z in self.leaked
             ],
             "by_parent": self.by_parent(),
+            "orphans": self.orphans(),
             "growth": self.growth(),
             "zombies_per_connection": (
                 round(self.zombies_at_load_end / connections, 4) if connections else None
@@ -166,6 +191,7 @@ class RunResult:
             "listen_queue": (
                 None if self.listen_queue is None else {**self.listen_queue, "scope": "host"}
             ),
+            "fork_failures": self.fork_failures,
             "load_status": self.load_status,
             "target_status": self.target_status,
         }
@@ -282,9 +308,24 @@ def render_run(run: RunResult) -> str:
         f"/min, net {_num(growth['net_per_connection'])} per connection",
         f"lifetime   p50/p99/max {_lifetimes(run)} ms (sampled every {d['interval_ms']:g} ms,"
         f" {_ms(d['effective_interval_ms'])} ms in effect, {d['samples']} samples)",
-        f"children   max live {d['max_live_children']}; escaped to the runner"
-        f" {d['escaped']} during the run, {d['orphans_at_stop']} when the target stopped",
+        f"children   max live {d['max_live_children']}; orphans escaped {d['escaped']}"
+        f" during the run, {d['orphans_at_stop']} when the target stopped",
     ]
+    orphans = d["orphans"]
+    for adopter, count in orphans["adopted_by"].items():
+        who = "PID 1 (init)" if adopter == "1" else f"pid {adopter} (a subreaper)"
+        life = orphans["zombie_ms"]
+        lines.append(
+            f"orphans    {count} escaped to {who}; as zombies there p50/max"
+            f" {_ms(life['p50'])}/{_ms(life['max'])} ms"
+        )
+    for origin in orphans["orphaned_by"][:3]:
+        what = (
+            f"pid {origin['pid']} {_command(origin['cmdline'] or [origin['name'] or '?'])}"
+            if origin["pid"]
+            else "a process gone before any sample saw it"
+        )
+        lines.append(f"orphaned   {origin['orphans']} by {what}")
     for parent in d["by_parent"][:5]:
         role = " (adopted them)" if parent["adopter"] else ""
         lines.append(
@@ -298,6 +339,10 @@ def render_run(run: RunResult) -> str:
         )
     if len(run.leaked) > 10:
         lines.append(f"leaked     ... and {len(run.leaked) - 10} more")
+    if run.fork_failures:
+        lines.append(
+            f"refused    {run.fork_failures} connection(s): the server could not start a worker"
+        )
     if run.stopped_early:
         lines.append(f"stopped    the load early: {run.stopped_early}")
     if run.target_status is not None:

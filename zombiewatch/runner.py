@@ -63,6 +63,7 @@ class RunOptions:
     duration: float | None = None  # how long to watch when there is no load
     live: bool = False  # redraw a one-screen view on stdout (a terminal)
     progress: bool = False  # one self-overwriting progress line on stderr (a terminal)
+    subreaper: bool = True  # be the adopter of the target's orphans (Linux)
 
     @property
     def flood_deadline(self) -> float:
@@ -155,6 +156,7 @@ class Target:
             raise ZombiewatchError(f"cannot run {argv[0]}: {err.strerror}") from err
         self.pid = self.proc.pid
         self.log = ""
+        self.stdout_tail = b""
 
     def exited(self) -> bool:
         """True once the program itself has exited (its tree may live on)."""
@@ -189,6 +191,9 @@ class Target:
                 poll_until(lambda: self.exited() and not any(True for _ in tree()), STOP_GRACE)
         self.proc.wait()
         if self.proc.stdout is not None:
+            # What is left in the pipe; never block on a straggler holding it.
+            os.set_blocking(self.proc.stdout.fileno(), False)
+            self.stdout_tail = self.proc.stdout.read() or b""
             self.proc.stdout.close()
         self.log = self._read_log()
         self._log_file.close()
@@ -220,6 +225,18 @@ class ServerTarget(Target):
                     raise ServerStartError(self.failure())
                 buf += chunk
         self.port = int(json.loads(buf.split(b"\n", 1)[0])["port"])
+
+    def refused(self) -> int:
+        """Connections the server refused because no worker could start
+        (fork failed): from its last line, after ``stop()``."""
+        for line in self.stdout_tail.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "stopped":
+                return int(event["refused"])
+        return 0
 
 
 def _listening(host: str, port: int) -> bool:
@@ -262,8 +279,9 @@ class OrphanCollector:
 
     @property
     def adopters(self) -> list[int]:
-        """Where orphans of what we start go: to us, if we are a subreaper."""
-        return [os.getpid()] if self.subreaper else []
+        """Where orphans of what we start go: to us if we are a subreaper,
+        else to init (or a subreaper above us, which we cannot see)."""
+        return [os.getpid()] if self.subreaper else [1]
 
     def collect(self) -> int:
         """Reap every adopted orphan that has exited; return how many remain."""
@@ -576,7 +594,11 @@ def measure(
             load.stop()  # kills it only if --max-zombies ended the load early
             if load.kind == "flood" and not obs.stopped_early:
                 flood = load.flood_result()
-        escaped = len(collector.adopted)
+        # Orphans that came to us (we reaped them), or, without a subreaper,
+        # the ones the monitor saw init take.
+        escaped = (
+            len(collector.adopted) if collector.subreaper else sum(monitor.stats.escaped.values())
+        )
         result = _result(name, monitor, obs, opts, flood, escaped, listen_before)
         if load is not None and load.kind == "command":
             result.load_status = load.proc.returncode
@@ -624,13 +646,16 @@ def run_mode(name: str, opts: RunOptions, collector: OrphanCollector) -> RunResu
     )
     result.expected = mode.expected
     result.summary = mode.summary
+    result.fork_failures = target.refused()
     return result
 
 
 @contextlib.contextmanager
-def orphan_collector() -> Iterator[OrphanCollector]:
+def orphan_collector(wanted: bool = True) -> Iterator[OrphanCollector]:
     """Be a child subreaper for one measurement, where the platform allows."""
-    subreaper = _platform.set_subreaper(True)
+    subreaper = wanted and _platform.set_subreaper(True)
+    if wanted and not subreaper:
+        log("no child subreaper on this platform: orphans go to PID 1")
     try:
         yield OrphanCollector(subreaper)
     finally:
@@ -663,7 +688,7 @@ def run_command(
     wait_port: tuple[str, int] | None = None,
 ) -> Report:
     """Measure any program: ``zombiewatch run -- CMD``."""
-    with sigterm_raises(), orphan_collector() as collector:
+    with sigterm_raises(), orphan_collector(opts.subreaper) as collector:
         target = Target(argv)
         log(f"started {argv[0]} as pid {target.pid}")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import selectors
 import signal
 import socket
@@ -36,7 +37,7 @@ EXIT_NOT_MEASURED = 3
 class Config:
     """What ``zombiewatch serve`` passes to the server process."""
 
-    __slots__ = ("child_delay", "host", "max_children", "mode", "port")
+    __slots__ = ("child_delay", "host", "idle_timeout", "max_children", "mode", "port")
 
     def __init__(
         self,
@@ -45,12 +46,14 @@ class Config:
         port: int = 0,
         max_children: int | None = None,
         child_delay: float = 0.0,
+        idle_timeout: float = 10.0,
     ) -> None:
         self.mode = mode
         self.host = host
         self.port = port
         self.max_children = max_children
         self.child_delay = child_delay
+        self.idle_timeout = idle_timeout
 
     def to_json(self) -> str:
         """Serialise for the server's command line."""
@@ -70,6 +73,7 @@ class Server:
 
     max_line = 64 * 1024
     idle_timeout = 10.0
+    linger = 2.0  # seconds to drain a client's input after an error line
     # The kernel caps this at net.core.somaxconn (4096 on Linux 5.4+). The
     # socketserver default of 5 overflows at 50 concurrent clients and makes
     # them retransmit SYNs for seconds (FACTS.md).
@@ -77,17 +81,22 @@ class Server:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.idle_timeout = config.idle_timeout
         self.reaper = modes.get(config.mode)()
         self.selector = selectors.DefaultSelector()
         self.listener: socket.socket | None = None
         self._stopping = False
         self._wakeup_r, self._wakeup_w = os.pipe()
-        # With --max-children, each worker writes one byte here as it ends,
-        # so the server counts live workers without depending on the mode
-        # (`none` never learns that a child exited).
-        self._done_r: int | None = None
-        self._done_w: int | None = None
-        self._live = 0
+        # With --max-children, one pipe per worker: the worker holds the
+        # write end for its whole life, and the kernel closes it when the
+        # worker exits however it exits (SIGKILL too), so EOF on our read
+        # end counts it out without depending on the mode (`none` never
+        # learns that a child exited). The write end waits here, keyed by
+        # the connection's fd, until the worker takes it.
+        self._worker_ends: dict[int, int] = {}
+        self._lives: set[int] = set()  # read ends of the workers still alive
+        self._forked = False  # did the last spawn() fork?
+        self._in_child = False
         self._paused = False
         self._resume_at: float | None = None
         self.fork_failures = 0
@@ -136,10 +145,6 @@ class Server:
     def serve_forever(self) -> None:
         """Accept until SIGTERM/SIGINT, then stop the workers and return."""
         assert self.listener is not None, "bind() first"
-        if self.config.max_children:
-            self._done_r, self._done_w = os.pipe()
-            os.set_blocking(self._done_r, False)
-            self.selector.register(self._done_r, selectors.EVENT_READ, self._collect_done)
         self._install_signals()
         self.selector.register(self.listener, selectors.EVENT_READ, self._accept)
         self.reaper.install(self)
@@ -174,14 +179,31 @@ class Server:
             self._refuse(None, err)
             self._pause_listener(resume_in=0.1)
             return
+        fd = conn.fileno()
+        life = self._open_life(fd) if self.config.max_children else None
+        self._forked = False
         try:
             self.reaper.spawn(conn)
         except (OSError, RuntimeError) as err:
             # EAGAIN at the process limit, ENOMEM, or "can't start new
             # thread": refuse this one connection and keep accepting.
+            if life is not None:
+                os.close(life)
+                os.close(self._worker_ends.pop(fd))
             self._refuse(conn, err)
             return
+        if life is not None:
+            if self._forked:
+                # The child holds its own copy of the write end; a worker
+                # thread takes ours from _worker_ends and closes it itself.
+                os.close(self._worker_ends.pop(fd))
+            self._lives.add(life)
         self._worker_started()
+
+    def _open_life(self, fd: int) -> int:
+        life_r, life_w = os.pipe()
+        self._worker_ends[fd] = life_w
+        return life_r
 
     def _refuse(self, conn: socket.socket | None, err: Exception) -> None:
         self.fork_failures += 1
@@ -219,22 +241,37 @@ class Server:
             failed = self.fork_failures - self._failing_since + 1
             self._log(f"workers start again after {failed} refused connection(s)")
             self._failing_since = None
-        if self._done_w is None:
-            return
-        self._live += 1
         max_children = self.config.max_children
-        if max_children and self._live >= max_children:
-            self._pause_listener()  # extra clients wait in the listen backlog
+        if max_children and len(self._lives) >= max_children:
+            self._count_lives()
+            if len(self._lives) >= max_children:
+                # Extra clients wait in the listen backlog; each worker's
+                # end wakes the loop until there is room again.
+                self._pause_listener()
+                for life in self._lives:
+                    self.selector.register(life, selectors.EVENT_READ, self._life_ended)
 
-    def _collect_done(self) -> None:
-        assert self._done_r is not None
-        try:
-            self._live -= len(os.read(self._done_r, 65536))
-        except BlockingIOError:
-            return
+    def _count_lives(self) -> None:
+        """Forget the workers that have ended (their pipes are at EOF)."""
+        poller = select.poll()
+        for life in self._lives:
+            poller.register(life, select.POLLIN)
+        for life, _events in poller.poll(0):
+            self._lives.discard(life)
+            os.close(life)
+
+    def _life_ended(self) -> None:
         max_children = self.config.max_children
-        if self._paused and max_children and self._live < max_children:
+        assert max_children is not None
+        for key in list(self.selector.get_map().values()):
+            if key.data == self._life_ended:
+                self.selector.unregister(key.fd)
+        self._count_lives()
+        if len(self._lives) < max_children:
             self._resume_listener()
+        else:
+            for life in self._lives:
+                self.selector.register(life, selectors.EVENT_READ, self._life_ended)
 
     def _shutdown(self) -> None:
         if self.listener is not None:
@@ -278,6 +315,7 @@ class Server:
         sys.stderr.flush()
         pid = os.fork()
         if pid:
+            self._forked = True
             conn.close()
             return pid
         status = 1
@@ -299,26 +337,27 @@ class Server:
         self.selector.close()
         if self.listener is not None:
             self.listener.close()
-        for fd in (self._wakeup_r, self._wakeup_w, self._done_r):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass  # already closed by the first of a double fork
-        self._done_r = None
+        for fd in (self._wakeup_r, self._wakeup_w, *self._lives):
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # already closed by the first of a double fork
+        self._lives = set()
+        self._in_child = True
 
     def serve_worker(self, conn: socket.socket) -> None:
         """Serve one connection to its end, then linger for ``child_delay``."""
+        # A worker thread takes its end of the life pipe now, while the
+        # connection's fd still names it; a child process just keeps its
+        # copy open until the kernel closes it at exit.
+        life = None if self._in_child else self._worker_ends.pop(conn.fileno(), None)
         try:
             self.handle(conn)
         finally:
             conn.close()
             self._linger()
-            if self._done_w is not None:
-                try:
-                    os.write(self._done_w, b".")
-                except OSError:
-                    pass  # the server is gone: nobody is counting
+            if life is not None:
+                os.close(life)
 
     def _linger(self) -> None:
         # Sleep to the next multiple of child_delay on the monotonic clock,
@@ -354,8 +393,18 @@ class Server:
     def _send_error(self, conn: socket.socket, message: str) -> None:
         try:
             conn.sendall(f"ERROR {message}\n".encode())
+            # A lingering close: closing with unread input sends an RST,
+            # which can destroy the error line before the client reads it.
+            # Half-close, then read and discard until the client's EOF, for
+            # at most LINGER seconds.
+            conn.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + self.linger
+            while (remaining := deadline - time.monotonic()) > 0:
+                conn.settimeout(remaining)
+                if not conn.recv(65536):
+                    break
         except OSError:
-            pass
+            pass  # reset, or the linger ran out: nothing more to tell it
 
     def _log(self, message: str) -> None:
         sys.stderr.write(f"zombiewatch serve[{os.getpid()}]: {message}\n")
@@ -409,6 +458,12 @@ def main(argv: list[str] | None = None) -> None:
     sys.stdout.write(json.dumps(ready) + "\n")
     sys.stdout.flush()
     server.serve_forever()
+    # The last line: what the runner cannot see from outside.
+    try:
+        sys.stdout.write(json.dumps({"event": "stopped", "refused": server.fork_failures}) + "\n")
+        sys.stdout.flush()
+    except OSError:
+        pass  # nobody reads our stdout any more
 
 
 if __name__ == "__main__":

@@ -302,3 +302,36 @@ def test_live_is_ignored_when_stdout_is_not_a_terminal() -> None:
     proc = zombiewatch("watch", "1", "--live", "--duration", "0.1", "--settle", "0", "--json")
     assert "--live needs a terminal" in proc.stderr
     json.loads(proc.stdout)  # nothing but the JSON on stdout
+
+
+ORPHANER = textwrap.dedent(
+    """
+    import os, time
+    for _ in range(3):
+        if os.fork() == 0:
+            if os.fork() == 0:
+                time.sleep(0.3)  # the orphan: outlives its parent, then exits
+                os._exit(0)
+            os._exit(0)
+        os.wait()
+    time.sleep(30)
+    """
+)
+
+
+def test_no_subreaper_follows_the_orphans_that_escape_to_pid_1() -> None:
+    code, run, stderr = _run(
+        "--no-subreaper", "--duration", "1", "--settle", "0.2", "--", PYTHON, "-c", ORPHANER
+    )
+    assert run["orphans"]["adopted_by"] == {"1": 3}, stderr
+    assert sum(o["orphans"] for o in run["orphans"]["orphaned_by"]) == 3
+    assert run["escaped"] == 3
+    assert run["leaked"] == 0  # zombies held by init are escaped, not leaked
+    assert code == 0
+
+
+def test_with_the_subreaper_the_runner_adopts_and_reaps_them() -> None:
+    code, run, _ = _run("--duration", "1", "--settle", "0.2", "--", PYTHON, "-c", ORPHANER)
+    assert code == 0
+    assert run["escaped"] == 3
+    assert "1" not in run["orphans"]["adopted_by"]
