@@ -17,13 +17,8 @@
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-if [[ -n ${ZOMBIEWATCH:-} ]]; then
-	read -r -a zw <<<"$ZOMBIEWATCH"
-elif command -v zombiewatch >/dev/null; then
-	zw=(zombiewatch)
-else
-	zw=(python3 -m zombiewatch)
-fi
+# shellcheck source=scripts/zombiewatch-command.sh
+source "$here/zombiewatch-command.sh"
 
 if [[ $# -ne 0 && ($# -lt 3 || $2 != "--") ]]; then
 	echo "usage: ci-zero-zombies.sh [PORT -- CMD [ARGS...]]" >&2

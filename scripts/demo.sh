@@ -14,13 +14,9 @@ if ! [[ $connections =~ ^[0-9]+$ ]] || ((connections < 1 || connections > 100000
 	echo "demo.sh: CONNECTIONS must be 1-100000, not '$connections'" >&2
 	exit 2
 fi
-if [[ -n ${ZOMBIEWATCH:-} ]]; then
-	read -r -a zw <<<"$ZOMBIEWATCH"
-elif command -v zombiewatch >/dev/null; then
-	zw=(zombiewatch)
-else
-	zw=(python3 -m zombiewatch)
-fi
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/zombiewatch-command.sh
+source "$here/zombiewatch-command.sh"
 
 run() {
 	local mode=$1

@@ -102,3 +102,17 @@ def read_ready_line(proc: subprocess.Popen[str], timeout: float = 10.0) -> dict[
     call_until(readable, timeout, what="the server's ready line")
     ready: dict[str, Any] = json.loads(stdout.readline())
     return ready
+
+
+def read_terminal(primary: int, timeout: float = 30.0) -> bytes:
+    """Read everything written to a pty until its other side closes."""
+    output = b""
+    while select.select([primary], [], [], timeout)[0]:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: the terminal's other side closed
+            break
+        if not chunk:
+            break
+        output += chunk
+    return output

@@ -100,6 +100,7 @@ class Server:
         self._paused = False
         self._resume_at: float | None = None
         self.fork_failures = 0
+        self.max_workers = 0  # most workers alive at once, by our --max-children count
         self._failing_since: int | None = None
 
     # -- set-up ------------------------------------------------------------
@@ -198,6 +199,7 @@ class Server:
                 # thread takes ours from _worker_ends and closes it itself.
                 os.close(self._worker_ends.pop(fd))
             self._lives.add(life)
+            self.max_workers = max(self.max_workers, len(self._lives))
         self._worker_started()
 
     def _open_life(self, fd: int) -> int:
@@ -460,7 +462,10 @@ def main(argv: list[str] | None = None) -> None:
     server.serve_forever()
     # The last line: what the runner cannot see from outside.
     try:
-        sys.stdout.write(json.dumps({"event": "stopped", "refused": server.fork_failures}) + "\n")
+        stopped = {"event": "stopped", "refused": server.fork_failures}
+        if config.max_children:
+            stopped["max_workers"] = server.max_workers
+        sys.stdout.write(json.dumps(stopped) + "\n")
         sys.stdout.flush()
     except OSError:
         pass  # nobody reads our stdout any more

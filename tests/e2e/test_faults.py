@@ -190,36 +190,32 @@ def test_idle_client_gets_an_error_line_after_the_timeout(serve) -> None:
 
 
 @pytest.mark.parametrize("mode", ["sigchld", "none", "thread"])
-def test_max_children_caps_live_children_and_drops_nothing(serve, mode: str) -> None:
-    server, ready = serve("--mode", mode, "--max-children", "5", "--child-delay", "0.2")
+def test_max_children_caps_live_children_and_drops_nothing(spawn, mode: str) -> None:
+    config = {"mode": mode, "max_children": 5, "child_delay": 0.2}
+    server = spawn(
+        [PYTHON, "-m", "zombiewatch.server", json.dumps(config)],
+        stdout=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    port = read_ready_line(server)["port"]
     monitor = Monitor(server.pid, interval=0.005)
     monitor.start()
     try:
         proc = zombiewatch(
-            "flood", "--port", str(ready["port"]), "--connections", "60", "--concurrency", "30",
-            "--json",
-        )  # fmt: skip
+            "flood", "--port", str(port), "--connections", "60", "--concurrency", "30", "--json"
+        )
     finally:
         monitor.stop()
     result = json.loads(proc.stdout)
     assert result["ok"] == 60, result["failures"]  # extra clients waited in the backlog
-    if mode != "thread":
-        assert 0 < monitor.stats.max_live_children <= 5
-
-
-# -- security ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("host", "warns"), [("0.0.0.0", True), ("127.0.0.1", False)])
-def test_binding_beyond_loopback_warns(spawn, host: str, warns: bool) -> None:
-    server = spawn(
-        [PYTHON, "-m", "zombiewatch", "serve", "--host", host, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    assert read_ready_line(server)["host"] == host
     server.send_signal(signal.SIGTERM)
-    _out, err = server.communicate(timeout=10)
-    assert ("anyone who can reach it gets an echo service" in err) == warns
+    out, _err = server.communicate(timeout=10)
+    stopped = json.loads(out.splitlines()[-1])
+    assert stopped["max_workers"] == 5  # the server's own count reached the cap, never more
+    if mode != "thread":
+        # Seen from outside too. One sample is not atomic: it can read a worker
+        # just before its exit and, later in the same walk, the child forked
+        # in its place, so it may show one more than ever lived at once.
+        assert 0 < monitor.stats.max_live_children <= 5 + 1
 
 
 def test_max_children_counts_out_workers_killed_by_sigkill(serve) -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import pty
-import select
 import subprocess
 
 import pytest
 
-from tests.helpers import PYTHON, zombiewatch
+from tests.helpers import PYTHON, read_terminal, zombiewatch
 
 pytestmark = pytest.mark.e2e
 
@@ -23,16 +22,8 @@ def test_progress_line_when_stderr_is_a_terminal() -> None:
         stdout=subprocess.PIPE, stderr=secondary, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     os.close(secondary)
-    err = b""
     try:
-        while select.select([primary], [], [], 30)[0]:
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError:  # EIO: the other side closed
-                break
-            if not chunk:
-                break
-            err += chunk
+        err = read_terminal(primary)
     finally:
         os.close(primary)
         out, _ = proc.communicate(timeout=30)

@@ -12,7 +12,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import PYTHON, assert_nothing_left, call_until, zombie_children, zombiewatch
+from tests.helpers import (
+    PYTHON,
+    assert_nothing_left,
+    call_until,
+    read_terminal,
+    zombie_children,
+    zombiewatch,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -263,7 +270,6 @@ def test_watch_sees_the_zombies_and_stops_nothing(spawn) -> None:
 def test_live_view_redraws_on_a_terminal(spawn) -> None:
     import os
     import pty
-    import select
 
     parent = spawn(
         [PYTHON, "-c", "import os,sys\nif os.fork()==0: os._exit(0)\nsys.stdin.read()"],
@@ -277,16 +283,8 @@ def test_live_view_redraws_on_a_terminal(spawn) -> None:
         stdout=secondary, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     os.close(secondary)
-    screen = b""
     try:
-        while select.select([primary], [], [], 10)[0]:
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError:  # EIO: the terminal's other side closed
-                break
-            if not chunk:
-                break
-            screen += chunk
+        screen = read_terminal(primary)
     finally:
         os.close(primary)
         assert proc.wait(timeout=10) == 1
@@ -335,3 +333,13 @@ def test_with_the_subreaper_the_runner_adopts_and_reaps_them() -> None:
     assert code == 0
     assert run["escaped"] == 3
     assert "1" not in run["orphans"]["adopted_by"]
+
+
+def test_cmd_never_goes_through_a_shell(tmp_path: Path) -> None:
+    # `run -- CMD ARGS` execs CMD with ARGS as they are: metacharacters in an
+    # argument reach the program untouched and run nothing.
+    marker = tmp_path / "shell-ran"
+    code, run, _ = _run("--duration", "0.2", "--settle", "0", "--", "echo", f"x; touch {marker}")
+    assert code == 0
+    assert run["target_status"] == 0
+    assert not marker.exists()
