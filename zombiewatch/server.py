@@ -78,6 +78,7 @@ class Server:
     # socketserver default of 5 overflows at 50 concurrent clients and makes
     # them retransmit SYNs for seconds (FACTS.md).
     backlog = 4096
+    accept_batch = 64  # connections accepted per wakeup, at most
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -118,6 +119,14 @@ class Server:
             sock.close()
             raise
         sock.setblocking(False)
+        # The workers' idle timeout as kernel socket options, set once here:
+        # accepted sockets inherit them (Linux, the BSDs), so a worker reads
+        # with one blocking read() that fails with EAGAIN when the client
+        # has been idle too long. settimeout() per connection would instead
+        # make the socket non-blocking and poll() before every call.
+        timeval = _timeval(self.idle_timeout)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         self.listener = sock
         bound = sock.getsockname()
         return str(bound[0]), int(bound[1])
@@ -168,18 +177,30 @@ class Server:
             self._shutdown()
 
     def _accept(self) -> None:
+        # Take every client already waiting, up to a batch: one pass of the
+        # loop per burst of connections rather than per connection. The
+        # batch bound keeps signals and worker ends from waiting behind a
+        # flood; a pause (fd limit, --max-children) or a stop ends it early.
+        for _ in range(self.accept_batch):
+            if not self._accept_one() or self._paused or self._stopping:
+                return
+
+    def _accept_one(self) -> bool:
+        """Accept and spawn one client; False once the backlog is empty."""
         assert self.listener is not None
         try:
             conn, _addr = self.listener.accept()
-        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return  # another wakeup took it, or the client gave up already
+        except (InterruptedError, ConnectionAbortedError):
+            return True  # the client gave up already; others may wait
+        except BlockingIOError:
+            return False  # nobody waiting (or another wakeup took them)
         except OSError as err:
             # EMFILE/ENFILE/ENOBUFS: out of resources. The client stays in
             # the backlog; stop listening for a moment, or the still-readable
             # listener would spin this loop and flood the log.
             self._refuse(None, err)
             self._pause_listener(resume_in=0.1)
-            return
+            return False
         fd = conn.fileno()
         life = self._open_life(fd) if self.config.max_children else None
         self._forked = False
@@ -192,7 +213,7 @@ class Server:
                 os.close(life)
                 os.close(self._worker_ends.pop(fd))
             self._refuse(conn, err)
-            return
+            return True
         if life is not None:
             if self._forked:
                 # The child holds its own copy of the write end; a worker
@@ -201,6 +222,7 @@ class Server:
             self._lives.add(life)
             self.max_workers = max(self.max_workers, len(self._lives))
         self._worker_started()
+        return True
 
     def _open_life(self, fd: int) -> int:
         life_r, life_w = os.pipe()
@@ -313,8 +335,9 @@ class Server:
         connection. The child never returns: ``os._exit`` in ``finally``
         keeps it out of the parent's stack whatever ``work`` raises.
         """
-        sys.stdout.flush()
-        sys.stderr.flush()
+        # No flush before the fork: every write of the server is flushed at
+        # once (main(), _log()), and a child leaves by os._exit(), which
+        # never flushes, so no buffered line can be written twice.
         pid = os.fork()
         if pid:
             self._forked = True
@@ -371,26 +394,56 @@ class Server:
 
     def handle(self, conn: socket.socket) -> None:
         """Answer each line in upper case until EOF, an error or idleness."""
-        conn.settimeout(self.idle_timeout)
-        rfile = conn.makefile("rb")
+        # Plain blocking reads of the descriptor; the idle timeout is the
+        # SO_RCVTIMEO set in bind(). setblocking(True) because BSD accept()
+        # passes the listener's O_NONBLOCK on to the connection.
+        conn.setblocking(True)
+        fd = conn.fileno()
+        pending = b""
         try:
             while True:
-                line = rfile.readline(self.max_line + 1)
-                if not line:
-                    return  # EOF: the client is done
-                if len(line) > self.max_line:
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:  # EAGAIN: SO_RCVTIMEO ran out
+                    self._send_error(conn, f"idle for {self.idle_timeout:g} s")
+                    return
+                if not data:
+                    # EOF: the client is done. A last line without a
+                    # newline is answered like any other.
+                    if pending:
+                        self._answer(conn, [pending], b"")
+                    return
+                pending += data
+                if b"\n" in data:
+                    *lines, pending = pending.split(b"\n")
+                    if not self._answer(conn, lines, b"\n"):
+                        return
+                if len(pending) > self.max_line:
                     self._send_error(conn, f"line longer than {self.max_line} bytes")
                     return
-                if b"\0" in line or not _is_utf8(line):
-                    self._send_error(conn, "line has NUL or non-UTF-8 bytes")
-                    return
-                conn.sendall(line.upper())
-        except TimeoutError:
-            self._send_error(conn, f"idle for {self.idle_timeout:g} s")
         except OSError:
-            pass  # reset or broken pipe: the client left; nothing to tell it
-        finally:
-            rfile.close()
+            pass  # reset, broken pipe, or SO_SNDTIMEO: the client left
+
+    def _answer(self, conn: socket.socket, lines: list[bytes], end: bytes) -> bool:
+        """Send ``lines`` back in upper case; False after an error line."""
+        # One check and one send for everything read at once: a client that
+        # pipelines many lines costs one syscall, not one per line.
+        batch = end.join(lines) + end
+        longest = max(len(line) for line in lines) + len(end)
+        if longest <= self.max_line and b"\0" not in batch and _is_utf8(batch):
+            conn.sendall(batch.upper())
+            return True
+        # Something in the batch is bad: answer the lines before it, then
+        # the error, as a client reading line by line expects.
+        for line in lines:
+            if len(line) + len(end) > self.max_line:
+                self._send_error(conn, f"line longer than {self.max_line} bytes")
+                return False
+            if b"\0" in line or not _is_utf8(line):
+                self._send_error(conn, "line has NUL or non-UTF-8 bytes")
+                return False
+            conn.sendall((line + end).upper())
+        return True
 
     def _send_error(self, conn: socket.socket, message: str) -> None:
         try:
@@ -410,6 +463,7 @@ class Server:
 
     def _log(self, message: str) -> None:
         sys.stderr.write(f"zombiewatch serve[{os.getpid()}]: {message}\n")
+        sys.stderr.flush()  # nothing may be pending at the next fork
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -418,6 +472,14 @@ def _is_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _timeval(seconds: float) -> bytes:
+    """Pack ``seconds`` as the struct timeval that SO_RCVTIMEO takes."""
+    import struct  # once, in bind(); nothing else in the server needs it
+
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1e6))
 
 
 def _raise_fd_limit() -> None:

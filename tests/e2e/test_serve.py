@@ -63,6 +63,28 @@ def test_bad_lines_end_the_connection_with_an_error_line(serve, sent: bytes, err
     assert _talk(ready["port"], b"still\n") == b"STILL\n"
 
 
+@pytest.mark.parametrize("mode", ["sigchld", "thread"])
+def test_line_boundaries_whatever_the_reads(serve, mode: str) -> None:
+    # Workers read whatever has arrived and answer every complete line, so
+    # the answer must not depend on how the client's bytes are split.
+    _proc, ready = serve("--mode", mode)
+    port = ready["port"]
+    longest = b"b" * (64 * 1024 - 1) + b"\n"  # exactly max_line with its newline
+    assert _talk(port, longest) == longest.upper()
+    assert _talk(port, b"one\ntwo\nlast without newline") == b"ONE\nTWO\nLAST WITHOUT NEWLINE"
+    many = b"".join(b"line %d \xc3\xa9\n" % n for n in range(2000))
+    assert _talk(port, many) == many.upper()
+    # A two-byte character split across two writes is still one valid line.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"caf\xc3")
+        sock.sendall(b"\xa9 ok\n")
+        sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := sock.recv(100):
+            reply += chunk
+    assert reply == b"CAF\xc3\xa9 OK\n"
+
+
 def test_flood_checks_every_reply(serve) -> None:
     _proc, ready = serve("--mode", "sigchld")
     proc = zombiewatch(
