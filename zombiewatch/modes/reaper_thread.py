@@ -6,6 +6,15 @@ With no children ``waitpid`` fails at once with ECHILD, so the thread then
 sleeps on an event that the next fork sets. Cost: one wakeup per exit, and
 ``threading`` in the forking parent (its at-fork hooks run in every child).
 Like every ``waitpid(-1)``, it steals other code's children. Expected: PASS.
+
+Reap latency is the GIL's: after each ``waitpid`` returns, the thread needs
+the GIL back before it can wait again, and the busy accepting thread gives
+it up only every switch interval (``sys.getswitchinterval()``, 5 ms). So
+one collection per switch interval at worst: under a flood, exits queue up
+behind one another (zombie lifetime p99 ~50-70 ms in docs/BENCHMARKS.md,
+against ~12 ms for ``sigchld``). Shortening
+the interval would speed this up and slow everything else; the lesson is
+the cost.
 """
 
 from __future__ import annotations
