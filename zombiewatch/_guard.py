@@ -103,6 +103,8 @@ class _TreeMonitor(Protocol):
 
     def sample(self) -> Sample: ...
 
+    def close(self) -> None: ...
+
 
 @functools.cache
 def _tree_monitor_class() -> Callable[[int], _TreeMonitor]:
@@ -193,7 +195,15 @@ class ZombieGuard:
         previous, self._last_look = self._last_look or look, look
         if self._monitor is None:
             if not _platform.has_children():
-                return  # no descendant at all, so no zombie either
+                # No descendant at all, so no zombie either. Apart from
+                # this process's own, the shared monitor's kept /proc
+                # descriptors are for processes gone since its last
+                # sample: release them, or the session would hold them
+                # until some later test starts a child.
+                shared = _MONITORS.get(self.pid)
+                if shared is not None:
+                    shared.close()
+                return
             self._monitor = _monitor_of(self.pid)
         self._monitor.sample()
         # Compared with this guard's own last look, not the monitor's: the

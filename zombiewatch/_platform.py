@@ -122,6 +122,212 @@ def read_children(pid: int) -> list[int]:
     return children
 
 
+# -- the monitor's reads: /proc descriptors kept open ------------------------
+
+# At most this many descriptors are kept open (two per process at most); past
+# it, reads open and close. A quarter of RLIMIT_NOFILE's soft limit, if that
+# is lower: the watched program's own files must never run short because of us.
+MAX_KEPT_FDS = 4096
+
+# psutil's PROC_STATUSES (psutil/_pslinux.py), keyed by the byte itself, so a
+# state read here equals psutil.Process.status() and psutil's STATUS_*
+# constants. A unit test holds the two tables equal.
+_STATES = {
+    b"R": "running",
+    b"S": "sleeping",
+    b"D": "disk-sleep",
+    b"T": "stopped",
+    b"t": "tracing-stop",
+    b"Z": "zombie",
+    b"X": "dead",
+    b"x": "dead",
+    b"K": "wake-kill",
+    b"W": "waking",
+    b"I": "idle",
+    b"P": "parked",
+}
+_RDONLY = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+
+
+def parse_status_threads(data: bytes) -> tuple[str, int]:
+    """Return the psutil status and the thread count in ``/proc/PID/stat`` ``data``.
+
+    The fields start after the *last* ``)``: comm (field 2) may itself hold
+    spaces and parentheses. The state is field 3, num_threads field 20.
+    """
+    fields = data[data.rindex(b")") + 2 :].split(b" ", 18)
+    return _STATES.get(fields[0], "?"), int(fields[17])
+
+
+@functools.cache
+def can_use_proc_reader() -> bool:
+    """Return True if ``/proc/PID/stat`` can be kept open and re-read (Linux)."""
+    if not LINUX or not hasattr(os, "pread"):
+        return False
+    try:
+        fd = os.open(f"/proc/{os.getpid()}/stat", _RDONLY)
+    except OSError:
+        return False
+    try:
+        parse_status_threads(os.pread(fd, 1024, 0))
+    except (OSError, ValueError, IndexError):
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def kept_fd_limit() -> int:
+    """Return how many ``/proc`` descriptors a ``ProcReader`` may keep open now."""
+    import resource  # POSIX only, and only the monitor needs it
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_KEPT_FDS
+    return max(0, min(MAX_KEPT_FDS, soft // 4))
+
+
+def _read_to_end(fd: int) -> bytes:
+    # A seq_file read returns at most one page whatever was asked for, so a
+    # long children list takes several reads; a leaf's takes one.
+    data = chunk = os.pread(fd, 65536, 0)
+    while chunk:
+        chunk = os.pread(fd, 65536, len(data))
+        data += chunk
+    return data
+
+
+def _close_kept(fds: dict[int, list[int]]) -> None:
+    for kept in fds.values():
+        for fd in kept:
+            if fd >= 0:
+                os.close(fd)
+    fds.clear()
+
+
+class ProcReader:
+    """Re-read processes' ``/proc`` files through descriptors kept open.
+
+    Per process, ``/proc/PID/stat`` stays open and is re-read with
+    ``pread``: one read gives the state and the thread count, at about 3 µs
+    where open/read/close costs 7 and psutil's ``status()`` 14
+    (BENCHMARKS.md, M1). A single-threaded process's children come from its
+    kept ``/proc/PID/task/PID/children``; others' from every thread's file
+    (``read_children``).
+
+    A descriptor belongs to the process it was opened on, not to its
+    number: once that process is collected, ``pread`` fails with ESRCH (a
+    children file then reads empty), so a reused pid is never read as the
+    old process. At most ``limit`` descriptors stay open (``MAX_KEPT_FDS``,
+    or a quarter of RLIMIT_NOFILE's soft limit); past it, each read opens
+    and closes. Callers ``forget`` a process that leaves their view and
+    ``close`` the reader when done; whatever is still open when the reader
+    is garbage-collected is closed then. Not thread-safe: the monitor calls
+    it under its lock. Linux only (``can_use_proc_reader``).
+    """
+
+    def __init__(self) -> None:
+        import weakref  # not in the forking server's imports; only the monitor's
+
+        self.limit = kept_fd_limit()
+        self._fds: dict[int, list[int]] = {}  # pid -> [stat fd, children fd or -1]
+        self._kept = 0
+        weakref.finalize(self, _close_kept, self._fds)
+
+    @property
+    def kept(self) -> int:
+        """How many descriptors are open now."""
+        return self._kept
+
+    def pids(self) -> list[int]:
+        """The processes with a descriptor open."""
+        return list(self._fds)
+
+    def stat(self, pid: int, renew: bool = False) -> tuple[str, int] | None:
+        """Return ``pid``'s psutil status and thread count, or None if it is gone.
+
+        With a descriptor kept, the answer is that process's: None once it
+        has been collected, even if the number now belongs to another one.
+        ``renew`` then reads the number's new owner instead, for callers
+        that just saw the number listed as a child. PermissionError
+        propagates.
+        """
+        kept = self._fds.get(pid)
+        if kept is not None:
+            try:
+                data = os.pread(kept[0], 1024, 0)
+            except ProcessLookupError:  # ESRCH: collected
+                data = b""
+            if data:
+                return parse_status_threads(data)
+            self.forget(pid)
+            if not renew:
+                return None
+        try:
+            fd = os.open(f"/proc/{pid}/stat", _RDONLY)
+        except (FileNotFoundError, ProcessLookupError):
+            return None  # gone before the open
+        keep = False
+        try:
+            data = os.pread(fd, 1024, 0)
+            if data and self._kept < self.limit:
+                keep = True
+                self._fds[pid] = [fd, -1]
+                self._kept += 1
+        except ProcessLookupError:
+            return None  # collected between the open and the read
+        finally:
+            if not keep:
+                os.close(fd)
+        return parse_status_threads(data) if data else None
+
+    def children(self, pid: int, threads: int) -> list[int]:
+        """Return the pids of ``pid``'s children; ``threads`` comes from ``stat``.
+
+        Returns [] if ``pid`` is gone. The list has the same limits as
+        ``read_children``'s: a child exiting during the read can hide others.
+        """
+        if threads != 1:
+            return read_children(pid)  # each thread keeps its own list
+        path = f"/proc/{pid}/task/{pid}/children"
+        kept = self._fds.get(pid)
+        if kept is not None and kept[1] < 0 and self._kept < self.limit:
+            try:
+                kept[1] = os.open(path, _RDONLY)
+            except (FileNotFoundError, ProcessLookupError):
+                return []
+            self._kept += 1
+        if kept is not None and kept[1] >= 0:
+            # Once the process is collected this file reads empty, where the
+            # stat file fails with ESRCH: either way, no children.
+            try:
+                return [int(p) for p in _read_to_end(kept[1]).split()]
+            except ProcessLookupError:
+                return []
+        try:
+            fd = os.open(path, _RDONLY)
+        except (FileNotFoundError, ProcessLookupError):
+            return []
+        try:
+            return [int(p) for p in _read_to_end(fd).split()]
+        except ProcessLookupError:
+            return []
+        finally:
+            os.close(fd)
+
+    def forget(self, pid: int) -> None:
+        """Close ``pid``'s descriptors, if any are open."""
+        for fd in self._fds.pop(pid, ()):
+            if fd >= 0:
+                os.close(fd)
+                self._kept -= 1
+
+    def close(self) -> None:
+        """Close every descriptor. Idempotent; later reads open afresh."""
+        _close_kept(self._fds)
+        self._kept = 0
+
+
 def session_of(pid: int) -> int | None:
     """Return ``pid``'s session id, or None if it is gone."""
     try:

@@ -5,20 +5,52 @@ same bytes back in upper case. Work is bounded twice: by the number of
 connections and by a deadline for the whole flood; each connection also
 has its own timeout. Traffic goes where the caller says, which the CLI
 defaults to loopback.
+
+The flood is one selector loop (epoll on Linux, kqueue on macOS) over
+non-blocking sockets, the design of the C flooder in ``benchmarks/c``: on
+a machine the server shares, every microsecond the flooder spends per
+connection is taken from the server it measures, and asyncio streams cost
+two and a half times as much CPU per connection (docs/BENCHMARKS.md, F2).
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
+import errno
+import os
+import selectors
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from zombiewatch import _stats
 
 PROGRESS_EVERY = 0.2  # seconds
+# Timeouts are found by a sweep on this tick, not by a timer per connection:
+# a connection's timeout fires up to one tick late, and a flood of
+# thousands of connections pays for no timers at all.
+SWEEP_EVERY = 0.05  # seconds
+# The most one recv() asks for: large replies come in pieces anyway, and
+# a bigger request costs a bigger allocation on every call.
+_RECV_MAX = 256 * 1024
+
+# How a server's refusal begins (busy, bad line): an "error reply", not a wrong one.
+_ERROR = b"ERROR"
+
+# Phases of a connection; each wants different selector events.
+_CONNECTING, _SENDING, _RECEIVING = 0, 1, 2
+
+# connect() on a non-blocking socket reports completion later through
+# writability and SO_ERROR. EINTR means the same: the kernel goes on
+# connecting in the background (PEP 475 leaves non-blocking connects alone).
+_IN_PROGRESS = frozenset({0, errno.EINPROGRESS, errno.EINTR})
+# The peer is gone: RST (ECONNRESET); or it closed and then reset us while
+# we were still sending (EPIPE: Linux's name for a reset in CLOSE_WAIT); or
+# the reset came between our last send() and shutdown(), which then finds
+# the connection closed (ENOTCONN) and leaves the error for recv().
+_PEER_GONE = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN})
 
 
 @dataclass
@@ -63,95 +95,248 @@ def payload(index: int, lines: int) -> bytes:
     return b"".join(b"zombiewatch conn %d line %d: Hello\n" % (index, n) for n in range(lines))
 
 
-async def _one(
-    host: str, port: int, index: int, lines: int, timeout: float, result: FloodResult
-) -> None:
-    sent = payload(index, lines)
-    expected = sent.upper()
-    started = time.monotonic()
-    writer = None
-    try:
+def _error_name(err: OSError) -> str:
+    return err.strerror or type(err).__name__
+
+
+def _connect_error_name(code: int | None) -> str:
+    if code == errno.ECONNREFUSED:
+        return "connection refused"
+    if code == errno.ECONNRESET:
+        return "connection reset"
+    return os.strerror(code) if code else OSError.__name__
+
+
+class _Conn:
+    """One connection: its socket, what is left to send, what came back."""
+
+    __slots__ = (
+        "events", "expected", "expires", "first", "out", "phase", "received", "sock", "started",
+        "tries",
+    )  # fmt: skip
+
+    def __init__(self, sent: bytes, started: float, timeout: float, first: int) -> None:
+        self.sock: socket.socket | None = None  # the open socket, if any
+        self.events = 0  # selector events it is registered for; 0: not registered
+        self.out: bytes | memoryview = sent  # what is left to send
+        self.expected = sent.upper()
+        self.received = bytearray()
+        self.started = started
+        self.expires = started + timeout  # the current phase's timeout
+        self.phase = _CONNECTING
+        self.first = first  # index of the first address to try
+        self.tries = 0  # addresses tried so far, for a host with several
+
+
+class _Flood:
+    """The connections of one flood and the selector that watches them."""
+
+    def __init__(
+        self,
+        result: FloodResult,
+        addresses: Sequence[tuple[Any, ...]],
+        lines: int,
+        timeout: float,
+        selector: selectors.BaseSelector,
+    ) -> None:
+        self.result = result
+        self.addresses = addresses
+        self.preferred = 0  # the address that last connected: new connections try it first
+        self.lines = lines
+        self.timeout = timeout
+        self.selector = selector
+        self.live: set[_Conn] = set()  # every connection with an open socket
+
+    def start(self, index: int) -> bool:
+        """Open connection ``index``; False if no socket could be made for it."""
+        sent = payload(index, self.lines)
+        return self._connect(_Conn(sent, time.monotonic(), self.timeout, self.preferred))
+
+    def _connect(self, conn: _Conn) -> bool:
+        at = (conn.first + conn.tries) % len(self.addresses)
+        family, kind, proto, _name, address = self.addresses[at]
+        conn.tries += 1
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        except asyncio.TimeoutError:
-            result.failures["connect timeout"] += 1
-            return
-        except ConnectionRefusedError:
-            result.failures["connection refused"] += 1
-            return
-        result.connect_latencies.append(time.monotonic() - started)
-        writer.write(sent)
-        writer.write_eof()
+            sock = socket.socket(family, kind, proto)
+        except OSError as err:
+            # EMFILE/ENFILE/ENOBUFS: this connection fails by name, and the
+            # caller starts no more until open ones have closed theirs.
+            self._finish(conn, _error_name(err))
+            return False
+        conn.sock = sock
+        self.live.add(conn)  # from here on, every way out closes the socket
+        sock.setblocking(False)
+        code = sock.connect_ex(address)
+        if code not in _IN_PROGRESS:
+            # Loopback can refuse at once, without going through the selector.
+            self._close(conn)
+            return self._connect_failed(conn, code)
+        # On loopback the kernel usually completes the handshake inside
+        # connect(), so send at once: that saves a trip through the selector
+        # and an SO_ERROR read per connection. A socket still connecting
+        # refuses with EAGAIN (Linux) or ENOTCONN (BSD, macOS).
         try:
-            reply = await asyncio.wait_for(reader.readexactly(len(expected)), timeout)
-        except asyncio.IncompleteReadError as err:
-            if err.partial.startswith(b"ERROR"):
-                result.failures["error reply"] += 1
-            else:
-                result.failures["short reply"] += 1
+            sent = sock.send(conn.out)
+        except BlockingIOError:
+            self._watch(conn, sock, selectors.EVENT_WRITE)
+            return True
+        except OSError as err:
+            if err.errno == errno.ENOTCONN:
+                self._watch(conn, sock, selectors.EVENT_WRITE)
+                return True
+            # The connect's own error (a refusal), which send() reports as
+            # SO_ERROR would have.
+            self._close(conn)
+            return self._connect_failed(conn, err.errno)
+        self._connected(conn)
+        self._sent(conn, sock, sent)
+        return True
+
+    def _connect_failed(self, conn: _Conn, code: int | None) -> bool:
+        # A name may resolve to several addresses (localhost: ::1 and
+        # 127.0.0.1); like asyncio's open_connection, try each in turn.
+        if conn.tries < len(self.addresses):
+            return self._connect(conn)
+        self._finish(conn, _connect_error_name(code))
+        return True
+
+    def _connected(self, conn: _Conn) -> None:
+        now = time.monotonic()
+        self.result.connect_latencies.append(now - conn.started)
+        self.preferred = (conn.first + conn.tries - 1) % len(self.addresses)
+        conn.expires = now + self.timeout
+        conn.phase = _SENDING
+
+    def _watch(self, conn: _Conn, sock: socket.socket, events: int) -> None:
+        if not conn.events:
+            self.selector.register(sock, events, conn)
+        elif events != conn.events:
+            self.selector.modify(sock, events, conn)
+        conn.events = events
+
+    def _close(self, conn: _Conn) -> None:
+        sock = conn.sock
+        if sock is not None:
+            if conn.events:
+                self.selector.unregister(sock)  # before close: it needs the fd
+                conn.events = 0
+            sock.close()
+            conn.sock = None
+
+    def _finish(self, conn: _Conn, failure: str | None) -> None:
+        self.live.discard(conn)
+        self._close(conn)
+        if failure is None:
+            self.result.ok += 1
+            self.result.latencies.append(time.monotonic() - conn.started)
+        else:
+            self.result.failures[failure] += 1
+
+    def ready(self, conn: _Conn, events: int) -> None:
+        """Move ``conn`` on as far as the selector says it can go."""
+        sock = conn.sock
+        if sock is None:
+            # Finished by an earlier event of the same batch: kqueue reports
+            # reading and writing apart, so one socket can come twice.
             return
-        except asyncio.TimeoutError:
-            result.failures["reply timeout"] += 1
+        if conn.phase == _CONNECTING:
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                self._close(conn)
+                self._connect_failed(conn, code)
+                return
+            self._connected(conn)
+            self._send(conn, sock)
+        elif conn.phase == _SENDING:
+            # Read while sending: a server that answers line by line fills
+            # our receive buffer, then blocks, then stops reading ours.
+            if events & selectors.EVENT_READ:
+                self._receive(conn, sock)
+            if conn.sock is not None and events & selectors.EVENT_WRITE:
+                self._send(conn, sock)
+        else:
+            self._receive(conn, sock)
+
+    def _send(self, conn: _Conn, sock: socket.socket) -> None:
+        try:
+            sent = sock.send(conn.out)
+        except BlockingIOError:
+            # EAGAIN: not one byte fitted. Wait for room, reading meanwhile.
+            self._watch(conn, sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
             return
-        if reply != expected:
+        except OSError as err:
+            self._finish(conn, self._peer_gone(conn, sock, err))
+            return
+        self._sent(conn, sock, sent)
+
+    def _sent(self, conn: _Conn, sock: socket.socket, sent: int) -> None:
+        if sent < len(conn.out):
+            # The send buffer is full (large --lines): keep the rest and
+            # wait until there is room, reading meanwhile.
+            conn.out = memoryview(conn.out)[sent:]
+            self._watch(conn, sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            return
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError as err:
+            self._finish(conn, self._peer_gone(conn, sock, err))
+            return
+        conn.out = b""
+        conn.phase = _RECEIVING
+        self._watch(conn, sock, selectors.EVENT_READ)
+
+    def _receive(self, conn: _Conn, sock: socket.socket) -> None:
+        received, expected = conn.received, conn.expected
+        # One byte more than the rest of the reply: a server that sends more
+        # than it was asked for is wrong, and this is how we see it.
+        want = min(len(expected) - len(received) + 1, _RECV_MAX)
+        try:
+            data = sock.recv(want)
+        except BlockingIOError:
+            return  # woken for nothing (or by the other direction)
+        except OSError as err:
+            self._finish(conn, self._peer_gone(conn, sock, err))
+            return
+        if not data:
+            why = "error reply" if received.startswith(_ERROR) else "short reply"
+            self._finish(conn, why)
+            return
+        received += data
+        if len(received) < len(expected):
+            return
+        if received == expected:
+            # No wait for the server's close: it answered, and one that
+            # keeps the connection open afterwards is not wrong for that.
+            self._finish(conn, None)
+        else:
             # An ERROR line is the server refusing (busy, bad line); any
             # other difference is a wrong answer.
-            why = "error reply" if reply.startswith(b"ERROR") else "wrong reply"
-            result.failures[why] += 1
-            return
-        result.ok += 1
-        result.latencies.append(time.monotonic() - started)
-    except ConnectionResetError:
-        result.failures["connection reset"] += 1
-    except OSError as err:
-        result.failures[err.strerror or type(err).__name__] += 1
-    finally:
-        if writer is not None:
-            writer.close()
+            self._finish(conn, "error reply" if received.startswith(_ERROR) else "wrong reply")
 
+    def _peer_gone(self, conn: _Conn, sock: socket.socket, err: OSError) -> str:
+        """Name a send or receive error; an ERROR line the peer sent first wins."""
+        if err.errno not in _PEER_GONE:
+            return _error_name(err)
+        # A server that refuses a request may write its ERROR line and close
+        # while we still send: the reset then hides a reply that is still
+        # queued for us to read (Linux keeps it readable after the RST).
+        try:
+            while len(conn.received) < len(_ERROR) and (data := sock.recv(_RECV_MAX)):
+                conn.received += data
+        except OSError:
+            pass
+        return "error reply" if conn.received.startswith(_ERROR) else "connection reset"
 
-async def _flood(
-    host: str,
-    port: int,
-    connections: int,
-    concurrency: int,
-    lines: int,
-    timeout: float,
-    deadline: float,
-    progress: Callable[[int], None] | None,
-) -> FloodResult:
-    result = FloodResult(connections=connections, concurrency=concurrency)
-    indexes = iter(range(connections))
+    def sweep(self, now: float) -> None:
+        """Fail every connection whose phase has outlived its timeout."""
+        for conn in [conn for conn in self.live if conn.expires <= now]:
+            self._finish(conn, "connect timeout" if conn.phase == _CONNECTING else "reply timeout")
 
-    async def worker() -> None:
-        for index in indexes:
-            await _one(host, port, index, lines, timeout, result)
-
-    async def report_progress() -> None:
-        assert progress is not None
-        while True:
-            progress(result.ok + result.failed)
-            await asyncio.sleep(PROGRESS_EVERY)
-
-    began = time.monotonic()
-    tasks = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, connections))]
-    reporter = asyncio.ensure_future(report_progress()) if progress else None
-    done, pending = await asyncio.wait(tasks, timeout=deadline)
-    if reporter is not None:
-        reporter.cancel()
-    if progress is not None:
-        progress(result.ok + result.failed)
-    if pending:
-        # Connections cut short or never started count as failed: the flood
-        # stops by itself at the deadline, whatever the server does.
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        result.failures["flood deadline"] += connections - result.ok - result.failed
-    for task in done:
-        task.result()  # a bug in a worker surfaces here, not as a lost count
-    result.elapsed = time.monotonic() - began
-    return result
+    def close(self) -> None:
+        """Close every open socket, counting nothing (the caller does)."""
+        for conn in self.live:
+            self._close(conn)
+        self.live.clear()
 
 
 def flood(
@@ -166,9 +351,66 @@ def flood(
 ) -> FloodResult:
     """Open ``connections`` connections, ``concurrency`` at a time; check each reply.
 
-    ``progress(done)``, if given, is called every ``PROGRESS_EVERY`` seconds
-    and once at the end with the number of connections finished so far.
+    ``host`` is resolved once, before the first connection; a name that
+    cannot be resolved raises ``socket.gaierror``. ``progress(done)``, if
+    given, is called every ``PROGRESS_EVERY`` seconds and once at the end
+    with the number of connections finished so far. The flood ends by
+    itself about ``deadline`` seconds after it began, whatever the server
+    does: connections cut short or never started count as failed.
     """
-    return asyncio.run(
-        _flood(host, port, connections, concurrency, lines, timeout, deadline, progress)
-    )
+    addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    result = FloodResult(connections=connections, concurrency=concurrency)
+    tick = min(SWEEP_EVERY, timeout)
+    began = time.monotonic()
+    end = began + deadline
+    next_sweep = began + tick
+    next_progress = began
+    started = 0
+    with selectors.DefaultSelector() as selector:
+        state = _Flood(result, addresses, lines, timeout, selector)
+        live = state.live
+        try:
+            while True:
+                now = time.monotonic()
+                if progress is not None and now >= next_progress:
+                    progress(result.ok + result.failed)
+                    next_progress = now + PROGRESS_EVERY
+                if now >= end:
+                    break
+                # The deadline is checked before each new connection, so none
+                # starts once it has passed, however long a batch takes.
+                while started < connections and len(live) < concurrency:
+                    if time.monotonic() >= end:
+                        break
+                    started += 1
+                    if not state.start(started - 1):
+                        # Out of descriptors (EMFILE): the connections open
+                        # now are as many as fit, and retrying on each pass
+                        # would fail one more connection every pass. With
+                        # none open, each connection left tries and fails.
+                        if live:
+                            concurrency = len(live)
+                        break
+                if not live:
+                    if started >= connections:
+                        break
+                    continue  # every start of this batch failed at once
+                wake = min(next_sweep, end, next_progress if progress is not None else end)
+                for key, events in selector.select(max(wake - time.monotonic(), 0.0)):
+                    state.ready(key.data, events)
+                now = time.monotonic()
+                if now >= next_sweep:
+                    state.sweep(now)
+                    next_sweep = now + tick
+        finally:
+            # Every path out, KeyboardInterrupt included, closes every socket.
+            state.close()
+    if progress is not None:
+        progress(result.ok + result.failed)
+    cut = connections - result.ok - result.failed
+    if cut:
+        # Connections cut short or never started count as failed: the flood
+        # stops by itself at the deadline, whatever the server does.
+        result.failures["flood deadline"] += cut
+    result.elapsed = time.monotonic() - began
+    return result

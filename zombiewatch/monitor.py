@@ -4,7 +4,10 @@ Scope: the root process and all its descendants, plus the processes of the
 root's session that an *adopter* (a child subreaper such as the runner, or
 PID 1) holds, so double-forked grandchildren stay in view after they are
 reparented. Each sample walks the tree through ``/proc/PID/task/*/children``
-(O(tree), not O(host)) and reads each process's state through psutil.
+(O(tree), not O(host)). On Linux each process's state and children are
+re-read through ``/proc`` descriptors kept open while it is in the tree
+(``_platform.ProcReader``); elsewhere the state is read through psutil.
+psutil makes the one-time reads: a new zombie's name and parent.
 
 A zombie's lifetime runs from the first sample that saw it in state Z to
 the first sample that no longer does; lifetimes are therefore quantised by
@@ -158,6 +161,8 @@ class Monitor:
 
     Call ``sample()`` yourself, or ``start()`` a sampling thread and
     ``stop()`` it. ``zombies`` holds the zombies present at the last sample.
+    ``close()`` releases the ``/proc`` descriptors the monitor keeps open
+    when you are done with it.
     """
 
     def __init__(self, root: int, adopters: Iterable[int] = (), interval: float = 0.01) -> None:
@@ -171,6 +176,8 @@ class Monitor:
         self.stats = MonitorStats(interval=interval)
         self.zombies: dict[int, Zombie] = {}
         self._procs: dict[int, psutil.Process] = {}
+        # None where /proc cannot be kept open and re-read: psutil reads then.
+        self._reader = _platform.ProcReader() if _platform.can_use_proc_reader() else None
         self._seen: Collection[int] = ()  # the tree at the last sample
         self._parent_of: dict[int, int] = {}  # pid -> its parent in the tree, last walk
         self._held: dict[int, int] = {}  # pid -> the adopter holding it, last walk
@@ -184,7 +191,15 @@ class Monitor:
     # -- reading processes ----------------------------------------------------
 
     def _status(self, pid: int) -> str | None:
-        """Return ``pid``'s status, or None if it is gone."""
+        """Return ``pid``'s status, or None if it is gone.
+
+        Where a descriptor is kept, the answer is for the process it was
+        opened on: None once that one is collected, even if its pid has
+        been reused since.
+        """
+        if self._reader is not None:
+            stat = self._read_stat(self._reader, pid, renew=False)
+            return None if stat is None else stat[0]
         proc = self._procs.get(pid)
         try:
             if proc is None:
@@ -195,6 +210,52 @@ class Monitor:
             return None
         except psutil.AccessDenied as err:
             raise AccessDeniedError(f"may not read process {pid}: {err}") from err
+
+    @staticmethod
+    def _read_stat(reader: _platform.ProcReader, pid: int, renew: bool) -> tuple[str, int] | None:
+        try:
+            return reader.stat(pid, renew)
+        except PermissionError as err:
+            raise AccessDeniedError(f"may not read process {pid}: {err}") from err
+
+    def _stat(self, pid: int) -> tuple[str, int] | None:
+        """Return the status and thread count of a pid just listed, or None if gone.
+
+        The thread count is 0 where it is not read (the psutil path): every
+        thread's children are then read.
+        """
+        if self._reader is None:
+            status = self._status(pid)
+            return None if status is None else (status, 0)
+        # The pid was just listed as a child, so if the process a kept
+        # descriptor was opened on is gone, the number's new owner is read.
+        return self._read_stat(self._reader, pid, renew=True)
+
+    def _children(self, pid: int, threads: int) -> list[int]:
+        """Return the children of ``pid``, whose thread count ``_stat`` gave."""
+        if self._reader is None:
+            return _platform.read_children(pid)
+        return self._reader.children(pid, threads)
+
+    def _root_children(self) -> list[int]:
+        # The root's own status is never reported; the kept-descriptor path
+        # reads it anyway, for its thread count.
+        if self._reader is None:
+            return self._children(self.root, 0)
+        stat = self._stat(self.root)
+        return [] if stat is None else self._children(self.root, stat[1])
+
+    def _process(self, pid: int) -> psutil.Process | None:
+        """psutil's handle on ``pid`` for the one-time reads, made on first use."""
+        proc = self._procs.get(pid)
+        if proc is None:
+            try:
+                proc = self._procs[pid] = psutil.Process(pid)
+            except psutil.NoSuchProcess:
+                pass  # collected since the walk saw it
+            except psutil.AccessDenied as err:
+                raise AccessDeniedError(f"may not read process {pid}: {err}") from err
+        return proc
 
     def _adopted(self) -> list[int]:
         """Processes of the watched tree that an adopter now holds.
@@ -227,16 +288,21 @@ class Monitor:
         self._origin = {}
         stack = [self.root, *self._adopted()]
         listed = set(stack)
+        zombie = psutil.STATUS_ZOMBIE
         while stack:
             pid = stack.pop()
-            if pid != self.root:
-                status = self._status(pid)
-                if status is None:
+            if pid == self.root:
+                children = self._root_children()
+            else:
+                stat = self._stat(pid)
+                if stat is None:
                     continue
+                status, threads = stat
                 statuses[pid] = status
-                if status == psutil.STATUS_ZOMBIE:
+                if status == zombie:
                     continue  # a zombie has no children: they were reparented
-            for child in _platform.read_children(pid):
+                children = self._children(pid, threads)
+            for child in children:
                 if child not in listed:
                     listed.add(child)
                     stack.append(child)
@@ -283,6 +349,15 @@ class Monitor:
         stats.last = point
         for pid in [p for p in self._procs if p not in statuses]:
             del self._procs[pid]  # forget the dead, so reused pids read fresh
+        reader = self._reader
+        if reader is not None:
+            # Descriptors of processes that left the tree are closed. A known
+            # zombie that churn hid keeps its own: the next direct check must
+            # read that process, not whoever takes its pid.
+            root, zombies = self.root, self.zombies
+            for pid in reader.pids():
+                if pid not in statuses and pid not in zombies and pid != root:
+                    reader.forget(pid)
         self._count_escapes(statuses.keys())
         self._seen = statuses.keys()
         stats.sample_time += time.monotonic() - started
@@ -303,7 +378,7 @@ class Monitor:
         self._parent_of = {pid: p for pid, p in self._origin.items() if pid in tree}
 
     def _describe(self, pid: int, now: float) -> Zombie:
-        proc = self._procs.get(pid)
+        proc = self._process(pid)
         ppid, name = 0, "?"
         if proc is not None:
             try:
@@ -345,6 +420,17 @@ class Monitor:
         with self.lock:
             statuses, _listed = self.walk()
         return list(statuses)
+
+    def close(self) -> None:
+        """Release the ``/proc`` descriptors kept open. Idempotent.
+
+        Call it when done: the monitor still works afterwards, but opens
+        descriptors again for what it reads. A monitor garbage-collected
+        without it closes them then.
+        """
+        with self.lock:
+            if self._reader is not None:
+                self._reader.close()
 
     # -- background sampling -----------------------------------------------
 

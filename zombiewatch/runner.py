@@ -614,6 +614,8 @@ def measure(
                 load.close()
             before = len(collector.adopted)
             target.stop(monitor.tree if monitor is not None else tuple)
+            if monitor is not None:
+                monitor.close()  # its last use was the tree() just above
             poll_until(lambda: collector.collect() == 0, ORPHAN_TIMEOUT)
             orphans_at_stop = len(collector.adopted) - before
             collector.keep.discard(target.pid)
@@ -735,5 +737,6 @@ def watch(pid: int, opts: RunOptions) -> Report:
         finally:
             with contextlib.suppress(Exception):
                 monitor.stop()
+            monitor.close()
     result = _result(f"pid {pid}", monitor, obs, opts, {}, 0, listen_before)
     return Report(runs=[result])

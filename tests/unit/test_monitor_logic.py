@@ -3,6 +3,10 @@
 ``Monitor.walk`` and ``Monitor._status`` are replaced on the instance, and
 the clock the monitor reads is a value the test sets, so every lifetime is
 exact. The root is the test process itself, which certainly exists.
+
+Where it matters, a test runs on both ways of reading a process: kept
+``/proc`` descriptors (Linux) and psutil (elsewhere, forced here by
+turning ``_platform.can_use_proc_reader`` off).
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class Script:
         self.status = mock.Mock(side_effect=lambda pid: self.direct.get(pid))
         monkeypatch.setattr(monitor, "walk", lambda: self.walk_result)
         monkeypatch.setattr(monitor, "_status", self.status)
+        # psutil handles only from the test: scripted pids are not real ones.
+        monkeypatch.setattr(monitor, "_process", monitor._procs.get)
 
     def sample(self, at, statuses, listed=None, direct=None):
         """Sample at time ``at``; ``listed`` defaults to the pids in ``statuses``."""
@@ -275,9 +281,24 @@ def test_processes_gone_from_the_tree_are_forgotten(script):
 # -- reading one process -------------------------------------------------------------
 
 
+def _without_proc_reader(monkeypatch) -> None:
+    monkeypatch.setattr(_platform, "can_use_proc_reader", lambda: False)
+
+
 @pytest.fixture
-def monitor():
+def monitor(monkeypatch):
+    """A monitor that reads through psutil, as where /proc cannot be kept open."""
+    _without_proc_reader(monkeypatch)
     return Monitor(ROOT)
+
+
+@pytest.fixture
+def proc_monitor():
+    if not _platform.can_use_proc_reader():
+        pytest.skip("no /proc to keep open here")
+    m = Monitor(ROOT)
+    yield m
+    m.close()
 
 
 @pytest.mark.parametrize(
@@ -310,16 +331,104 @@ def test_status_of_the_test_process_is_read_through_psutil(monitor):
     assert ROOT in monitor._procs
 
 
+def test_status_of_the_test_process_is_read_through_a_kept_descriptor(proc_monitor):
+    assert proc_monitor._status(ROOT) in {R, S}
+    assert proc_monitor._status(ROOT) in {R, S}
+    assert proc_monitor._reader.pids() == [ROOT]
+    assert proc_monitor._procs == {}  # psutil is not involved
+    proc_monitor.close()
+    proc_monitor.close()  # idempotent
+    assert proc_monitor._reader.kept == 0
+
+
+def test_status_of_a_pid_that_cannot_exist_is_none(proc_monitor):
+    with open("/proc/sys/kernel/pid_max") as f:
+        beyond = int(f.read()) + 1
+    assert proc_monitor._status(beyond) is None
+    assert proc_monitor._stat(beyond) is None
+    assert proc_monitor._reader.kept == 0
+
+
+def test_status_permission_error_from_proc_is_an_error(proc_monitor, monkeypatch):
+    denied = PermissionError(13, "Permission denied")
+    monkeypatch.setattr(proc_monitor._reader, "stat", mock.Mock(side_effect=denied))
+    for read in (proc_monitor._status, proc_monitor._stat):
+        with pytest.raises(AccessDeniedError, match="4242") as info:
+            read(4242)
+        assert info.value.exit_code == ExitCode.NOT_MEASURED
+        assert info.value.__cause__ is denied
+
+
+def test_direct_status_check_does_not_renew_but_the_walk_does(proc_monitor, monkeypatch):
+    # A direct check asks about the process first seen; the walk about
+    # whoever has the pid it just listed.
+    stat = mock.Mock(return_value=(S, 1))
+    monkeypatch.setattr(proc_monitor._reader, "stat", stat)
+    proc_monitor._status(4242)
+    proc_monitor._stat(4242)
+    assert stat.call_args_list == [mock.call(4242, False), mock.call(4242, True)]
+
+
+def test_a_new_zombie_gets_its_psutil_handle_when_described(proc_monitor, monkeypatch):
+    handle = mock.Mock()
+    handle.ppid.return_value = 999
+    handle.name.return_value = "worker"
+    make = mock.Mock(return_value=handle)
+    monkeypatch.setattr(psutil, "Process", make)
+    zombie = proc_monitor._describe(4242, 1.0)
+    assert make.call_args_list[0] == mock.call(4242)  # then its parent's, for the record
+    assert (zombie.ppid, zombie.name) == (999, "worker")
+    assert proc_monitor._procs == {4242: handle}
+
+
+def test_a_zombie_collected_before_its_handle_is_made_is_still_recorded(proc_monitor, monkeypatch):
+    monkeypatch.setattr(psutil, "Process", mock.Mock(side_effect=psutil.NoSuchProcess(4242)))
+    zombie = proc_monitor._describe(4242, 1.0)
+    assert (zombie.pid, zombie.ppid, zombie.name) == (4242, 0, "?")
+
+
 # -- walking the tree (scripted /proc) -----------------------------------------------
 
 
-def test_walk_follows_children_but_not_below_zombies(monkeypatch):
-    m = Monitor(ROOT)
+@pytest.fixture(params=["proc", "psutil"])
+def walker(request, monkeypatch):
+    """Make monitors that read through kept /proc descriptors, or through psutil."""
+    if request.param == "psutil":
+        _without_proc_reader(monkeypatch)
+    elif not _platform.can_use_proc_reader():
+        pytest.skip("no /proc to keep open here")
+    made = []
+
+    def make(*args, **kwargs):
+        m = Monitor(*args, **kwargs)
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        m.close()
+
+
+def script_tree(monkeypatch, m, tree, statuses, threads=1):
+    """Replace ``m``'s reads: ``tree`` gives the children, ``statuses`` the states.
+
+    Returns the mock the children are read through.
+    """
+    stat = {pid: (status, threads) for pid, status in statuses.items()}
+    stat[m.root] = (S, threads)
+    monkeypatch.setattr(m, "_stat", lambda pid: stat.get(pid, (S, threads)))
+    children = mock.Mock(side_effect=lambda pid, threads: tree.get(pid, []))
+    monkeypatch.setattr(m, "_children", children)
+    return children
+
+
+def test_walk_follows_children_but_not_below_zombies(monkeypatch, walker):
+    m = walker(ROOT)
     tree = {ROOT: [10, 11], 10: [12, 14], 11: [13], 12: [], 14: []}
-    statuses = {10: S, 11: Z, 12: R, 14: None}  # 14 vanished between list and read
-    read = mock.Mock(side_effect=lambda pid: tree.get(pid, []))
-    monkeypatch.setattr(_platform, "read_children", read)
-    monkeypatch.setattr(m, "_status", lambda pid: statuses[pid])
+    statuses = {10: S, 11: Z, 12: R}
+    read = script_tree(monkeypatch, m, tree, statuses)
+    stat = {pid: (st, 1) for pid, st in statuses.items()} | {ROOT: (S, 1), 14: None}
+    monkeypatch.setattr(m, "_stat", stat.__getitem__)  # 14 vanished between list and read
 
     found, listed = m.walk()
 
@@ -328,17 +437,43 @@ def test_walk_follows_children_but_not_below_zombies(monkeypatch):
     read_pids = {c.args[0] for c in read.call_args_list}
     assert 11 not in read_pids  # a zombie's children were reparented already
     assert 14 not in read_pids
+    assert ROOT in read_pids
     assert ROOT not in found
 
 
-def test_walk_includes_adopted_processes_of_the_same_session(monkeypatch):
-    m = Monitor(ROOT, adopters=[1])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_walk_reads_children_as_the_thread_count_says(monkeypatch, threads):
+    if not _platform.can_use_proc_reader():
+        pytest.skip("no /proc to keep open here")
+    m = Monitor(ROOT)
+    read = script_tree(monkeypatch, m, {ROOT: [10], 10: [11]}, {10: S, 11: S}, threads)
+
+    assert m.walk()[0] == {10: S, 11: S}
+    assert read.call_args_list == [
+        mock.call(ROOT, threads),
+        mock.call(10, threads),
+        mock.call(11, threads),
+    ]
+
+
+def test_walk_of_a_vanished_root_finds_nothing(monkeypatch):
+    if not _platform.can_use_proc_reader():
+        pytest.skip("no /proc to keep open here")
+    m = Monitor(ROOT)
+    read = script_tree(monkeypatch, m, {ROOT: [10]}, {})
+    monkeypatch.setattr(m, "_stat", lambda pid: None)
+    assert m.walk() == ({}, {ROOT})
+    read.assert_not_called()
+
+
+def test_walk_includes_adopted_processes_of_the_same_session(monkeypatch, walker):
+    m = walker(ROOT, adopters=[1])
     m.sid = ROOT  # the root leads its session, as the runner's targets do
     tree = {1: [ROOT, 20, 21], ROOT: [], 20: [22], 22: []}
     sessions = {20: m.sid, 21: m.sid + 1}
     monkeypatch.setattr(_platform, "read_children", lambda pid: tree.get(pid, []))
     monkeypatch.setattr(_platform, "session_of", lambda pid: sessions.get(pid))
-    monkeypatch.setattr(m, "_status", lambda pid: S)
+    script_tree(monkeypatch, m, tree, {})
 
     found, listed = m.walk()
 
@@ -346,15 +481,15 @@ def test_walk_includes_adopted_processes_of_the_same_session(monkeypatch):
     assert listed == {ROOT, 20, 22}
 
 
-def test_walk_of_a_non_leader_adopts_only_processes_it_saw_before(monkeypatch):
+def test_walk_of_a_non_leader_adopts_only_processes_it_saw_before(monkeypatch, walker):
     # The session of a root that does not lead it is shared with its parent
     # and siblings: an adopted member counts only if it was in the tree.
-    m = Monitor(ROOT, adopters=[1])
+    m = walker(ROOT, adopters=[1])
     assert m.sid != ROOT
     tree = {1: [20, 21], ROOT: []}
     monkeypatch.setattr(_platform, "read_children", lambda pid: tree.get(pid, []))
     monkeypatch.setattr(_platform, "session_of", lambda pid: m.sid)
-    monkeypatch.setattr(m, "_status", lambda pid: S)
+    script_tree(monkeypatch, m, tree, {})
     m._seen = {20}
 
     found, _listed = m.walk()
@@ -362,7 +497,67 @@ def test_walk_of_a_non_leader_adopts_only_processes_it_saw_before(monkeypatch):
     assert found == {20: S}
 
 
-def test_walk_of_a_root_without_children(monkeypatch):
-    m = Monitor(ROOT)
-    monkeypatch.setattr(_platform, "read_children", lambda pid: [])
+def test_walk_of_a_root_without_children(monkeypatch, walker):
+    m = walker(ROOT)
+    script_tree(monkeypatch, m, {}, {})
     assert m.walk() == ({}, {ROOT})
+
+
+def test_walk_on_the_psutil_path_reads_every_thread_and_psutil_states(monkeypatch):
+    _without_proc_reader(monkeypatch)
+    m = Monitor(ROOT)
+    tree = {ROOT: [10, 11], 10: [12]}
+    read = mock.Mock(side_effect=lambda pid: tree.get(pid, []))
+    monkeypatch.setattr(_platform, "read_children", read)
+    statuses = {10: S, 11: Z, 12: R}
+    monkeypatch.setattr(m, "_status", statuses.__getitem__)
+
+    assert m.walk() == (statuses, {ROOT, 10, 11, 12})
+    assert [c.args[0] for c in read.call_args_list] == [ROOT, 10, 12]
+
+
+# -- descriptors follow the tree ---------------------------------------------------
+
+
+class FakeReader:
+    """Stands in for ``_platform.ProcReader``: which pids have descriptors."""
+
+    def __init__(self, pids):
+        self.open = set(pids)
+        self.closed = 0
+
+    def pids(self):
+        return list(self.open)
+
+    def forget(self, pid):
+        self.open.discard(pid)
+
+    def close(self):
+        self.closed += 1
+        self.open.clear()
+
+
+def test_descriptors_of_processes_gone_from_the_tree_are_closed(script):
+    reader = script.monitor._reader = FakeReader({ROOT, 101, 102, 200, 300})
+    script.sample(1.0, {101: Z, 102: Z, 200: S})
+    # 102 was hidden by churn but is still a zombie: its descriptor stays,
+    # so the next direct check reads that very process.
+    script.sample(2.0, {200: S}, direct={102: Z})
+    assert reader.open == {ROOT, 102, 200}
+    script.sample(3.0, {})
+    assert reader.open == {ROOT}
+
+
+def test_close_releases_the_descriptors_and_may_be_repeated(script):
+    reader = script.monitor._reader = FakeReader({ROOT, 101})
+    script.monitor.close()
+    script.monitor.close()
+    assert reader.open == set()
+    assert reader.closed == 2
+
+
+def test_close_without_descriptors_is_harmless(monkeypatch):
+    _without_proc_reader(monkeypatch)
+    m = Monitor(ROOT)
+    m.close()
+    m.close()
