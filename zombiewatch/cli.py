@@ -340,7 +340,7 @@ def flood(ctx: click.Context, host: str, port: int, connections: int, concurrenc
     """
     import json
 
-    from zombiewatch import flood as flooder  # asyncio: only this command needs it
+    from zombiewatch import flood as flooder  # only this command needs it
 
     if deadline is None:
         deadline = runner.RunOptions(connections=connections).flood_deadline
