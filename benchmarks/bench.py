@@ -2,7 +2,6 @@
 
     python benchmarks/bench.py            # full run, about 6 minutes on 2 cores
     python benchmarks/bench.py --quick    # about 2 minutes
-    python benchmarks/bench.py --uvloop   # also the flooder on uvloop (pip, scratch venv)
 
 Prints one table and writes it, with the machine facts, between the markers
 of ``docs/BENCHMARKS.md`` (the text around them is kept). Five parts:
@@ -354,8 +353,6 @@ class Tools:
     epoll_flood: str | None = None
     proc_farm: str | None = None
     cc_version: str = "none"
-    uvloop_python: str | None = None
-    uvloop_version: str = ""
 
     @property
     def has_c(self) -> bool:
@@ -384,43 +381,6 @@ def build_c(tools: Tools, no_cc: bool) -> None:
         tools.fork_server = tools.epoll_flood = tools.proc_farm = None
 
 
-def prepare_uvloop(tools: Tools) -> str:
-    """Put uvloop in a scratch venv (never in the project's); return a note."""
-    venv = tools.workdir / "uvloop-venv"
-    try:
-        subprocess.run([PY, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
-        python = str(venv / "bin" / "python")
-        subprocess.run(
-            [python, "-m", "pip", "install", "-q", "uvloop"],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-        version = subprocess.run(
-            [python, "-c", "import uvloop; print(uvloop.__version__)"],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as err:
-        return f"uvloop: could not be installed in a scratch venv ({err}); its rows are skipped"
-    tools.uvloop_python = python
-    tools.uvloop_version = version.stdout.strip()
-    return f"uvloop {tools.uvloop_version}, installed in a scratch venv for this run only"
-
-
-# zombiewatch's flooder on uvloop: the same code, another event loop policy.
-UVLOOP_FLOOD = """
-import asyncio, json, sys
-import uvloop
-asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-from zombiewatch.flood import flood
-port, connections, deadline = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-print(json.dumps(flood("127.0.0.1", port, connections, 50, deadline=deadline).to_dict()))
-"""
-
-
 @dataclass
 class Flood:
     rate: float
@@ -433,10 +393,9 @@ class Flood:
 def flood(tools: Tools, port: int, connections: int, deadline: float, flooder: str = "c") -> Flood:
     """Drive ``connections`` (at most ``deadline`` seconds) at the server on ``port``.
 
-    ``connections=UNTIL_DEADLINE`` floods for ``deadline`` seconds. The C
-    flooder stops at its deadline; zombiewatch's may not on Python < 3.12
-    (a cancelled ``asyncio.wait_for`` can swallow the cancellation and its
-    worker goes on), so it gets a count no Python server answers in less.
+    ``connections=UNTIL_DEADLINE`` floods for ``deadline`` seconds: both
+    flooders stop at their deadline, zombiewatch's given a count of
+    connections no Python server answers in less.
     """
     if flooder == "c" and tools.epoll_flood is None:
         flooder = "zombiewatch"
@@ -446,18 +405,13 @@ def flood(tools: Tools, port: int, connections: int, deadline: float, flooder: s
         assert tools.epoll_flood is not None
         argv = [tools.epoll_flood, HOST, str(port), str(connections), str(CONCURRENCY)]
         argv += [f"{deadline:g}", "10"]
-    elif flooder == "uvloop":
-        assert tools.uvloop_python is not None
-        argv = [tools.uvloop_python, "-c", UVLOOP_FLOOD, str(port), str(connections)]
-        argv += [f"{deadline:g}"]
     else:
         argv = [PY, "-m", "zombiewatch", "flood", "--port", str(port)]
         argv += ["--connections", str(connections), "--concurrency", str(CONCURRENCY)]
         argv += ["--deadline", f"{deadline:g}", "--timeout", "10", "--json"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT)) if flooder == "uvloop" else None
     try:
         proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=deadline + 60, cwd=tools.workdir, env=env
+            argv, capture_output=True, text=True, timeout=deadline + 60, cwd=tools.workdir
         )
     except subprocess.TimeoutExpired as err:
         raise BenchError(f"{flooder} flooder: still running {deadline + 60:g} s later") from err
@@ -639,7 +593,7 @@ def part_flooder(table: Table, procs: Procs, tools: Tools, plan: Plan) -> None:
         table.notes.append("2: skipped: no C compiler, so no C flooder or C server to compare with")
         return
     assert tools.fork_server is not None
-    flooders = ["c", "zombiewatch"] + (["uvloop"] if tools.uvloop_python else [])
+    flooders = ["c", "zombiewatch"]
     targets = [("C fork server", [tools.fork_server], plan.flood_connections)]
     config = json.dumps({"mode": "sigchld", "child_delay": 0})
     targets.append(
@@ -671,11 +625,10 @@ def part_flooder(table: Table, procs: Procs, tools: Tools, plan: Plan) -> None:
             )
         )
         for name in flooders[1:]:
-            label = "zombiewatch flood" if name == "zombiewatch" else "zombiewatch flood on uvloop"
             ratio = ratio_of(rates[name], base)
             row = Row(
                 "2",
-                f"{label} → {target_name}",
+                f"zombiewatch flood → {target_name}",
                 fmt_rate(median(rates[name])),
                 f"C epoll flooder {fmt_rate(median(base))}",
                 ratio,
@@ -685,8 +638,6 @@ def part_flooder(table: Table, procs: Procs, tools: Tools, plan: Plan) -> None:
             else:
                 row.target, row.met = f"not the bottleneck (≥ 0.9{X})", ratio >= 0.9
             table.add(row)
-    if not tools.uvloop_python:
-        table.notes.append("2: uvloop not measured (run with --uvloop to add it)")
 
 
 # -- part 3: monitor -----------------------------------------------------------------
@@ -1275,8 +1226,7 @@ def machine_facts(tools: Tools, started: float, load_start: tuple[float, ...]) -
         f"- cores: {os.cpu_count()} ({affinity} usable); kernel {platform.system()}"
         f" {platform.release()} {platform.machine()}",
         f"- Python {platform.python_version()} ({platform.python_implementation()}),"
-        f" psutil {psutil.__version__}, C compiler: {tools.cc_version}"
-        + (f", uvloop {tools.uvloop_version}" if tools.uvloop_version else ""),
+        f" psutil {psutil.__version__}, C compiler: {tools.cc_version}",
         f"- load average at start {load_start[0]:.2f}, at end {load_end[0]:.2f} (the"
         " machine is shared: hence ratios of interleaved rounds)",
     ]
@@ -1320,11 +1270,6 @@ def main() -> None:
     """Run the benchmark, print the table, write docs/BENCHMARKS.md."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer modes and sizes, shorter")
-    parser.add_argument(
-        "--uvloop",
-        action="store_true",
-        help="also measure the flooder on uvloop (pip installs it in a scratch venv)",
-    )
     parser.add_argument("--no-cc", action="store_true", help="skip the C programs")
     parser.add_argument(
         "--only",
@@ -1358,8 +1303,6 @@ def main() -> None:
             build_c(tools, args.no_cc)
             if not tools.has_c:
                 table.notes.append("no C compiler (or --no-cc): the C columns are skipped")
-            if args.uvloop:
-                table.notes.append("2: " + prepare_uvloop(tools))
             for name in parts:
                 try:
                     PARTS[name](table, procs, tools, plan)
@@ -1377,8 +1320,8 @@ def main() -> None:
     facts = machine_facts(tools, started, load_start)
     section = "\n".join(
         [
-            f"Command: `python benchmarks/bench.py{' --quick' if args.quick else ''}"
-            f"{' --uvloop' if args.uvloop else ''}` ({mode} run).",
+            f"Command: `python benchmarks/bench.py{' --quick' if args.quick else ''}`"
+            f" ({mode} run).",
             "",
             *facts,
             "",

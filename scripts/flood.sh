@@ -2,7 +2,8 @@
 # Flood a line server with COUNT connections, PARALLEL at a time, using only
 # bash and coreutils (no Python, no nc): each connection sends one line and
 # must get it back in upper case. Prints ok/failed counts and the elapsed
-# time; exits 1 if any connection failed, 2 on bad arguments, 130 on Ctrl-C.
+# time; exits 1 if any connection failed, 3 if none could even connect
+# (nothing listens there), 2 on bad arguments, 130 on Ctrl-C.
 #
 #   scripts/flood.sh HOST PORT COUNT [PARALLEL]
 #
@@ -81,5 +82,10 @@ if ((failed > 0)); then
 		((count > answered)) && echo "  $((count - answered)) timeout"
 	} >&2
 fi
+refused=$(grep -c '^connect failed$' "$results")
 rm -f "$results"
+if ((refused == count)); then
+	echo "flood.sh: no connection to $host:$port got through" >&2
+	exit 3
+fi
 ((failed == 0))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import signal
 import socket
 import sys
 import traceback
@@ -139,6 +140,10 @@ def _writable(path: str | None) -> str | None:
 def _plottable(path: str | None) -> str | None:
     """Refuse --plot before the run when it cannot be drawn or written."""
     if path is not None:
+        if not path.lower().endswith(".png"):
+            # matplotlib picks the format from the name: refuse now what it
+            # would refuse, or draw as something else, after the whole run.
+            raise click.BadParameter(f"{path!r} is not a .png file name")
         from zombiewatch.plot import require_matplotlib
 
         try:
@@ -354,18 +359,58 @@ def flood(ctx: click.Context, host: str, port: int, connections: int, concurrenc
             except OSError:
                 pass  # the runner stopped reading: progress is optional
 
-    result = flooder.flood(host, port, connections, concurrency, lines, timeout, deadline, progress)
+    # SIGTERM ends the flood early, and what it did is still printed: the
+    # runner stops the load this way when --max-zombies is reached.
+    stopping = False
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    old_handler = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        result = flooder.flood(
+            host, port, connections, concurrency, lines, timeout, deadline, progress,
+            stop=lambda: stopping,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGTERM, old_handler)
     data = result.to_dict()
     if as_json:
         click.echo(json.dumps(data))
     else:
         lat = data["latency_ms"]
-        failures = ", ".join(f"{n} {why}" for why, n in result.failures.items())
+        failures = _failure_list(result.failures)
         click.echo(
             f"{result.ok} ok, {result.failed} failed{f' ({failures})' if failures else ''};"
-            f" {data['conn_per_s']:.0f} conn/s; latency p50 {lat['p50']} ms, p99 {lat['p99']} ms"
+            f" {data['conn_per_s']:.0f} conn/s;"
+            f" latency p50 {_ms(lat['p50'])} ms, p99 {_ms(lat['p99'])} ms"
+        )
+    if stopping:
+        ctx.exit(ExitCode.INTERRUPTED)
+    if connections and not result.connect_latencies:
+        # Nothing to check: no server answered at that address.
+        raise ZombiewatchError(
+            f"no connection to {host}:{port} got through ({_failure_list(result.failures)})"
         )
     ctx.exit(ExitCode.OK if result.failed == 0 else ExitCode.ZOMBIES)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _failure_list(failures: dict[str, int]) -> str:
+    return ", ".join(f"{n} {why}" for why, n in failures.items())
+
+
+def _not_runnable(name: str) -> str:
+    """Why ``name``, which ``shutil.which`` did not find, cannot run."""
+    if os.sep in name and os.path.isdir(name):
+        return f"{name!r} is a directory"
+    if os.sep in name and os.path.exists(name):
+        return f"{name!r} is not executable (no execute permission)"
+    return f"{name!r}: command not found"
 
 
 def _address(value: str, what: str) -> tuple[str, int]:
@@ -441,7 +486,7 @@ def run(
     if flood_to is not None and load_command is not None:
         raise click.UsageError("give --flood or --load, not both")
     if shutil.which(command[0]) is None:
-        raise click.BadParameter(f"{command[0]!r}: command not found", param_hint="CMD")
+        raise click.BadParameter(_not_runnable(command[0]), param_hint="CMD")
     flood_addr = _address(flood_to, "'--flood'") if flood_to else None
     port_addr = _address(wait_port, "'--wait-port'") if wait_port else flood_addr
     report = runner.run_command(

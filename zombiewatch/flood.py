@@ -348,6 +348,7 @@ def flood(
     timeout: float = 10.0,
     deadline: float = 300.0,
     progress: Callable[[int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> FloodResult:
     """Open ``connections`` connections, ``concurrency`` at a time; check each reply.
 
@@ -356,7 +357,10 @@ def flood(
     given, is called every ``PROGRESS_EVERY`` seconds and once at the end
     with the number of connections finished so far. The flood ends by
     itself about ``deadline`` seconds after it began, whatever the server
-    does: connections cut short or never started count as failed.
+    does: connections cut short or never started count as failed. It
+    also ends as soon as ``stop()``, checked at least every
+    ``SWEEP_EVERY`` seconds, returns true: then the connections cut short
+    or never started count as "stopped".
     """
     addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     result = FloodResult(connections=connections, concurrency=concurrency)
@@ -366,6 +370,7 @@ def flood(
     next_sweep = began + tick
     next_progress = began
     started = 0
+    stopped = False
     with selectors.DefaultSelector() as selector:
         state = _Flood(result, addresses, lines, timeout, selector)
         live = state.live
@@ -376,6 +381,9 @@ def flood(
                     progress(result.ok + result.failed)
                     next_progress = now + PROGRESS_EVERY
                 if now >= end:
+                    break
+                if stop is not None and stop():
+                    stopped = True
                     break
                 # The deadline is checked before each new connection, so none
                 # starts once it has passed, however long a batch takes.
@@ -411,6 +419,6 @@ def flood(
     if cut:
         # Connections cut short or never started count as failed: the flood
         # stops by itself at the deadline, whatever the server does.
-        result.failures["flood deadline"] += cut
+        result.failures["stopped" if stopped else "flood deadline"] += cut
     result.elapsed = time.monotonic() - began
     return result

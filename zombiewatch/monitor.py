@@ -43,6 +43,23 @@ MAX_PARENTS = 1_000
 _random = random.Random(0)
 
 
+def _identify(pid: int) -> tuple[str, list[str]] | None:
+    """``pid``'s name and command line, or None if it is gone."""
+    try:
+        proc = psutil.Process(pid)
+        name = proc.name()
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.AccessDenied:
+        return "?", ["(access denied)"]
+    try:
+        return name, proc.cmdline()
+    except psutil.NoSuchProcess:
+        return name, []  # exited between the two reads
+    except psutil.AccessDenied:
+        return name, ["(access denied)"]
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """One look at the tree: when, live children, zombies."""
@@ -50,9 +67,6 @@ class Sample:
     t: float
     live: int
     zombies: int
-    # The pids seen in state Z. Consecutive samples with the same zombies
-    # share one frozenset, so a long watch of a steady leak stays small.
-    zombie_pids: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +142,21 @@ class MonitorStats:
     last: Sample | None = None
     parents: dict[int, Parent] = field(default_factory=dict)
     # Orphans: processes of the tree that an adopter (a subreaper, init)
-    # came to hold, by adopter; who orphaned them (the parent they had in
-    # the last sample before, 0 if never seen); how long their zombies
+    # came to hold, by adopter; who orphaned them, by (pid, through): the
+    # parent they had in the last sample before (0 if never seen), or, with
+    # through=True, the parent of that parent, when the parent was gone
+    # before it could be named (a double fork); how long their zombies
     # stayed zombies there.
     escaped: dict[int, int] = field(default_factory=dict)
-    orphaned_by: dict[int, int] = field(default_factory=dict)
+    orphaned_by: dict[tuple[int, bool], int] = field(default_factory=dict)
     adopted_lifetimes: list[float] = field(default_factory=list)
+
+    def add_unseen_escapes(self, adopter: int, count: int) -> None:
+        """Count orphans ``adopter`` reaped before any sample saw them
+        adopted: who orphaned them is unknown."""
+        if count > 0:
+            self.escaped[adopter] = self.escaped.get(adopter, 0) + count
+            self.orphaned_by[0, False] = self.orphaned_by.get((0, False), 0) + count
 
     def add_lifetime(self, seconds: float) -> None:
         """Record one completed lifetime, keeping memory bounded."""
@@ -342,9 +365,7 @@ class Monitor:
         stats.samples += 1
         stats.peak_zombies = max(stats.peak_zombies, len(current))
         stats.max_live_children = max(stats.max_live_children, live)
-        previous = stats.last.zombie_pids if stats.last is not None else frozenset()
-        pids = previous if previous == current else frozenset(current)
-        point = Sample(now, live, len(current), pids)
+        point = Sample(now, live, len(current))
         stats.timeline.append(point)
         stats.last = point
         for pid in [p for p in self._procs if p not in statuses]:
@@ -370,12 +391,29 @@ class Monitor:
             if pid in self._held or pid not in tree:
                 continue
             stats.escaped[adopter] = stats.escaped.get(adopter, 0) + 1
-            origin = self._parent_of.get(pid, 0)
-            stats.orphaned_by[origin] = stats.orphaned_by.get(origin, 0) + 1
-            if origin:
-                self._parent(origin, adopter=False)  # name it while it may still live
+            key = self._orphaner(self._parent_of.get(pid, 0))
+            if key not in stats.orphaned_by and len(stats.orphaned_by) >= MAX_PARENTS:
+                key = (0, False)  # bounded memory: unattributed past the cap
+            stats.orphaned_by[key] = stats.orphaned_by.get(key, 0) + 1
         self._held = {pid: a for pid, a in self._holding.items() if pid in tree}
         self._parent_of = {pid: p for pid, p in self._origin.items() if pid in tree}
+
+    def _orphaner(self, origin: int) -> tuple[int, bool]:
+        """Who to blame for an orphan whose last parent was ``origin``.
+
+        A parent gone before it could be named (the middle process of a
+        double fork exits at once) is blamed on who started it, which
+        usually lives: one line per server, not one per short-lived child.
+        """
+        if not origin:
+            return 0, False
+        if origin not in self.stats.parents and _identify(origin) is None:
+            started_by = self._parent_of.get(origin, 0)
+            if started_by and self._parent(started_by, adopter=False) is not None:
+                return started_by, True
+            return origin, False
+        self._parent(origin, adopter=False)  # name it while it lives
+        return origin, False
 
     def _describe(self, pid: int, now: float) -> Zombie:
         proc = self._process(pid)
@@ -396,14 +434,8 @@ class Monitor:
         parents = self.stats.parents
         parent = parents.get(ppid)
         if parent is None and ppid and len(parents) < MAX_PARENTS:
-            name, cmdline = "?", []
-            try:
-                proc = psutil.Process(ppid)
-                name, cmdline = proc.name(), proc.cmdline()
-            except psutil.NoSuchProcess:
-                pass  # the parent is gone too; its zombie has been adopted
-            except psutil.AccessDenied:
-                cmdline = ["(access denied)"]
+            # Gone: its zombie has been adopted since. Still recorded, "?".
+            name, cmdline = _identify(ppid) or ("?", [])
             parent = parents[ppid] = Parent(ppid, name, cmdline, adopter=adopter)
         return parent
 

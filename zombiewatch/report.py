@@ -97,13 +97,14 @@ class RunResult:
         their zombies stayed zombies there."""
         stats = self.monitor
         orphaned_by = []
-        for pid, count in sorted(stats.orphaned_by.items(), key=lambda item: -item[1]):
+        for (pid, through), count in sorted(stats.orphaned_by.items(), key=lambda i: -i[1]):
             parent = stats.parents.get(pid)
             orphaned_by.append(
                 {
-                    "pid": pid or None,  # null: orphaned before any sample saw its parent
+                    "pid": pid or None,  # null: no sample saw the orphan's parent
                     "name": parent.name if parent else None,
                     "cmdline": parent.cmdline if parent else None,
+                    "through_children": through,  # its children exited at once (double fork)
                     "orphans": count,
                 }
             )
@@ -320,16 +321,11 @@ def render_run(run: RunResult) -> str:
             f" {_ms(life['p50'])}/{_ms(life['max'])} ms"
         )
     for origin in orphans["orphaned_by"][:3]:
-        what = (
-            f"pid {origin['pid']} {_command(origin['cmdline'] or [origin['name'] or '?'])}"
-            if origin["pid"]
-            else "a process gone before any sample saw it"
-        )
-        lines.append(f"orphaned   {origin['orphans']} by {what}")
+        lines.append(f"orphaned   {origin['orphans']} by {_orphaner(origin)}")
     for parent in d["by_parent"][:5]:
         role = " (adopted them)" if parent["adopter"] else ""
         lines.append(
-            f"parent     pid {parent['pid']} {_command(parent['cmdline']) or parent['name']}:"
+            f"parent     pid {parent['pid']} {_command(parent['cmdline'] or [parent['name']])}:"
             f" {parent['zombies_seen']} zombie(s) seen, {parent['leaked']} leaked{role}"
         )
     for zombie in d["leaked_zombies"][:10]:
@@ -351,6 +347,15 @@ def render_run(run: RunResult) -> str:
     expected = f" (expected {run.expected.upper()})" if run.expected else ""
     lines.append(f"verdict    {run.verdict.upper()}{expected}")
     return "\n".join(lines)
+
+
+def _orphaner(origin: dict[str, Any]) -> str:
+    if not origin["pid"]:
+        return "processes unknown: no sample caught the orphan with its parent"
+    named = f"pid {origin['pid']} {_command(origin['cmdline'] or [origin['name'] or '?'])}"
+    if origin["through_children"]:
+        return f"children of {named} that forked and exited at once (a double fork)"
+    return named
 
 
 def _num(value: float | None) -> str:

@@ -367,10 +367,23 @@ class Load:
             raise ZombiewatchError("the flooder overran its own deadline and was stopped")
         return False
 
+    def interrupt(self) -> None:
+        """Ask the load to end now: SIGTERM to its process group (a
+        ``--load`` shell and what it started). The flooder then stops
+        connecting and still writes what it did."""
+        # Unreaped, the load's pid (its group's id) cannot have been reused.
+        if self.proc.returncode is None and not _exited(self.proc.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+
     def stop(self) -> None:
-        """End the load now if it still runs, and collect it."""
-        if self.proc.poll() is None:
-            self.proc.kill()
+        """End the load if it still runs, and collect it: SIGTERM, then
+        after ``STOP_GRACE`` seconds SIGKILL to what is left of its group."""
+        if self.proc.returncode is None:
+            self.interrupt()
+            poll_until(lambda: _exited(self.proc.pid), STOP_GRACE)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
 
     def close(self) -> None:
@@ -382,8 +395,9 @@ class Load:
             self.progress_r = None
 
     def flood_result(self) -> dict[str, Any]:
-        """The flooder's JSON result."""
-        if self.proc.returncode not in (0, 1):
+        """The flooder's JSON result (after ``stop()``)."""
+        # 0: every answer right; 1: some wrong; 130: stopped by interrupt().
+        if self.proc.returncode not in (0, 1, 130):
             raise ZombiewatchError(f"the flooder failed (status {self.proc.returncode})")
         self._out.seek(0)
         result: dict[str, Any] = json.loads(self._out.read())
@@ -440,11 +454,14 @@ def observe(
     opts: RunOptions,
     load_done: Callable[[], bool],
     load: Load | None = None,
+    interrupt_ends_load: bool = False,
 ) -> Observation:
     """Watch until ``load_done()``, then through the settle window.
 
     ``--max-zombies`` ends the load phase as soon as that many zombies
-    exist at once: the verdict is already known.
+    exist at once: the verdict is already known, and the load is told to
+    stop. With ``interrupt_ends_load``, Ctrl-C (or SIGTERM) ends the load
+    phase too, and the settle window still runs.
     """
     started = time.monotonic()
     stopped_early = None
@@ -471,8 +488,14 @@ def observe(
             return True
         return load_done()
 
-    while not load_over():
-        time.sleep(opts.interval)
+    try:
+        while not load_over():
+            time.sleep(opts.interval)
+    except (KeyboardInterrupt, Interrupted):
+        if not interrupt_ends_load:
+            raise
+    if stopped_early and load is not None:
+        load.interrupt()  # the verdict is known: no more zombies to make
     load_end = monitor.sample()
     tick(force=True)  # show where the load ended, however short the settle
     settle_deadline = time.monotonic() + opts.settle
@@ -591,14 +614,18 @@ def measure(
             raise ZombiewatchError(f"the server exited during the run: {target.failure()}")
         flood: dict[str, Any] = {}
         if load is not None:
-            load.stop()  # kills it only if --max-zombies ended the load early
-            if load.kind == "flood" and not obs.stopped_early:
+            load.stop()  # interrupted already if --max-zombies ended the load early
+            if load.kind == "flood" and not (obs.stopped_early and load.proc.returncode < 0):
+                # (A flooder stopped before its SIGTERM handler was set has
+                # no result: it had not begun.)
                 flood = load.flood_result()
-        # Orphans that came to us (we reaped them), or, without a subreaper,
-        # the ones the monitor saw init take.
-        escaped = (
-            len(collector.adopted) if collector.subreaper else sum(monitor.stats.escaped.values())
-        )
+        if collector.subreaper:
+            # Every orphan came to us, and we reaped each: the exact count.
+            # The monitor saw only those adopted at one of its samples; an
+            # orphan that exited and was reaped in between is added here.
+            seen = sum(monitor.stats.escaped.values())
+            monitor.stats.add_unseen_escapes(os.getpid(), len(collector.adopted) - seen)
+        escaped = sum(monitor.stats.escaped.values())
         result = _result(name, monitor, obs, opts, flood, escaped, listen_before)
         if load is not None and load.kind == "command":
             result.load_status = load.proc.returncode
@@ -720,20 +747,16 @@ def watch(pid: int, opts: RunOptions) -> Report:
     monitor = Monitor(pid, adopters=adopters, interval=opts.interval)
     collector = OrphanCollector(subreaper=False)  # starts nothing, adopts nothing
     deadline = None if opts.duration is None else time.monotonic() + opts.duration
-    interrupted = False
 
     def over() -> bool:
         gone = _platform.session_of(pid) is None
-        return interrupted or gone or (deadline is not None and time.monotonic() >= deadline)
+        return gone or (deadline is not None and time.monotonic() >= deadline)
 
     monitor.start()
     listen_before = _platform.listen_queue_counters()
     with sigterm_raises():
         try:
-            obs = observe(monitor, collector, opts, over)
-        except (KeyboardInterrupt, Interrupted):
-            interrupted = True
-            obs = observe(monitor, collector, opts, over)
+            obs = observe(monitor, collector, opts, over, interrupt_ends_load=True)
         finally:
             with contextlib.suppress(Exception):
                 monitor.stop()

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import psutil
 import pytest
 
 from tests.helpers import PYTHON, call_until
@@ -333,3 +334,49 @@ def test_out_of_descriptors_fails_one_connection_and_goes_on(server) -> None:
     data = json.loads(proc.stdout)
     assert data["failures"] == {os.strerror(errno.EMFILE): 1}
     assert data["ok"] == 199
+
+
+def test_stop_ends_the_flood_and_counts_the_rest_as_stopped(server) -> None:
+    srv = server(upper_streaming)
+    done: list[int] = []  # what progress() reported: connections finished so far
+    result = flood(
+        "127.0.0.1", srv.port, 100_000, 20, progress=done.append,
+        stop=lambda: bool(done) and done[-1] >= 50,
+    )  # fmt: skip
+    assert result.ok >= 50
+    assert result.ok + result.failed == 100_000
+    assert set(result.failures) == {"stopped"}, result.failures
+
+
+def _flood_cli(*args: str, **kwargs) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [PYTHON, "-m", "zombiewatch", "flood", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        **kwargs,
+    )  # fmt: skip
+
+
+def test_sigterm_stops_the_flood_command_which_still_reports(server) -> None:
+    srv = server(silent)  # every connection waits: the flood cannot end by itself
+    proc = _flood_cli("--port", str(srv.port), "--connections", "1000", "--concurrency", "10",
+                      "--timeout", "60", "--json")  # fmt: skip
+    call_until(
+        lambda: len(psutil.Process(proc.pid).net_connections("tcp")) >= 10, what="connections"
+    )
+    proc.terminate()
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130, err
+    data = json.loads(out)
+    assert data["failures"] == {"stopped": 1000}
+
+
+def test_flood_command_where_nothing_listens_is_not_measured() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        port = sock.getsockname()[1]
+        proc = _flood_cli("--port", str(port), "--connections", "5")
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 3
+    assert out == "0 ok, 5 failed (5 connection refused); 0 conn/s; latency p50 - ms, p99 - ms\n"
+    why = "5 connection refused"
+    assert err == f"zombiewatch: no connection to 127.0.0.1:{port} got through ({why})\n"

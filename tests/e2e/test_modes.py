@@ -69,9 +69,19 @@ def test_wait_never_has_more_than_one_live_child() -> None:
 
 
 def test_double_fork_workers_escape_to_the_runner() -> None:
-    _code, run, _ = _run("double-fork")
+    _code, run, stderr = _run("double-fork")
     assert run["escaped"] == CONNECTIONS
     assert run["leaked"] == 0
+    # Every count of the orphans agrees: the reaped ones, where they went,
+    # and who orphaned them.
+    orphans = run["orphans"]
+    assert list(orphans["adopted_by"].values()) == [CONNECTIONS]
+    assert sum(o["orphans"] for o in orphans["orphaned_by"]) == CONNECTIONS
+    # The worker's parent exits at once, before it can be named: the orphans
+    # are blamed on the server that started it, one entry, not one per fork.
+    [server_pid] = server_pids(stderr)
+    named = [o for o in orphans["orphaned_by"] if o["pid"] is not None]
+    assert [(o["pid"], o["through_children"]) for o in named] in ([], [(server_pid, True)])
 
 
 def test_thread_mode_has_no_child_processes() -> None:

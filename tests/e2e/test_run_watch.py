@@ -217,6 +217,35 @@ def test_max_zombies_fails_as_soon_as_reached() -> None:
     assert any(rule.startswith("max-zombies") for rule in run["failed_rules"])
 
 
+def test_max_zombies_stops_a_load_command_and_reports_its_status() -> None:
+    code, run, _ = _run(
+        "--max-zombies", "3", "--settle", "0.1", "--load", "sleep 60",
+        "--", PYTHON, "-c", LEAKER,
+    )  # fmt: skip
+    assert code == 1
+    assert run["stopped_early"].endswith("zombies at once")
+    # SIGTERM to the load's process group: the shell and its sleep.
+    assert run["load_status"] in (-15, 143)
+    assert run["duration_s"] < 30
+
+
+def test_max_zombies_stops_the_flood_and_keeps_its_result() -> None:
+    proc = zombiewatch(
+        "--mode", "none", "--connections", "100000", "--concurrency", "20",
+        "--max-zombies", "20", "--settle", "0.1", "--json",
+    )  # fmt: skip
+    run = json.loads(proc.stdout)["runs"][0]
+    assert proc.returncode == 1, proc.stderr
+    assert run["stopped_early"] is not None
+    assert any(rule.startswith("max-zombies") for rule in run["failed_rules"])
+    # The flooder was stopped, not killed: its result is there, and every
+    # connection is accounted for, those it never made as "stopped".
+    assert run["ok"] >= 20
+    assert run["failures"]["stopped"] > 0
+    assert run["ok"] + run["failed"] == run["connections"] == 100000
+    assert run["peak_zombies"] < 100000
+
+
 def test_grace_fails_a_zombie_that_lingers_even_if_collected_later() -> None:
     lingering = "import os, time\nif os.fork() == 0: os._exit(0)\ntime.sleep(0.6)\nos.wait()"
     code, run, _ = _run("--grace", "0.2", "--settle", "0.2", "--", PYTHON, "-c", lingering)
@@ -229,6 +258,8 @@ def test_grace_fails_a_zombie_that_lingers_even_if_collected_later() -> None:
     ("args", "code", "message"),
     [
         (["--", "no-such-command-zw"], 2, "command not found"),
+        (["--", "/etc/passwd"], 2, "'/etc/passwd' is not executable"),
+        (["--", "/etc"], 2, "'/etc' is a directory"),
         (["--flood", "127.0.0.1:notaport", "--", "true"], 2, "not [HOST:]PORT"),
         (["--flood", "1", "--load", "true", "--", "true"], 2, "not both"),
         (["--flood", "127.0.0.1:9", "--", "false"], 3, "exited before listening"),
@@ -263,6 +294,34 @@ def test_watch_sees_the_zombies_and_stops_nothing(spawn) -> None:
     assert proc.returncode == 1
     assert run["leaked"] == 5
     assert psutil.Process(parent.pid).is_running()  # watch stopped nothing
+    parent.stdin.close()
+    parent.wait(timeout=10)
+
+
+def test_watch_ended_by_ctrl_c_reports_the_time_it_watched(spawn) -> None:
+    import signal
+    import time
+
+    parent = spawn(
+        [PYTHON, "-c", "import os,sys\nfor _ in range(3):\n if os.fork()==0: os._exit(0)\n"
+         "sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+    )  # fmt: skip
+    call_until(lambda: len(zombie_children(parent.pid)) == 3, what="3 zombies")
+    watcher = spawn(
+        [PYTHON, "-m", "zombiewatch", "watch", str(parent.pid), "--settle", "0.1", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    # The monitor's sampling thread is running: the watch has begun.
+    call_until(lambda: psutil.Process(watcher.pid).num_threads() >= 2, what="the monitor")
+    time.sleep(0.5)  # not a wait for an event: the time the watch must report
+    watcher.send_signal(signal.SIGINT)
+    out, err = watcher.communicate(timeout=30)
+    assert watcher.returncode == 1, err  # the verdict, not 130: the watch finished
+    run = json.loads(out)["runs"][0]
+    assert run["duration_s"] >= 0.4
+    assert run["leaked"] == 3
+    assert run["growth"]["net_per_minute"] == 0
     parent.stdin.close()
     parent.wait(timeout=10)
 

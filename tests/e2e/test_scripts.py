@@ -87,6 +87,19 @@ def test_flood_sh_bounds_each_connection(silent_listener: int) -> None:
     assert "4 timeout" in proc.stderr
 
 
+def test_flood_sh_where_nothing_listens_exits_3() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        port = sock.getsockname()[1]
+        proc = subprocess.run(
+            [FLOOD, "127.0.0.1", str(port), "3", "3"], capture_output=True, text=True, timeout=60
+        )
+    assert proc.returncode == 3
+    assert proc.stdout.startswith("ok 0 failed 3 ")
+    assert "3 connect failed" in proc.stderr
+    assert f"flood.sh: no connection to 127.0.0.1:{port} got through" in proc.stderr
+
+
 def test_flood_sh_ctrl_c_leaves_nothing_running(silent_listener: int) -> None:
     proc = subprocess.Popen(
         [FLOOD, "127.0.0.1", str(silent_listener), "1000", "8"],

@@ -123,8 +123,9 @@ def test_flood_against_a_closed_port_fails_each_connection() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # bound, not listening: connections are refused
         proc = zombiewatch("flood", "--port", str(port), "--connections", "3", "--json")
-    assert proc.returncode == 1
+    assert proc.returncode == 3  # nothing got through: nothing was measured
     assert json.loads(proc.stdout)["failures"] == {"connection refused": 3}
+    assert proc.stderr.count("\n") == 1
 
 
 def test_port_in_use_is_exit_3_with_one_line() -> None:

@@ -228,6 +228,34 @@ def test_zombies_seen_counts_each_zombie_once(script):
     assert script.monitor.stats.peak_zombies == 3
 
 
+def test_memory_does_not_grow_with_the_number_of_zombies_per_sample(script):
+    # A watch of a program that churns thousands of zombies: each sample
+    # sees a new set. What the monitor keeps per sample must not depend on
+    # how many zombies it saw (it once kept their pids in every timeline
+    # point: hundreds of MB over a long watch of a big leak).
+    import tracemalloc
+
+    # The script's Mock would remember every direct read: not the monitor's memory.
+    script.monitor._status = lambda pid: None
+    zombies = 1000
+    for n in range(5):  # warm up: the zombies dict and reservoir reach their size
+        script.sample(n, {pid: Z for pid in range(n * zombies, (n + 1) * zombies)})
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(5, 205):
+            script.sample(n, {pid: Z for pid in range(n * zombies, (n + 1) * zombies)})
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    stats = script.monitor.stats
+    assert stats.zombies_seen == 205 * zombies
+    assert len(stats.timeline) == 205
+    # 200 samples: a timeline point each and the lifetime reservoir filling
+    # up (10,000 floats); a pid per zombie per sample would be 200,000 ints.
+    assert grown < 1_000_000, grown
+
+
 def test_no_children_at_all(script):
     point = script.sample(1.0, {})
     stats = script.monitor.stats
