@@ -896,7 +896,8 @@ def part_exactness(
     try:
         while time.monotonic() < end:
             before = descendants(scan_proc(), pid)
-            sample = monitor.sample()
+            monitor.sample()
+            zombies = monitor.zombies.keys()  # the zombies present at that sample
             after = descendants(scan_proc(), pid)
             samples += 1
             statuses = captured[0]
@@ -905,7 +906,7 @@ def part_exactness(
                     continue  # changed during the sample: either answer is right
                 if state == "Z":
                     zombies_checked += 1
-                    zombies_missed += child not in sample.zombie_pids
+                    zombies_missed += child not in zombies
                 else:
                     live_checked += 1
                     live_missed += statuses.get(child, psutil.STATUS_ZOMBIE) == psutil.STATUS_ZOMBIE

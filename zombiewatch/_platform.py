@@ -159,6 +159,15 @@ def parse_status_threads(data: bytes) -> tuple[str, int]:
     return _STATES.get(fields[0], "?"), int(fields[17])
 
 
+def parse_ppid_name(data: bytes) -> tuple[int, str]:
+    """Return the parent pid (field 4) and the name (comm, field 2) in
+    ``/proc/PID/stat`` ``data``: what psutil's ``ppid()`` and, for a
+    zombie, ``name()`` answer."""
+    name = data[data.index(b"(") + 1 : data.rindex(b")")].decode(errors="replace")
+    fields = data[data.rindex(b")") + 2 :].split(b" ", 3)
+    return int(fields[1]), name
+
+
 @functools.cache
 def can_use_proc_reader() -> bool:
     """Return True if ``/proc/PID/stat`` can be kept open and re-read (Linux)."""
@@ -197,12 +206,13 @@ def _read_to_end(fd: int) -> bytes:
     return data
 
 
-def _close_kept(fds: dict[int, list[int]]) -> None:
-    for kept in fds.values():
+def _close_kept(fds: dict[int, list[int]], tasks: dict[int, dict[str, list[int]]]) -> None:
+    for kept in [*fds.values(), *(k for threads in tasks.values() for k in threads.values())]:
         for fd in kept:
             if fd >= 0:
                 os.close(fd)
     fds.clear()
+    tasks.clear()
 
 
 class ProcReader:
@@ -212,8 +222,14 @@ class ProcReader:
     ``pread``: one read gives the state and the thread count, at about 3 µs
     where open/read/close costs 7 and psutil's ``status()`` 14
     (BENCHMARKS.md, M1). A single-threaded process's children come from its
-    kept ``/proc/PID/task/PID/children``; others' from every thread's file
-    (``read_children``).
+    kept ``/proc/PID/task/PID/children``. A process with several threads
+    (each keeps its own list of the children it forked) has its task
+    directory listed, and each thread's ``children`` and ``comm`` kept: an
+    empty list is checked against the thread's ``comm`` (ESRCH once the
+    thread is gone; a third of the cost of ``stat``), so a thread number
+    reused by a new thread is read afresh. Adopters such as PID 1, often
+    multi-threaded and read every sample, cost a pread per thread instead
+    of an open, a read and a close.
 
     A descriptor belongs to the process it was opened on, not to its
     number: once that process is collected, ``pread`` fails with ESRCH (a
@@ -231,8 +247,10 @@ class ProcReader:
 
         self.limit = kept_fd_limit()
         self._fds: dict[int, list[int]] = {}  # pid -> [stat fd, children fd or -1]
+        # pid -> {tid: [its comm fd, its children fd]}, for multi-threaded ones
+        self._tasks: dict[int, dict[str, list[int]]] = {}
         self._kept = 0
-        weakref.finalize(self, _close_kept, self._fds)
+        weakref.finalize(self, _close_kept, self._fds, self._tasks)
 
     @property
     def kept(self) -> int:
@@ -241,7 +259,7 @@ class ProcReader:
 
     def pids(self) -> list[int]:
         """The processes with a descriptor open."""
-        return list(self._fds)
+        return list(self._fds.keys() | self._tasks.keys())
 
     def stat(self, pid: int, renew: bool = False) -> tuple[str, int] | None:
         """Return ``pid``'s psutil status and thread count, or None if it is gone.
@@ -281,6 +299,19 @@ class ProcReader:
                 os.close(fd)
         return parse_status_threads(data) if data else None
 
+    def ppid_name(self, pid: int) -> tuple[int, str] | None:
+        """Return the parent pid and name of a process ``stat`` read, or None
+        if it is gone: one more pread of its kept descriptor, where psutil
+        opens and parses ``/proc/PID/stat`` twice more."""
+        kept = self._fds.get(pid)
+        if kept is None:
+            return None
+        try:
+            data = os.pread(kept[0], 1024, 0)
+        except ProcessLookupError:
+            return None
+        return parse_ppid_name(data) if data else None
+
     def children(self, pid: int, threads: int) -> list[int]:
         """Return the pids of ``pid``'s children; ``threads`` comes from ``stat``.
 
@@ -288,7 +319,9 @@ class ProcReader:
         ``read_children``'s: a child exiting during the read can hide others.
         """
         if threads != 1:
-            return read_children(pid)  # each thread keeps its own list
+            return self._threads_children(pid)  # each thread keeps its own list
+        if pid in self._tasks:
+            self._forget_tasks(pid)  # it had several threads: one is left
         path = f"/proc/{pid}/task/{pid}/children"
         kept = self._fds.get(pid)
         if kept is not None and kept[1] < 0 and self._kept < self.limit:
@@ -315,16 +348,72 @@ class ProcReader:
         finally:
             os.close(fd)
 
-    def forget(self, pid: int) -> None:
-        """Close ``pid``'s descriptors, if any are open."""
-        for fd in self._fds.pop(pid, ()):
+    def _threads_children(self, pid: int) -> list[int]:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except (FileNotFoundError, ProcessLookupError):
+            self._forget_tasks(pid)
+            return []
+        kept = self._tasks.setdefault(pid, {})
+        for tid in kept.keys() - set(tids):  # threads that ended
+            self._close(kept.pop(tid))
+        children: list[int] = []
+        for tid in tids:
+            children.extend(self._task_children(pid, tid, kept))
+        return children
+
+    def _task_children(self, pid: int, tid: str, kept: dict[str, list[int]]) -> list[int]:
+        fds = kept.get(tid)
+        if fds is not None:
+            try:
+                data = _read_to_end(fds[1])
+            except ProcessLookupError:
+                data = b""
+            if data:
+                return [int(p) for p in data.split()]
+            try:
+                if os.pread(fds[0], 1, 0):
+                    return []  # the thread lives and has no children
+            except ProcessLookupError:
+                pass
+            # The thread is gone, and its number may be a new thread's.
+            self._close(kept.pop(tid))
+        task = f"/proc/{pid}/task/{tid}"
+        opened: list[int] = []
+        try:
+            opened.append(os.open(f"{task}/comm", _RDONLY))
+            opened.append(os.open(f"{task}/children", _RDONLY))
+            data = _read_to_end(opened[1])
+        except (FileNotFoundError, ProcessLookupError):
+            data = b""  # the thread ended between listdir and read
+        else:
+            if self._kept + 2 <= self.limit:
+                kept[tid] = opened
+                self._kept += 2
+                opened = []
+        finally:
+            for fd in opened:
+                os.close(fd)
+        return [int(p) for p in data.split()]
+
+    def _close(self, fds: list[int]) -> None:
+        for fd in fds:
             if fd >= 0:
                 os.close(fd)
                 self._kept -= 1
 
+    def _forget_tasks(self, pid: int) -> None:
+        for fds in self._tasks.pop(pid, {}).values():
+            self._close(fds)
+
+    def forget(self, pid: int) -> None:
+        """Close ``pid``'s descriptors, if any are open."""
+        self._close(self._fds.pop(pid, []))
+        self._forget_tasks(pid)
+
     def close(self) -> None:
         """Close every descriptor. Idempotent; later reads open afresh."""
-        _close_kept(self._fds)
+        _close_kept(self._fds, self._tasks)
         self._kept = 0
 
 

@@ -292,7 +292,9 @@ class Monitor:
         leader = self.sid == self.root
         found = []
         for adopter in self.adopters:
-            for pid in _platform.read_children(adopter):
+            # Read every sample, so through kept descriptors where possible;
+            # thread count 0: each thread's list (PID 1 often has several).
+            for pid in self._children(adopter, 0):
                 if pid == self.root or _platform.session_of(pid) != self.sid:
                     continue
                 if leader or pid in self._seen:
@@ -375,9 +377,14 @@ class Monitor:
             # Descriptors of processes that left the tree are closed. A known
             # zombie that churn hid keeps its own: the next direct check must
             # read that process, not whoever takes its pid.
-            root, zombies = self.root, self.zombies
+            root, zombies, adopters = self.root, self.zombies, self.adopters
             for pid in reader.pids():
-                if pid not in statuses and pid not in zombies and pid != root:
+                if (
+                    pid not in statuses
+                    and pid not in zombies
+                    and pid != root
+                    and pid not in adopters
+                ):
                     reader.forget(pid)
         self._count_escapes(statuses.keys())
         self._seen = statuses.keys()
@@ -416,8 +423,11 @@ class Monitor:
         return origin, False
 
     def _describe(self, pid: int, now: float) -> Zombie:
-        proc = self._process(pid)
-        ppid, name = 0, "?"
+        # The zombie's kept stat descriptor has both, in one read; psutil
+        # reads them where none is kept.
+        known = self._reader.ppid_name(pid) if self._reader is not None else None
+        ppid, name = known or (0, "?")
+        proc = self._process(pid) if known is None else None
         if proc is not None:
             try:
                 ppid, name = proc.ppid(), proc.name()

@@ -181,7 +181,9 @@ class Server:
         # loop per burst of connections rather than per connection. The
         # batch bound keeps signals and worker ends from waiting behind a
         # flood; a pause (fd limit, --max-children) or a stop ends it early.
-        for _ in range(self.accept_batch):
+        # Modes that collect between passes (pidfd) take one client per pass.
+        batch = self.accept_batch if self.reaper.batch_accepts else 1
+        for _ in range(batch):
             if not self._accept_one() or self._paused or self._stopping:
                 return
 

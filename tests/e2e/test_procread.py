@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 
 import psutil
@@ -259,6 +260,17 @@ def test_a_children_list_longer_than_a_page_is_read_whole(farm) -> None:
 # -- the monitor -----------------------------------------------------------------
 
 
+def test_zombies_are_described_as_psutil_describes_them(farm, monitors) -> None:
+    f = farm(2, 5)
+    m = monitors(f.pid)
+    m.sample()
+    assert m._reader.kept > 0  # described through the kept descriptors
+    names = {p.pid: p.name() for p in zombie_children(f.pid)}
+    assert {pid: (z.ppid, z.name) for pid, z in m.zombies.items()} == {
+        pid: (f.pid, name) for pid, name in names.items()
+    }
+
+
 def test_monitor_descriptors_follow_the_tree_and_close_releases_them(farm, monitors) -> None:
     f = farm(5, 10)
     before = open_fds()
@@ -376,3 +388,42 @@ def test_a_guard_that_finds_no_child_releases_the_shared_monitors_descriptors(
 
     assert open_fds() == before
     shared.close()
+
+
+# -- several threads: a list per thread ---------------------------------------------
+
+
+def test_every_threads_children_are_read_through_kept_descriptors() -> None:
+    if not _platform.can_use_proc_reader():
+        pytest.skip("no /proc to keep open here")
+    reader = ProcReader()
+    me = os.getpid()
+    forked: list[subprocess.Popen[bytes]] = []
+    # Popen in another thread: that thread, not the main one, is the parent.
+    worker = threading.Thread(target=lambda: forked.append(subprocess.Popen(["sleep", "30"])))
+    parked = threading.Event()
+    idle = threading.Thread(target=parked.wait)
+    worker.start()
+    worker.join()
+    idle.start()
+    try:
+        [child] = forked
+        threads = len(os.listdir(f"/proc/{me}/task"))
+        assert child.pid in reader.children(me, 0)
+        kept, fds = reader.kept, open_fds()
+        assert kept == 2 * threads  # a stat and a children file per thread
+        assert child.pid in reader.children(me, 0)
+        assert (reader.kept, open_fds()) == (kept, fds)  # read again, none opened
+        parked.set()
+        idle.join()
+        assert child.pid in reader.children(me, 0)  # 0: read as multi-threaded
+        assert reader.kept == kept - 2  # the ended thread's descriptors are closed
+        reader.forget(me)
+        assert reader.kept == 0
+    finally:
+        parked.set()
+        idle.join()
+        for proc in forked:
+            proc.kill()
+            proc.wait()
+        reader.close()

@@ -148,3 +148,27 @@ def test_thread_mode_is_available_without_fork(monkeypatch):
     monkeypatch.setattr(zombiewatch._platform, "can_use_fork", lambda: False)
     assert modes.get("thread").available() is True
     assert modes.get("sigchld").available() is False
+
+
+@pytest.mark.parametrize(("mode", "per_pass"), [("sigchld", 64), ("pidfd", 1)])
+def test_accepts_per_pass_of_the_loop(monkeypatch, mode: str, per_pass: int) -> None:
+    # pidfd collects its children between passes of the loop: a batch of
+    # forks would keep each exited child a zombie through the whole batch.
+    from zombiewatch import server
+
+    srv = server.Server(server.Config(mode=mode, host="127.0.0.1", port=0))
+    accepted = 0
+
+    def accept_one() -> bool:
+        nonlocal accepted
+        accepted += 1
+        return True  # a backlog that never runs dry
+
+    monkeypatch.setattr(srv, "_accept_one", accept_one)
+    try:
+        srv._accept()
+    finally:
+        srv.selector.close()
+        os.close(srv._wakeup_r)
+        os.close(srv._wakeup_w)
+    assert accepted == per_pass

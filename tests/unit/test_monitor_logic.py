@@ -560,6 +560,9 @@ class FakeReader:
     def forget(self, pid):
         self.open.discard(pid)
 
+    def ppid_name(self, pid):
+        return None  # nothing read through it: the psutil path describes
+
     def close(self):
         self.closed += 1
         self.open.clear()

@@ -193,3 +193,16 @@ def test_a_garbage_collected_reader_closes_its_descriptors():
     del r
     gc.collect()
     assert open_fds() == before
+
+
+@pytest.mark.parametrize("comm", [b"python3", b"a b", b"x) y (z"])
+def test_ppid_and_name_come_from_the_stat_line(comm):
+    line = b"4242 (" + comm + b") Z 17 4242 4242 0 -1 4227916 0 0 0 0 0 0 0 0 20 0 1 0 5\n"
+    assert _platform.parse_ppid_name(line) == (17, comm.decode())
+
+
+def test_ppid_and_name_agree_with_psutil_on_this_process(reader):
+    me = psutil.Process()
+    assert reader.ppid_name(me.pid) is None  # nothing kept for it yet
+    reader.stat(me.pid)
+    assert reader.ppid_name(me.pid) == (me.ppid(), me.name()[:15])

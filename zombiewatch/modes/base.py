@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         expected: ClassVar[str]
         summary: ClassVar[str]
         child_delay: ClassVar[float]
+        batch_accepts: ClassVar[bool]
 
         @classmethod
         def available(cls) -> bool: ...
@@ -123,6 +124,10 @@ class ForkingReaper:
     # is what makes SIGCHLDs coalesce; every mode but `wait` (which would
     # serialise on it) is shown under bursts.
     child_delay: ClassVar[float] = 0.02
+    # May the server accept (and fork for) a whole burst of waiting clients
+    # per pass of its loop? Not for a mode that collects children between
+    # passes: each exited child would stay a zombie through the whole batch.
+    batch_accepts: ClassVar[bool] = True
 
     server: ServerHooks
 
