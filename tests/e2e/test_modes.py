@@ -49,7 +49,9 @@ def test_none_leaves_one_zombie_per_connection() -> None:
     _code, run, _ = _run("none")
     assert run["leaked"] == CONNECTIONS
     assert run["peak_zombies"] == CONNECTIONS
-    assert run["zombies_per_connection"] == 1.0
+    # Taken when the flood ends, while the last workers may still be in
+    # their --child-delay (they answer first, then wait, then exit).
+    assert 0.9 <= run["zombies_per_connection"] <= 1.0
     # The stopped server's zombies were handed to the runner, which reaped them.
     assert run["orphans_at_stop"] == CONNECTIONS
 
