@@ -177,11 +177,14 @@ def _finish(
         except OSError as err:
             raise ZombiewatchError(f"cannot write {plot_png}: {err.strerror}") from err
     for run in report.runs:
-        if run.flood.get("failed"):
-            runner.log(
-                f"{run.mode}: {run.flood['failed']} connection(s) failed: {run.flood['failures']}"
-            )
-        if run.load_status:
+        failures = dict(run.flood.get("failures", {}))
+        if run.stopped_early:
+            # --max-zombies stopped the load: those connections and that
+            # exit status are ours, not failures of the target.
+            failures.pop("stopped", None)
+        if failures:
+            runner.log(f"{run.mode}: {sum(failures.values())} connection(s) failed: {failures}")
+        if run.load_status and not run.stopped_early:
             runner.log(f"the load command failed with status {run.load_status}")
     ctx.exit(report.return_code)
 

@@ -218,7 +218,7 @@ def test_max_zombies_fails_as_soon_as_reached() -> None:
 
 
 def test_max_zombies_stops_a_load_command_and_reports_its_status() -> None:
-    code, run, _ = _run(
+    code, run, stderr = _run(
         "--max-zombies", "3", "--settle", "0.1", "--load", "sleep 60",
         "--", PYTHON, "-c", LEAKER,
     )  # fmt: skip
@@ -226,6 +226,7 @@ def test_max_zombies_stops_a_load_command_and_reports_its_status() -> None:
     assert run["stopped_early"].endswith("zombies at once")
     # SIGTERM to the load's process group: the shell and its sleep.
     assert run["load_status"] in (-15, 143)
+    assert "the load command failed" not in stderr  # we stopped it
     assert run["duration_s"] < 30
 
 
@@ -244,6 +245,7 @@ def test_max_zombies_stops_the_flood_and_keeps_its_result() -> None:
     assert run["failures"]["stopped"] > 0
     assert run["ok"] + run["failed"] == run["connections"] == 100000
     assert run["peak_zombies"] < 100000
+    assert "failed" not in proc.stderr  # the stopped connections are not the server's failures
 
 
 def test_grace_fails_a_zombie_that_lingers_even_if_collected_later() -> None:
