@@ -189,3 +189,21 @@ def test_non_finite_numbers_and_bad_hosts_are_usage_errors(args: list[str]) -> N
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("127.0.0.1", False)])
+def test_listening_beyond_loopback_warns_that_anyone_gets_an_echo(
+    spawn, host: str, warned: bool
+) -> None:
+    import subprocess
+
+    from tests.helpers import PYTHON, read_ready_line
+
+    proc = spawn(
+        [PYTHON, "-m", "zombiewatch", "serve", "--host", host, "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    assert read_ready_line(proc)["host"] == host
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=10)
+    assert ("anyone who can reach it gets an echo service" in err) is warned
