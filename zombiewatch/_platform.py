@@ -379,15 +379,17 @@ class ProcReader:
             # The thread is gone, and its number may be a new thread's.
             self._close(kept.pop(tid))
         task = f"/proc/{pid}/task/{tid}"
+        keep = self._kept + 2 <= self.limit  # else one open, read, close
         opened: list[int] = []
         try:
-            opened.append(os.open(f"{task}/comm", _RDONLY))
+            if keep:
+                opened.append(os.open(f"{task}/comm", _RDONLY))
             opened.append(os.open(f"{task}/children", _RDONLY))
-            data = _read_to_end(opened[1])
+            data = _read_to_end(opened[-1])
         except (FileNotFoundError, ProcessLookupError):
             data = b""  # the thread ended between listdir and read
         else:
-            if self._kept + 2 <= self.limit:
+            if keep:
                 kept[tid] = opened
                 self._kept += 2
                 opened = []

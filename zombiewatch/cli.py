@@ -363,21 +363,20 @@ def flood(ctx: click.Context, host: str, port: int, connections: int, concurrenc
                 pass  # the runner stopped reading: progress is optional
 
     # SIGTERM ends the flood early, and what it did is still printed: the
-    # runner stops the load this way when --max-zombies is reached.
+    # runner stops the load this way when --max-zombies is reached. The
+    # handler stays until the command exits, so a SIGTERM that comes while
+    # the result is being printed cannot cut it short.
     stopping = False
 
     def on_sigterm(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
 
-    old_handler = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        result = flooder.flood(
-            host, port, connections, concurrency, lines, timeout, deadline, progress,
-            stop=lambda: stopping,
-        )  # fmt: skip
-    finally:
-        signal.signal(signal.SIGTERM, old_handler)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    result = flooder.flood(
+        host, port, connections, concurrency, lines, timeout, deadline, progress,
+        stop=lambda: stopping,
+    )  # fmt: skip
     data = result.to_dict()
     if as_json:
         click.echo(json.dumps(data))

@@ -372,6 +372,9 @@ class Monitor:
         stats.last = point
         for pid in [p for p in self._procs if p not in statuses]:
             del self._procs[pid]  # forget the dead, so reused pids read fresh
+        # Before the descriptors of processes that left are closed: it asks
+        # those of the orphans' parents whether they are gone.
+        self._count_escapes(statuses.keys())
         reader = self._reader
         if reader is not None:
             # Descriptors of processes that left the tree are closed. A known
@@ -386,7 +389,6 @@ class Monitor:
                     and pid not in adopters
                 ):
                     reader.forget(pid)
-        self._count_escapes(statuses.keys())
         self._seen = statuses.keys()
         stats.sample_time += time.monotonic() - started
         return point
@@ -414,7 +416,9 @@ class Monitor:
         """
         if not origin:
             return 0, False
-        if origin not in self.stats.parents and _identify(origin) is None:
+        # Gone: the status read goes through the descriptor kept on the
+        # process itself where there is one, so a reused pid reads as gone.
+        if origin not in self.stats.parents and self._status(origin) is None:
             started_by = self._parent_of.get(origin, 0)
             if started_by and self._parent(started_by, adopter=False) is not None:
                 return started_by, True

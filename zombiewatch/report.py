@@ -140,7 +140,13 @@ class RunResult:
 
     @property
     def measured(self) -> bool:
-        """False when no connection got through: the verdict means nothing."""
+        """False when no connection got through: the verdict means nothing.
+
+        A load stopped early by --max-zombies measured what it had to: the
+        zombies were there, whether or not an answer came back first.
+        """
+        if self.stopped_early:
+            return True
         return int(self.flood.get("connections", 0)) == 0 or int(self.flood.get("ok", 0)) > 0
 
     def to_dict(self) -> dict[str, Any]:

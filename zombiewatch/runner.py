@@ -317,6 +317,7 @@ class Load:
         progress: bool = False,
     ) -> None:
         self.kind = kind
+        self._interrupted = False
         self.deadline = None if deadline is None else time.monotonic() + deadline
         self.done_count: int | None = None  # connections finished, if the load says
         self.progress_r: int | None = None
@@ -360,30 +361,37 @@ class Load:
             self.done_count = int(counts[-1])
 
     def done(self) -> bool:
-        """True once the load has finished by itself."""
-        if self.proc.poll() is not None:
+        """True once the load has finished by itself. It is left unreaped
+        until ``stop()``, so its pid (its group's id) stays its own."""
+        if _exited(self.proc.pid):
             return True
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise ZombiewatchError("the flooder overran its own deadline and was stopped")
         return False
 
+    def _signal_group(self, sig: int) -> None:
+        # Unreaped, the load's pid (its group's id) cannot have been reused.
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, sig)
+
     def interrupt(self) -> None:
         """Ask the load to end now: SIGTERM to its process group (a
         ``--load`` shell and what it started). The flooder then stops
-        connecting and still writes what it did."""
-        # Unreaped, the load's pid (its group's id) cannot have been reused.
-        if self.proc.returncode is None and not _exited(self.proc.pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
+        connecting and still writes what it did. Sent once: a second
+        SIGTERM must not cut the flooder's report short."""
+        if not self._interrupted:
+            self._interrupted = True
+            self._signal_group(signal.SIGTERM)
 
     def stop(self) -> None:
-        """End the load if it still runs, and collect it: SIGTERM, then
-        after ``STOP_GRACE`` seconds SIGKILL to what is left of its group."""
-        if self.proc.returncode is None:
-            self.interrupt()
-            poll_until(lambda: _exited(self.proc.pid), STOP_GRACE)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        """End the load and whatever it left in its process group, and
+        collect it: SIGTERM (once), up to ``STOP_GRACE`` seconds for the
+        load itself to exit, then SIGKILL to what is left of the group.
+        A load that ended by itself leaves at most background jobs there."""
+        self.interrupt()
+        poll_until(lambda: _exited(self.proc.pid), STOP_GRACE)
+        self._signal_group(signal.SIGKILL)
         self.proc.wait()
 
     def close(self) -> None:
@@ -396,8 +404,9 @@ class Load:
 
     def flood_result(self) -> dict[str, Any]:
         """The flooder's JSON result (after ``stop()``)."""
-        # 0: every answer right; 1: some wrong; 130: stopped by interrupt().
-        if self.proc.returncode not in (0, 1, 130):
+        # 0: every answer right; 1: some wrong; 3: none connected;
+        # 130: stopped by interrupt(). Each prints its result first.
+        if self.proc.returncode not in (0, 1, 3, 130):
             raise ZombiewatchError(f"the flooder failed (status {self.proc.returncode})")
         self._out.seek(0)
         result: dict[str, Any] = json.loads(self._out.read())
@@ -616,8 +625,9 @@ def measure(
         if load is not None:
             load.stop()  # interrupted already if --max-zombies ended the load early
             if load.kind == "flood" and not (obs.stopped_early and load.proc.returncode < 0):
-                # (A flooder stopped before its SIGTERM handler was set has
-                # no result: it had not begun.)
+                # A flooder killed by a signal when stopped early (before
+                # its SIGTERM handler was set, or past the grace) left no
+                # result.
                 flood = load.flood_result()
         if collector.subreaper:
             # Every orphan came to us, and we reaped each: the exact count.

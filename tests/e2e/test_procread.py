@@ -411,7 +411,7 @@ def test_every_threads_children_are_read_through_kept_descriptors() -> None:
         threads = len(os.listdir(f"/proc/{me}/task"))
         assert child.pid in reader.children(me, 0)
         kept, fds = reader.kept, open_fds()
-        assert kept == 2 * threads  # a stat and a children file per thread
+        assert kept == 2 * threads  # a comm and a children file per thread
         assert child.pid in reader.children(me, 0)
         assert (reader.kept, open_fds()) == (kept, fds)  # read again, none opened
         parked.set()

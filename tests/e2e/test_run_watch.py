@@ -230,6 +230,29 @@ def test_max_zombies_stops_a_load_command_and_reports_its_status() -> None:
     assert run["duration_s"] < 30
 
 
+def test_background_jobs_of_a_load_that_ended_do_not_outlive_the_run(tmp_path: Path) -> None:
+    marker = "59.4321"  # a sleep no one else runs
+    # Files, not pipes: a left-over sleep would hold a pipe open, and reading
+    # it to the end would wait for the sleep instead of catching it.
+    with open(tmp_path / "out", "w+") as out, open(tmp_path / "err", "w+") as err:
+        code = subprocess.call(
+            [PYTHON, "-m", "zombiewatch", "run", "--json", "--settle", "0.1",
+             "--load", f"sleep {marker} & exit 0",
+             "--", PYTHON, "-c", "import time; time.sleep(30)"],
+            stdout=out, stderr=err, stdin=subprocess.DEVNULL, timeout=60,
+        )  # fmt: skip
+        left = [
+            p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", marker]
+        ]
+        for proc in left:
+            proc.kill()
+        out.seek(0)
+        err.seek(0)
+        assert code == 0, err.read()
+        assert json.load(out)["runs"][0]["load_status"] == 0
+    assert left == []
+
+
 def test_max_zombies_stops_the_flood_and_keeps_its_result() -> None:
     proc = zombiewatch(
         "--mode", "none", "--connections", "100000", "--concurrency", "20",

@@ -144,6 +144,18 @@ def test_no_connection_got_through_is_not_measured():
     assert Report([unmeasured], check=True).return_code is ExitCode.NOT_MEASURED
 
 
+def test_a_load_stopped_by_max_zombies_before_any_answer_is_measured():
+    # The zombies were there: --max-zombies fired before an answer came back.
+    r = run(
+        leaked=2,
+        flood_data=flood(connections=10, ok=0, failures={"stopped": 10}),
+        max_zombies=2,
+        stopped_early="2 zombies at once",
+    )
+    assert r.measured
+    assert Report([r]).return_code is ExitCode.ZOMBIES
+
+
 def test_a_watched_program_without_connections_is_measured():
     r = run(mode="CMD", expected=None, flood_data={})
     assert r.measured

@@ -125,8 +125,10 @@ class ForkingReaper:
     # serialise on it) is shown under bursts.
     child_delay: ClassVar[float] = 0.02
     # May the server accept (and fork for) a whole burst of waiting clients
-    # per pass of its loop? Not for a mode that collects children between
-    # passes: each exited child would stay a zombie through the whole batch.
+    # per pass of its loop? Not for a mode that promises to collect each
+    # child as soon as the loop sees it exit (pidfd): each would stay a
+    # zombie through the whole batch. `poll` keeps the batch on purpose:
+    # children that wait for the next pass are its lesson.
     batch_accepts: ClassVar[bool] = True
 
     server: ServerHooks
