@@ -198,16 +198,29 @@ def test_sigchld_once_close_blocking_collects_the_backlog(fake_waitpid, keep_sig
 # -- poll ------------------------------------------------------------------------
 
 
-def test_poll_tick_reaps_all_pending(fake_waitpid):
+def test_poll_reaps_all_pending_when_a_client_connects(fake_waitpid):
     fake = fake_waitpid((101, 0), (102, 0), (0, 0))
-    make("poll").tick()
+    server = FakeServer(pids=[31])
+    conn = object()
+    make("poll", server).spawn(conn)
     assert fake.call_args_list == [WNOHANG_CALL] * 3
+    assert server.forks == [(conn, None)]
 
 
-def test_poll_tick_with_no_children(fake_waitpid):
+def test_poll_with_no_children_still_forks(fake_waitpid):
     fake = fake_waitpid(ECHILD)
-    make("poll").tick()
+    server = FakeServer(pids=[31])
+    make("poll", server).spawn(object())
     fake.assert_called_once_with(-1, os.WNOHANG)
+    assert len(server.forks) == 1
+
+
+def test_poll_collects_nothing_on_a_pass_without_a_client(fake_waitpid):
+    # A wakeup that forks nothing (a client that gave up before accept)
+    # must not collect the last children: the lingering leak is the lesson.
+    fake = fake_waitpid()
+    make("poll").tick()
+    fake.assert_not_called()
 
 
 def test_poll_on_fork_does_not_wait(fake_waitpid):
@@ -441,7 +454,7 @@ def test_reaper_thread_on_fork_wakes_the_thread():
 
 def test_default_spawn_forks_and_reports_the_pid():
     server = FakeServer(pids=[31])
-    reaper = make("poll", server)
+    reaper = make("none", server)
     seen: list[int] = []
     reaper.on_fork = seen.append
     conn = object()
