@@ -3,8 +3,8 @@
 Children are collected only when a client connects, before its worker is
 forked. Children that finish after the last connection stay zombies until
 the next one arrives, which in a test is never: a lingering leak.
-socketserver's ``ForkingMixIn.collect_children`` works this way (it runs
-before each request is processed). A pass of the accept loop that forks
+socketserver's ``ForkingMixIn.collect_children`` is the same idea: it runs
+on each pass of its loop (``service_actions``). Here a pass that forks
 nothing (a client that gave up before ``accept()``) collects nothing, so
 the leak does not depend on stray wakeups. Cost: one ``waitpid`` per
 finished child plus one per connection. ``waitpid(-1)`` collects any child
