@@ -22,7 +22,7 @@ import click
 
 from zombiewatch import __version__, modes, runner, server
 from zombiewatch.errors import ExitCode, Interrupted, ZombiewatchError
-from zombiewatch.report import Report
+from zombiewatch.report import Report, failure_list, number
 
 _debug = False
 
@@ -382,28 +382,20 @@ def flood(ctx: click.Context, host: str, port: int, connections: int, concurrenc
         click.echo(json.dumps(data))
     else:
         lat = data["latency_ms"]
-        failures = _failure_list(result.failures)
+        failures = failure_list(result.failures)
         click.echo(
             f"{result.ok} ok, {result.failed} failed{f' ({failures})' if failures else ''};"
             f" {data['conn_per_s']:.0f} conn/s;"
-            f" latency p50 {_ms(lat['p50'])} ms, p99 {_ms(lat['p99'])} ms"
+            f" latency p50 {number(lat['p50'])} ms, p99 {number(lat['p99'])} ms"
         )
     if stopping:
         ctx.exit(ExitCode.INTERRUPTED)
     if connections and not result.connect_latencies:
         # Nothing to check: no server answered at that address.
         raise ZombiewatchError(
-            f"no connection to {host}:{port} got through ({_failure_list(result.failures)})"
+            f"no connection to {host}:{port} got through ({failure_list(result.failures)})"
         )
     ctx.exit(ExitCode.OK if result.failed == 0 else ExitCode.ZOMBIES)
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
-
-
-def _failure_list(failures: dict[str, int]) -> str:
-    return ", ".join(f"{n} {why}" for why, n in failures.items())
 
 
 def _not_runnable(name: str) -> str:

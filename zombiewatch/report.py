@@ -272,6 +272,16 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def number(value: float | None) -> str:
+    """A figure as it is, or "-" where there is none."""
+    return "-" if value is None else f"{value:g}"
+
+
+def failure_list(failures: dict[str, int]) -> str:
+    """Failed connections by reason: "3 connection refused, 1 timeout"."""
+    return ", ".join(f"{n} {why}" for why, n in failures.items())
+
+
 def _lifetimes(run: RunResult) -> str:
     life = run.monitor.lifetime_ms()
     return f"{_ms(life['p50'])}/{_ms(life['p99'])}/{_ms(life['max'])}"
@@ -280,7 +290,7 @@ def _lifetimes(run: RunResult) -> str:
 def _load_line(run: RunResult, d: dict[str, Any]) -> str:
     if d["connections"]:
         lat, conn = d["latency_ms"], d["connect_ms"]
-        failures = ", ".join(f"{n} {why}" for why, n in d["failures"].items())
+        failures = failure_list(d["failures"])
         return (
             f"flood      {d['connections']} connections: {d['ok']} ok, {d['failed']} failed"
             + (f" ({failures})" if failures else "")
@@ -311,8 +321,9 @@ def render_run(run: RunResult) -> str:
     lines += [
         f"zombies    peak {d['peak_zombies']}, seen {d['zombies_seen']},"
         f" leaked {d['leaked']} after a {run.settle:g} s settle window",
-        f"growth     {_num(growth['new_per_minute'])} new/min, net {_num(growth['net_per_minute'])}"
-        f"/min, net {_num(growth['net_per_connection'])} per connection",
+        f"growth     {number(growth['new_per_minute'])} new/min,"
+        f" net {number(growth['net_per_minute'])}/min,"
+        f" net {number(growth['net_per_connection'])} per connection",
         f"lifetime   p50/p99/max {_lifetimes(run)} ms (sampled every {d['interval_ms']:g} ms,"
         f" {_ms(d['effective_interval_ms'])} ms in effect, {d['samples']} samples)",
         f"children   max live {d['max_live_children']}; orphans escaped {d['escaped']}"
@@ -362,10 +373,6 @@ def _orphaner(origin: dict[str, Any]) -> str:
     if origin["through_children"]:
         return f"children of {named} that forked and exited at once (a double fork)"
     return named
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
 
 
 _COLUMNS = (

@@ -127,8 +127,7 @@ class ForkingReaper:
     # May the server accept (and fork for) a whole burst of waiting clients
     # per pass of its loop? Not for a mode that promises to collect each
     # child as soon as the loop sees it exit (pidfd): each would stay a
-    # zombie through the whole batch. `poll` keeps the batch on purpose:
-    # children that wait for the next pass are its lesson.
+    # zombie through the whole batch.
     batch_accepts: ClassVar[bool] = True
 
     server: ServerHooks
