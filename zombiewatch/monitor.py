@@ -40,6 +40,10 @@ from zombiewatch.errors import AccessDeniedError, ZombiewatchError
 MAX_TIMELINE = 10_000
 MAX_LIFETIMES = 10_000
 MAX_PARENTS = 1_000
+# Samples an escaped orphan stays remembered after it was last seen held. A
+# children list read while processes exit can skip entries, so one walk may
+# miss an orphan that the next shows again: it must not count twice.
+HELD_MEMORY = 100
 _random = random.Random(0)
 
 
@@ -144,9 +148,9 @@ class MonitorStats:
     # Orphans: processes of the tree that an adopter (a subreaper, init)
     # came to hold, by adopter; who orphaned them, by (pid, through): the
     # parent they had in the last sample before (0 if never seen), or, with
-    # through=True, the parent of that parent, when the parent was gone
-    # before it could be named (a double fork); how long their zombies
-    # stayed zombies there.
+    # through=True, the parent of that parent where the tree showed one (a
+    # double fork's server, not its short-lived middle process); how long
+    # their zombies stayed zombies there.
     escaped: dict[int, int] = field(default_factory=dict)
     orphaned_by: dict[tuple[int, bool], int] = field(default_factory=dict)
     adopted_lifetimes: list[float] = field(default_factory=list)
@@ -203,7 +207,7 @@ class Monitor:
         self._reader = _platform.ProcReader() if _platform.can_use_proc_reader() else None
         self._seen: Collection[int] = ()  # the tree at the last sample
         self._parent_of: dict[int, int] = {}  # pid -> its parent in the tree, last walk
-        self._held: dict[int, int] = {}  # pid -> the adopter holding it, last walk
+        self._held: dict[int, int] = {}  # escaped pid -> the sample that last saw it held
         self._origin: dict[int, int] = {}  # this walk's findings, for _sample()
         self._holding: dict[int, int] = {}
         self._thread: threading.Thread | None = None
@@ -404,26 +408,28 @@ class Monitor:
             if key not in stats.orphaned_by and len(stats.orphaned_by) >= MAX_PARENTS:
                 key = (0, False)  # bounded memory: unattributed past the cap
             stats.orphaned_by[key] = stats.orphaned_by.get(key, 0) + 1
-        self._held = {pid: a for pid, a in self._holding.items() if pid in tree}
+        now = stats.samples
+        if now % HELD_MEMORY == 0:  # pruned now and then: kept 1-2x HELD_MEMORY samples
+            self._held = {p: n for p, n in self._held.items() if now - n < HELD_MEMORY}
+        self._held.update((pid, now) for pid in self._holding if pid in tree)
         self._parent_of = {pid: p for pid, p in self._origin.items() if pid in tree}
 
     def _orphaner(self, origin: int) -> tuple[int, bool]:
         """Who to blame for an orphan whose last parent was ``origin``.
 
-        A parent gone before it could be named (the middle process of a
-        double fork exits at once) is blamed on who started it, which
-        usually lives: one line per server, not one per short-lived child.
+        That parent has exited: that is how its child came to be adopted.
+        Where the tree showed who started it, the blame goes there, "through
+        its children": the middle process of a double fork exits at once, so
+        this is one line per server, not one per fork. Whether a sample
+        happened to name the middle process first is a race on a busy host,
+        so it must not decide.
         """
         if not origin:
             return 0, False
-        # Gone: the status read goes through the descriptor kept on the
-        # process itself where there is one, so a reused pid reads as gone.
-        if origin not in self.stats.parents and self._status(origin) is None:
-            started_by = self._parent_of.get(origin, 0)
-            if started_by and self._parent(started_by, adopter=False) is not None:
-                return started_by, True
-            return origin, False
-        self._parent(origin, adopter=False)  # name it while it lives
+        started_by = self._parent_of.get(origin, 0)
+        if started_by and self._parent(started_by, adopter=False) is not None:
+            return started_by, True
+        self._parent(origin, adopter=False)  # named now if it is still readable
         return origin, False
 
     def _describe(self, pid: int, now: float) -> Zombie:

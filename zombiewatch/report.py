@@ -104,7 +104,7 @@ class RunResult:
                     "pid": pid or None,  # null: no sample saw the orphan's parent
                     "name": parent.name if parent else None,
                     "cmdline": parent.cmdline if parent else None,
-                    "through_children": through,  # its children exited at once (double fork)
+                    "through_children": through,  # its children exited before theirs (double fork)
                     "orphans": count,
                 }
             )
@@ -371,7 +371,7 @@ def _orphaner(origin: dict[str, Any]) -> str:
         return "processes unknown: no sample caught the orphan with its parent"
     named = f"pid {origin['pid']} {_command(origin['cmdline'] or [origin['name'] or '?'])}"
     if origin["through_children"]:
-        return f"children of {named} that forked and exited at once (a double fork)"
+        return f"children of {named} that exited before their own children (as in a double fork)"
     return named
 
 

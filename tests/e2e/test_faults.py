@@ -107,7 +107,7 @@ def test_fork_failure_refuses_one_connection_and_recovers(spawn, pids_cgroup: Pa
 def test_the_report_counts_fork_failures(pids_cgroup: Path) -> None:
     proc = subprocess.run(
         [PYTHON, "-m", "zombiewatch", "--mode", "sigchld", "--connections", "200",
-         "--concurrency", "40", "--child-delay", "0.3", "--settle", "0.5", "--json"],
+         "--concurrency", "40", "--child-delay", "0.3", "--settle", "3", "--json"],
         capture_output=True, text=True, timeout=120, preexec_fn=_join(pids_cgroup, 30),
     )  # fmt: skip
     run = json.loads(proc.stdout)["runs"][0]

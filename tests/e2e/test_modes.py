@@ -80,8 +80,8 @@ def test_double_fork_workers_escape_to_the_runner() -> None:
     orphans = run["orphans"]
     assert list(orphans["adopted_by"].values()) == [CONNECTIONS]
     assert sum(o["orphans"] for o in orphans["orphaned_by"]) == CONNECTIONS
-    # The worker's parent exits at once, before it can be named: the orphans
-    # are blamed on the server that started it, one entry, not one per fork.
+    # The worker's parent exits at once: the orphans are blamed on the
+    # server that started it, one entry, not one per fork.
     [server_pid] = server_pids(stderr)
     named = [o for o in orphans["orphaned_by"] if o["pid"] is not None]
     assert [(o["pid"], o["through_children"]) for o in named] in ([], [(server_pid, True)])

@@ -592,3 +592,67 @@ def test_close_without_descriptors_is_harmless(monkeypatch):
     m = Monitor(ROOT)
     m.close()
     m.close()
+
+
+# -- orphans -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("middle_was_named", [False, True])
+def test_a_double_forks_orphan_is_blamed_on_the_server_however_the_samples_fell(middle_was_named):
+    # The server (ROOT) started 300, which started 301 and exited, so an
+    # adopter (1) holds 301 now. Whether a sample named 300 first (it held
+    # 301 as a zombie for a moment) is a race; the blame must not depend on it.
+    m = Monitor(ROOT, interval=0.01)
+    m._parent_of = {300: ROOT, 301: 300}
+    if middle_was_named:
+        m._parent(300, adopter=False)
+    m._holding = {301: 1}
+    m._count_escapes({301})
+    assert m.stats.orphaned_by == {(ROOT, True): 1}
+    assert m.stats.escaped == {1: 1}
+    m._count_escapes({301})  # still held next sample: counted once
+    assert m.stats.orphaned_by == {(ROOT, True): 1}
+
+
+def test_an_orphan_whose_parent_had_no_known_starter_is_blamed_on_that_parent():
+    m = Monitor(ROOT, interval=0.01)
+    m._parent_of = {301: 300}  # 300 was adopted itself, or the root
+    m._holding = {301: 1}
+    m._count_escapes({301})
+    assert m.stats.orphaned_by == {(300, False): 1}
+
+
+def test_an_orphan_never_seen_with_a_parent_is_unattributed():
+    m = Monitor(ROOT, interval=0.01)
+    m._holding = {301: 1}
+    m._count_escapes({301})
+    assert m.stats.orphaned_by == {(0, False): 1}
+
+
+def test_an_orphan_a_walk_missed_is_not_counted_again_when_it_reappears():
+    # Reading a children list while processes exit can skip entries.
+    m = Monitor(ROOT, interval=0.01)
+    m._parent_of = {300: ROOT, 301: 300}
+    m._holding = {301: 1}
+    m._count_escapes({301})
+    m.stats.samples += 1
+    m._holding = {}  # this walk skipped it
+    m._count_escapes(set())
+    m.stats.samples += 1
+    m._holding = {301: 1}
+    m._count_escapes({301})
+    assert m.stats.escaped == {1: 1}
+    assert sum(m.stats.orphaned_by.values()) == 1
+
+
+def test_escaped_orphans_are_forgotten_some_samples_after_they_go():
+    m = Monitor(ROOT, interval=0.01)
+    for pid in range(1000, 1100):
+        m._holding = {pid: 1}
+        m._count_escapes({pid})
+        m.stats.samples += 1
+    m._holding = {}
+    for _ in range(2 * monitor_module.HELD_MEMORY):
+        m._count_escapes(set())
+        m.stats.samples += 1
+    assert m._held == {}
