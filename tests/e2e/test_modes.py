@@ -59,10 +59,11 @@ def test_none_leaves_one_zombie_per_connection() -> None:
 
 def test_poll_leaves_the_children_that_end_after_the_last_connection() -> None:
     _code, run, _ = _run("poll")
-    # Children are collected before each accept, so far fewer than one per
-    # connection leak, but the last ones always do.
+    # Children are collected as each client connects, so far fewer than one
+    # per connection leak, but the last ones always do. (Whether a sample
+    # catches a zombie before the next connection collects it is luck, so
+    # zombies_seen is not compared with leaked.)
     assert 0 < run["leaked"] < CONNECTIONS
-    assert run["zombies_seen"] > run["leaked"]
 
 
 def test_wait_never_has_more_than_one_live_child() -> None:
