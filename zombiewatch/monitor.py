@@ -443,6 +443,9 @@ class Monitor:
                 ppid, name = proc.ppid(), proc.name()
             except psutil.NoSuchProcess:
                 pass  # collected between the two reads; still seen in Z once
+        if not ppid:
+            # Collected since the walk found it: the walk knows who held it.
+            ppid = self._origin.get(pid) or self._holding.get(pid, 0)
         adopted = ppid in self.adopters
         parent = self._parent(ppid, adopted)
         if parent is not None:

@@ -300,6 +300,17 @@ def test_zombie_collected_while_described_is_still_recorded(script):
     assert script.monitor.stats.zombies_seen == 1
 
 
+def test_zombie_collected_while_described_counts_for_the_parent_the_walk_found(script):
+    # Otherwise "seen" and the per-parent counts of the report disagree.
+    proc = mock.Mock()
+    proc.ppid.side_effect = psutil.NoSuchProcess(101)
+    script.monitor._procs[101] = proc
+    script.monitor._origin = {101: ROOT}
+    script.sample(1.0, {101: Z})
+    assert script.monitor.zombies[101].ppid == ROOT
+    assert script.monitor.stats.parents[ROOT].zombies_seen == 1
+
+
 def test_processes_gone_from_the_tree_are_forgotten(script):
     script.monitor._procs.update({101: mock.Mock(), 200: mock.Mock()})
     script.sample(1.0, {200: S})
