@@ -217,10 +217,12 @@ def test_max_children_caps_live_children_and_drops_nothing(spawn, mode: str) -> 
     stopped = json.loads(out.splitlines()[-1])
     assert stopped["max_workers"] == 5  # the server's own count reached the cap, never more
     if mode != "thread":
-        # Seen from outside too. One sample is not atomic: it can read a worker
-        # just before its exit and, later in the same walk, the child forked
-        # in its place, so it may show one more than ever lived at once.
-        assert 0 < monitor.stats.max_live_children <= 5 + 1
+        # Seen from outside too, more loosely: a worker's end of the pipe the
+        # server counts by closes as it exits, a moment before it turns
+        # zombie, so its replacement can start while it still reads as live;
+        # and one sample is not atomic. So up to one more per worker of a
+        # burst, never unbounded.
+        assert 0 < monitor.stats.max_live_children <= 2 * 5
 
 
 def test_max_children_counts_out_workers_killed_by_sigkill(serve) -> None:

@@ -270,7 +270,7 @@ def test_deadline_ends_the_flood_whatever_the_server_does(server, script: Handle
     began = time.monotonic()
     result = flood("127.0.0.1", srv.port, connections, 50, deadline=0.5)
     took = time.monotonic() - began
-    assert took < 0.5 + 2
+    assert took < 0.5 + 5  # a bound, not a speed: the old flooder ran 13-20 s past it
     assert result.elapsed >= 0.5
     assert result.ok + result.failed == connections
     assert result.ok > 0  # it did flood until the deadline

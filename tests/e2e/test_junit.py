@@ -35,7 +35,7 @@ def test_the_schema_rejects_what_ci_tools_would(schema) -> None:
 def test_all_modes_one_testcase_each(schema, tmp_path: Path) -> None:
     out = tmp_path / "zombiewatch.xml"
     proc = zombiewatch(
-        "--mode", "all", "--connections", "40", "--settle", "0.2", "--junit-xml", str(out)
+        "--mode", "all", "--connections", "40", "--settle", "2", "--junit-xml", str(out)
     )
     assert proc.returncode == 1  # none, poll and sigchld-once leak
 
@@ -53,7 +53,7 @@ def test_all_modes_one_testcase_each(schema, tmp_path: Path) -> None:
 
 def test_check_turns_expected_leaks_into_passes(schema, tmp_path: Path) -> None:
     out = tmp_path / "check.xml"
-    args = ["--mode", "all", "--check", "--connections", "40", "--settle", "0.2"]
+    args = ["--mode", "all", "--check", "--connections", "40", "--settle", "2"]
     proc = zombiewatch(*args, "--junit-xml", str(out))
     assert proc.returncode == 0
     schema.validate(str(out))
@@ -66,7 +66,8 @@ def test_run_and_watch_write_one_testcase(schema, tmp_path: Path) -> None:
     leaker = "import os,time\nfor _ in range(3):\n if os.fork()==0: os._exit(0)\ntime.sleep(30)"
     out = tmp_path / "run.xml"
     proc = zombiewatch(
-        "run", "--duration", "0.5", "--settle", "0.1", "--junit-xml", str(out), "--",
+        "run", "--max-zombies", "3", "--duration", "60", "--settle", "0.1",
+        "--junit-xml", str(out), "--",
         PYTHON, "-c", leaker,
     )  # fmt: skip
     assert proc.returncode == 1
