@@ -376,8 +376,6 @@ class Monitor:
         stats.last = point
         for pid in [p for p in self._procs if p not in statuses]:
             del self._procs[pid]  # forget the dead, so reused pids read fresh
-        # Before the descriptors of processes that left are closed: it asks
-        # those of the orphans' parents whether they are gone.
         self._count_escapes(statuses.keys())
         reader = self._reader
         if reader is not None:

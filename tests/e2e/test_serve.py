@@ -6,12 +6,13 @@ import json
 import signal
 import socket
 import socketserver
+import subprocess
 import threading
 
 import psutil
 import pytest
 
-from tests.helpers import zombiewatch
+from tests.helpers import PYTHON, read_ready_line, zombiewatch
 
 pytestmark = pytest.mark.e2e
 
@@ -195,10 +196,6 @@ def test_non_finite_numbers_and_bad_hosts_are_usage_errors(args: list[str]) -> N
 def test_listening_beyond_loopback_warns_that_anyone_gets_an_echo(
     spawn, host: str, warned: bool
 ) -> None:
-    import subprocess
-
-    from tests.helpers import PYTHON, read_ready_line
-
     proc = spawn(
         [PYTHON, "-m", "zombiewatch", "serve", "--host", host, "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
@@ -207,3 +204,12 @@ def test_listening_beyond_loopback_warns_that_anyone_gets_an_echo(
     proc.send_signal(signal.SIGTERM)
     _out, err = proc.communicate(timeout=10)
     assert ("anyone who can reach it gets an echo service" in err) is warned
+
+
+def test_the_forking_parent_imports_nothing_it_does_not_need() -> None:
+    # The server module imports every mode. typing and threading are not
+    # needed to serve, and every module the parent holds is paid on every fork.
+    heavy = ("typing", "threading", "psutil", "asyncio", "click")
+    probe = f"import sys, zombiewatch.server; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([PYTHON, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

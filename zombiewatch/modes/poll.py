@@ -14,11 +14,10 @@ Expected: FAIL (lingering).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from zombiewatch.modes import register
 from zombiewatch.modes.base import FAIL, ForkingReaper, reap_pending
 
+TYPE_CHECKING = False  # not typing's: the forking parent stays small (base.py)
 if TYPE_CHECKING:
     import socket
 
