@@ -44,7 +44,7 @@ import psutil
 from zombiewatch import scan as scanner
 
 # The helper runs under `python -I -S` (no site, few modules), so each fork
-# copies little and costs a few hundred microseconds (FACTS.md).
+# copies little and costs a few hundred microseconds (docs/FACTS.md, Fork cost).
 HELPER = r"""
 import ctypes, os, signal, sys
 sleepers, zombies = int(sys.argv[1]), int(sys.argv[2])

@@ -7,27 +7,27 @@ import os
 import select
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 import psutil
+
+from zombiewatch._backoff import poll_until
 
 PYTHON = sys.executable
 
 
 def call_until(fn: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
     """Call ``fn`` with exponential backoff until it returns a truthy value."""
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
+    value: list[Any] = [None]
+
+    def truthy() -> Any:
+        value[0] = fn()
+        return value[0]
+
+    if not poll_until(truthy, timeout, max_step=0.1):
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return value[0]
 
 
 def zombiewatch(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:

@@ -25,7 +25,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from zombiewatch import _platform
+from zombiewatch import _platform, _proctl
+from zombiewatch._backoff import poll_until
+from zombiewatch._text import clip
 
 if TYPE_CHECKING:
     from zombiewatch.monitor import Sample, Zombie
@@ -34,11 +36,6 @@ DEFAULT_SETTLE = 1.0  # seconds; the CLI's --settle default, same meaning
 DEFAULT_ALLOW = 0
 MAX_LISTED = 20  # zombies spelled out in one message; a `none` server has thousands
 MAX_CMDLINE = 200  # characters of a command line in the message
-
-# Backoff of the settle loop: the first looks come fast, because most leaks
-# are collected within milliseconds or not at all.
-_FIRST_DELAY = 0.001
-_MAX_DELAY = 0.05
 
 
 @functools.cache
@@ -194,7 +191,7 @@ class ZombieGuard:
         look = _Look(self._clock(), label)
         previous, self._last_look = self._last_look or look, look
         if self._monitor is None:
-            if not _platform.has_children():
+            if not _proctl.has_children():
                 # No descendant at all, so no zombie either. Apart from
                 # this process's own, the shared monitor's kept /proc
                 # descriptors are for processes gone since its last
@@ -280,18 +277,15 @@ class ZombieGuard:
         """
         settle = self.settle if settle is None else settle
         allow = self.allow if allow is None else allow
-        deadline = self._clock() + settle
-        delay = _FIRST_DELAY
-        while True:
-            self._look(label)
-            if len(self._new_pids()) <= allow and not self._running():
-                break
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                break
-            self._sleep(min(delay, remaining))
-            delay = min(delay * 2, _MAX_DELAY)
-            label = "at the previous look of the settle window"
+        labels = iter([label])
+
+        def quiet() -> bool:
+            # Most leaks are collected within milliseconds or not at all,
+            # and the backoff's first looks come that fast.
+            self._look(next(labels, "at the previous look of the settle window"))
+            return len(self._new_pids()) <= allow and not self._running()
+
+        poll_until(quiet, settle, clock=self._clock, sleep=self._sleep)
         return self._leaked()
 
     def check(self, settle: float | None = None, allow: int | None = None) -> None:
@@ -383,8 +377,7 @@ class ZombieGuard:
         if not argv:
             return "empty"
         # One line, bounded: a `python -c SCRIPT` parent would spill the script.
-        text = shlex.join(argv).replace("\n", "\\n")
-        return text if len(text) <= MAX_CMDLINE else text[: MAX_CMDLINE - 3] + "..."
+        return clip(shlex.join(argv).replace("\n", "\\n"), MAX_CMDLINE)
 
     def reap(self, leaked: list[LeakedZombie]) -> tuple[list[int], list[LeakedZombie]]:
         """Collect the listed zombies that are this process's children.

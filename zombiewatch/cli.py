@@ -313,7 +313,7 @@ def serve(
     argv = server.command(config)
     sys.stdout.flush()
     sys.stderr.flush()
-    # exec, not import: the forking process must not carry click (FACTS.md).
+    # exec, not import: the forking process must not carry click (docs/FACTS.md, Fork cost).
     os.execv(argv[0], argv)
 
 
@@ -588,7 +588,7 @@ def scan(
     Exit status: 0 no zombie matches (with --reap: every one was
     collected); 1 zombies remain; 2 usage error.
     """
-    from zombiewatch import _platform
+    from zombiewatch import _platform, _procfs
     from zombiewatch import scan as scanner
 
     if not _platform.LINUX:
@@ -600,7 +600,7 @@ def scan(
         except LookupError as err:
             raise click.BadParameter(str(err), param_hint="'--user'") from err
     for pid in parent_pids:
-        if _platform.read_stat(pid) is None:
+        if _procfs.read_stat(pid) is None:
             raise click.BadParameter(f"no process {pid}", param_hint="'--parent'")
     if signal_name is not None and not kill_parents:
         raise click.UsageError("--signal is the signal of --kill-parents; give both or neither")
@@ -668,6 +668,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
         code = ExitCode.USAGE
     except click.ClickException as err:
         click.echo(f"zombiewatch: {err.format_message()}", err=True)
+        code = err.exit_code
+    except ZombiewatchError as err:
+        click.echo(f"zombiewatch: {err}", err=True)
         code = err.exit_code
     except (click.Abort, KeyboardInterrupt, Interrupted):
         click.echo("zombiewatch: interrupted", err=True)

@@ -1,17 +1,17 @@
 """Exit codes (the CI contract) and the exception tree.
 
 ``cli`` is the only module that turns these into a process exit status.
+The exceptions have no click base class, so the server and the monitor,
+which raise them, never import click (docs/FACTS.md, "Fork cost").
 """
 
 from __future__ import annotations
 
 import enum
 
-import click
-
 
 class ExitCode(enum.IntEnum):
-    """Process exit status of every zombiewatch command (DESIGN.md)."""
+    """Process exit status of every zombiewatch command (docs/DESIGN.md, Exit codes)."""
 
     OK = 0  # measured, no zombie leaked
     ZOMBIES = 1  # zombies leaked, or with --check a mode missed its verdict
@@ -20,10 +20,16 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130  # Ctrl-C, SIGTERM
 
 
-class ZombiewatchError(click.ClickException):
+class ZombiewatchError(Exception):
     """Something stopped the measurement: exit 3 with one line on stderr."""
 
-    exit_code = ExitCode.NOT_MEASURED
+    exit_code: ExitCode = ExitCode.NOT_MEASURED
+
+
+class UnsupportedError(ZombiewatchError):
+    """Nothing here can observe what was asked for: a usage error (exit 2)."""
+
+    exit_code = ExitCode.USAGE
 
 
 class ServerStartError(ZombiewatchError):

@@ -15,7 +15,8 @@ import datetime
 import socket
 import xml.etree.ElementTree as ET
 
-from zombiewatch.report import PASS, Report, RunResult, render_run
+from zombiewatch.modes.base import PASS
+from zombiewatch.report import Report, RunResult, render_run
 
 MAX_LISTED = 50  # leaked zombies spelled out in one failure; `none` leaks thousands
 

@@ -3,11 +3,10 @@
 Scope: the root process and all its descendants, plus the processes of the
 root's session that an *adopter* (a child subreaper such as the runner, or
 PID 1) holds, so double-forked grandchildren stay in view after they are
-reparented. Each sample walks the tree through ``/proc/PID/task/*/children``
-(O(tree), not O(host)). On Linux each process's state and children are
-re-read through ``/proc`` descriptors kept open while it is in the tree
-(``_platform.ProcReader``); elsewhere the state is read through psutil.
-psutil makes the one-time reads: a new zombie's name and parent.
+reparented. Each sample walks the tree; how it reads a process is the
+backend's (``_sampling``: kept ``/proc`` descriptors on Linux, O(tree);
+psutil elsewhere). psutil makes the one-time read of a zombie holder's
+name and command line.
 
 A zombie's lifetime runs from the first sample that saw it in state Z to
 the first sample that no longer does; lifetimes are therefore quantised by
@@ -30,8 +29,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from zombiewatch import _platform, _stats
-from zombiewatch.errors import AccessDeniedError, ZombiewatchError
+from zombiewatch import _proctl, _sampling, _stats
+from zombiewatch.errors import ZombiewatchError
 
 # Memory stays flat however long a watch runs: the timeline is thinned to
 # at most this many points (every other point dropped when full, so it
@@ -188,23 +187,30 @@ class Monitor:
 
     Call ``sample()`` yourself, or ``start()`` a sampling thread and
     ``stop()`` it. ``zombies`` holds the zombies present at the last sample.
-    ``close()`` releases the ``/proc`` descriptors the monitor keeps open
-    when you are done with it.
+    ``close()`` releases what the backend holds (kept ``/proc``
+    descriptors) when you are done with it. Without a ``source``, the best
+    backend that works here reads the processes; where none does,
+    ``UnsupportedError``.
     """
 
-    def __init__(self, root: int, adopters: Iterable[int] = (), interval: float = 0.01) -> None:
+    def __init__(
+        self,
+        root: int,
+        adopters: Iterable[int] = (),
+        interval: float = 0.01,
+        source: _sampling.ProcessSource | None = None,
+    ) -> None:
         self.root = root
         self.interval = interval
         self.adopters = tuple(adopters)
-        sid = _platform.session_of(root)
+        sid = _proctl.session_of(root)
         if sid is None:
             raise ZombiewatchError(f"process {root} does not exist")
         self.sid = sid
         self.stats = MonitorStats(interval=interval)
         self.zombies: dict[int, Zombie] = {}
-        self._procs: dict[int, psutil.Process] = {}
-        # None where /proc cannot be kept open and re-read: psutil reads then.
-        self._reader = _platform.ProcReader() if _platform.can_use_proc_reader() else None
+        # How each process is read: the best backend here unless given one.
+        self.source = source if source is not None else _sampling.open_source()
         self._seen: Collection[int] = ()  # the tree at the last sample
         self._parent_of: dict[int, int] = {}  # pid -> its parent in the tree, last walk
         self._held: dict[int, int] = {}  # escaped pid -> the sample that last saw it held
@@ -220,69 +226,24 @@ class Monitor:
     def _status(self, pid: int) -> str | None:
         """Return ``pid``'s status, or None if it is gone.
 
-        Where a descriptor is kept, the answer is for the process it was
-        opened on: None once that one is collected, even if its pid has
-        been reused since.
+        Where the source pins processes, the answer is for the process first
+        read under that pid: None once that one is collected, even if its
+        pid has been reused since.
         """
-        if self._reader is not None:
-            stat = self._read_stat(self._reader, pid, renew=False)
-            return None if stat is None else stat[0]
-        proc = self._procs.get(pid)
-        try:
-            if proc is None:
-                proc = self._procs[pid] = psutil.Process(pid)
-            return proc.status()
-        except psutil.NoSuchProcess:  # includes ZombieProcess: it exited and went
-            self._procs.pop(pid, None)
-            return None
-        except psutil.AccessDenied as err:
-            raise AccessDeniedError(f"may not read process {pid}: {err}") from err
-
-    @staticmethod
-    def _read_stat(reader: _platform.ProcReader, pid: int, renew: bool) -> tuple[str, int] | None:
-        try:
-            return reader.stat(pid, renew)
-        except PermissionError as err:
-            raise AccessDeniedError(f"may not read process {pid}: {err}") from err
+        stat = self.source.stat(pid, False)
+        return None if stat is None else stat[0]
 
     def _stat(self, pid: int) -> tuple[str, int] | None:
-        """Return the status and thread count of a pid just listed, or None if gone.
-
-        The thread count is 0 where it is not read (the psutil path): every
-        thread's children are then read.
-        """
-        if self._reader is None:
-            status = self._status(pid)
-            return None if status is None else (status, 0)
-        # The pid was just listed as a child, so if the process a kept
-        # descriptor was opened on is gone, the number's new owner is read.
-        return self._read_stat(self._reader, pid, renew=True)
-
-    def _children(self, pid: int, threads: int) -> list[int]:
-        """Return the children of ``pid``, whose thread count ``_stat`` gave."""
-        if self._reader is None:
-            return _platform.read_children(pid)
-        return self._reader.children(pid, threads)
+        """Return the status and thread count of a pid just listed, or None if gone."""
+        # Just listed as a child: if the process first read under this pid
+        # is gone, the pid's new owner is read.
+        return self.source.stat(pid, True)
 
     def _root_children(self) -> list[int]:
-        # The root's own status is never reported; the kept-descriptor path
-        # reads it anyway, for its thread count.
-        if self._reader is None:
-            return self._children(self.root, 0)
+        # The root's own status is never reported; it is read for its
+        # thread count.
         stat = self._stat(self.root)
-        return [] if stat is None else self._children(self.root, stat[1])
-
-    def _process(self, pid: int) -> psutil.Process | None:
-        """psutil's handle on ``pid`` for the one-time reads, made on first use."""
-        proc = self._procs.get(pid)
-        if proc is None:
-            try:
-                proc = self._procs[pid] = psutil.Process(pid)
-            except psutil.NoSuchProcess:
-                pass  # collected since the walk saw it
-            except psutil.AccessDenied as err:
-                raise AccessDeniedError(f"may not read process {pid}: {err}") from err
-        return proc
+        return [] if stat is None else self.source.children(self.root, stat[1])
 
     def _adopted(self) -> list[int]:
         """Processes of the watched tree that an adopter now holds.
@@ -298,8 +259,8 @@ class Monitor:
         for adopter in self.adopters:
             # Read every sample, so through kept descriptors where possible;
             # thread count 0: each thread's list (PID 1 often has several).
-            for pid in self._children(adopter, 0):
-                if pid == self.root or _platform.session_of(pid) != self.sid:
+            for pid in self.source.children(adopter, 0):
+                if pid == self.root or _proctl.session_of(pid) != self.sid:
                     continue
                 if leader or pid in self._seen:
                     found.append(pid)
@@ -330,7 +291,7 @@ class Monitor:
                 statuses[pid] = status
                 if status == zombie:
                     continue  # a zombie has no children: they were reparented
-                children = self._children(pid, threads)
+                children = self.source.children(pid, threads)
             for child in children:
                 if child not in listed:
                     listed.add(child)
@@ -374,23 +335,11 @@ class Monitor:
         point = Sample(now, live, len(current))
         stats.timeline.append(point)
         stats.last = point
-        for pid in [p for p in self._procs if p not in statuses]:
-            del self._procs[pid]  # forget the dead, so reused pids read fresh
         self._count_escapes(statuses.keys())
-        reader = self._reader
-        if reader is not None:
-            # Descriptors of processes that left the tree are closed. A known
-            # zombie that churn hid keeps its own: the next direct check must
-            # read that process, not whoever takes its pid.
-            root, zombies, adopters = self.root, self.zombies, self.adopters
-            for pid in reader.pids():
-                if (
-                    pid not in statuses
-                    and pid not in zombies
-                    and pid != root
-                    and pid not in adopters
-                ):
-                    reader.forget(pid)
+        # Whatever is held for processes that left the tree is released. A
+        # known zombie that churn hid keeps its own: the next direct check
+        # must read that process, not whoever takes its pid.
+        self.source.retain({*statuses, *self.zombies, self.root, *self.adopters})
         self._seen = statuses.keys()
         stats.sample_time += time.monotonic() - started
         return point
@@ -431,16 +380,7 @@ class Monitor:
         return origin, False
 
     def _describe(self, pid: int, now: float) -> Zombie:
-        # The zombie's kept stat descriptor has both, in one read; psutil
-        # reads them where none is kept.
-        known = self._reader.ppid_name(pid) if self._reader is not None else None
-        ppid, name = known or (0, "?")
-        proc = self._process(pid) if known is None else None
-        if proc is not None:
-            try:
-                ppid, name = proc.ppid(), proc.name()
-            except psutil.NoSuchProcess:
-                pass  # collected between the two reads; still seen in Z once
+        ppid, name = self.source.describe(pid) or (0, "?")
         if not ppid:
             # Collected since the walk found it: the walk knows who held it.
             ppid = self._origin.get(pid) or self._holding.get(pid, 0)
@@ -475,15 +415,14 @@ class Monitor:
         return list(statuses)
 
     def close(self) -> None:
-        """Release the ``/proc`` descriptors kept open. Idempotent.
+        """Release what the backend holds (``/proc`` descriptors). Idempotent.
 
         Call it when done: the monitor still works afterwards, but opens
         descriptors again for what it reads. A monitor garbage-collected
         without it closes them then.
         """
         with self.lock:
-            if self._reader is not None:
-                self._reader.close()
+            self.source.close()
 
     # -- background sampling -----------------------------------------------
 

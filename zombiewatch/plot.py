@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from zombiewatch.report import PASS, Report, RunResult
+from zombiewatch.modes.base import PASS
+from zombiewatch.report import Report, RunResult
 
 INSTALL_HINT = "--plot needs matplotlib: pip install 'zombiewatch[plot]'"
 

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zombiewatch import _stats
+from zombiewatch._text import clip
 from zombiewatch.errors import ExitCode
+from zombiewatch.modes.base import FAIL, PASS
 from zombiewatch.monitor import MonitorStats, Zombie
-
-PASS = "pass"
-FAIL = "fail"
 
 
 @dataclass
@@ -214,7 +213,7 @@ class Report:
 
     @property
     def return_code(self) -> ExitCode:
-        """The process exit status that CI asserts on (DESIGN.md)."""
+        """The process exit status that CI asserts on (docs/DESIGN.md, Verdict rules)."""
         if any(not run.measured for run in self.runs):
             return ExitCode.NOT_MEASURED
         if self.check:
@@ -303,8 +302,7 @@ def _load_line(run: RunResult, d: dict[str, Any]) -> str:
 
 
 def _command(cmdline: list[str], width: int = 60) -> str:
-    text = " ".join(cmdline) or "?"
-    return text if len(text) <= width else text[: width - 3] + "..."
+    return clip(" ".join(cmdline) or "?", width)
 
 
 def render_run(run: RunResult) -> str:

@@ -32,7 +32,8 @@ from typing import IO, Any
 
 import psutil
 
-from zombiewatch import _platform, modes, server
+from zombiewatch import _procfs, _proctl, modes, server
+from zombiewatch._backoff import poll_until
 from zombiewatch.errors import Interrupted, ServerStartError, ZombiewatchError
 from zombiewatch.monitor import Monitor, Sample
 from zombiewatch.report import CLEAR_SCREEN, Report, RunResult, render_live
@@ -75,20 +76,6 @@ def log(message: str) -> None:
     """Write one log line to stderr."""
     sys.stderr.write(f"zombiewatch: {message}\n")
     sys.stderr.flush()
-
-
-def poll_until(predicate: Callable[[], object], timeout: float, max_step: float = 0.05) -> bool:
-    """Call ``predicate`` with exponential backoff until true or ``timeout``."""
-    deadline = time.monotonic() + timeout
-    step = 0.001
-    while True:
-        if predicate():
-            return True
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        time.sleep(min(step, remaining))
-        step = min(step * 2, max_step)
 
 
 @contextlib.contextmanager
@@ -149,7 +136,7 @@ class Target:
                 stdout=stdout,
                 stderr=self._log_file,
                 start_new_session=True,
-                preexec_fn=_platform.die_with_parent_preexec(signal.SIGTERM),
+                preexec_fn=_proctl.die_with_parent_preexec(signal.SIGTERM),
             )
         except OSError as err:
             self._log_file.close()
@@ -288,7 +275,7 @@ class OrphanCollector:
         if not self.subreaper:
             return 0
         remaining = 0
-        for pid in _platform.read_children(os.getpid()):
+        for pid in _procfs.read_children(os.getpid()):
             if pid in self.keep:
                 continue
             self.adopted.add(pid)
@@ -336,7 +323,7 @@ class Load:
                 stdin=subprocess.DEVNULL,
                 stdout=self._out if kind == "flood" else sys.stderr.fileno(),
                 start_new_session=True,
-                preexec_fn=_platform.die_with_parent_preexec(signal.SIGKILL),
+                preexec_fn=_proctl.die_with_parent_preexec(signal.SIGKILL),
                 pass_fds=() if progress_w is None else (progress_w,),
             )
         except OSError as err:
@@ -542,7 +529,7 @@ def _result(
     # Zombies an adopter holds (the runner, about to reap them, or init)
     # are orphans that escaped the target, not zombies it failed to collect.
     leaked = [z for z in monitor.zombies.values() if not z.adopted]
-    listen_after = _platform.listen_queue_counters()
+    listen_after = _procfs.listen_queue_counters()
     listen = None
     if listen_before is not None and listen_after is not None:
         listen = {key: listen_after[key] - listen_before[key] for key in listen_before}
@@ -591,7 +578,7 @@ def measure(
     try:
         ready()
         monitor = Monitor(target.pid, adopters=collector.adopters, interval=opts.interval)
-        listen_before = _platform.listen_queue_counters()
+        listen_before = _procfs.listen_queue_counters()
         # The load starts before the sampling thread: subprocess's
         # preexec_fn is only safe while the process has one thread. The
         # load needs a moment to start its interpreter, so the first sample
@@ -692,14 +679,14 @@ def run_mode(name: str, opts: RunOptions, collector: OrphanCollector) -> RunResu
 @contextlib.contextmanager
 def orphan_collector(wanted: bool = True) -> Iterator[OrphanCollector]:
     """Be a child subreaper for one measurement, where the platform allows."""
-    subreaper = wanted and _platform.set_subreaper(True)
+    subreaper = wanted and _proctl.set_subreaper(True)
     if wanted and not subreaper:
         log("no child subreaper on this platform: orphans go to PID 1")
     try:
         yield OrphanCollector(subreaper)
     finally:
         if subreaper:
-            _platform.set_subreaper(False)
+            _proctl.set_subreaper(False)
 
 
 def run(names: list[str], opts: RunOptions, check: bool = False) -> Report:
@@ -759,11 +746,11 @@ def watch(pid: int, opts: RunOptions) -> Report:
     deadline = None if opts.duration is None else time.monotonic() + opts.duration
 
     def over() -> bool:
-        gone = _platform.session_of(pid) is None
+        gone = _proctl.session_of(pid) is None
         return gone or (deadline is not None and time.monotonic() >= deadline)
 
     monitor.start()
-    listen_before = _platform.listen_queue_counters()
+    listen_before = _procfs.listen_queue_counters()
     with sigterm_raises():
         try:
             obs = observe(monitor, collector, opts, over, interrupt_ends_load=True)

@@ -5,7 +5,7 @@ Owns the scan (one cheap pass over every process, then psutil for the few
 parents that hold zombies), the rules for which processes zombiewatch may
 signal, the polls that tell what a signal changed, and the text and JSON of
 the result. It does not parse options, ask questions or exit: ``cli`` does.
-Direct ``/proc`` reads and the signalling itself are ``_platform``'s.
+Direct ``/proc`` reads are ``_procfs``'s and the signalling itself ``_proctl``'s.
 
 A zombie has exited; only its parent can collect it, by calling ``wait``.
 The harmless nudge is SIGCHLD to that parent: a parent that reaps in a
@@ -36,25 +36,22 @@ from typing import Any
 
 import psutil
 
-from zombiewatch import _platform
-from zombiewatch.errors import ExitCode
+from zombiewatch import _procfs, _proctl
+from zombiewatch._backoff import poll_until
+from zombiewatch._text import clip
+from zombiewatch.errors import AccessDeniedError, ExitCode
 
 DEFAULT_WAIT = 1.0  # seconds a nudge or a kill may take to show its effect
 # Characters of a command line in the text table when it is not cut to a
 # terminal's width: a JVM's class path must not bury the table.
 MAX_CMDLINE = 1000
 
-# Backoff of the polls after a signal: a parent with a SIGCHLD handler
-# collects its zombies within milliseconds, so the first looks come fast.
-_FIRST_DELAY = 0.001
-_MAX_DELAY = 0.05
-
 
 # -- what the scan finds ------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Zombie:
+class ScannedZombie:
     """One zombie process: who it was and how long it may have been dead."""
 
     pid: int
@@ -77,7 +74,7 @@ class ZombieParent:
     user: str
     name: str
     cmdline: list[str]
-    zombies: list[Zombie] = field(default_factory=list)
+    zombies: list[ScannedZombie] = field(default_factory=list)
     protected: str | None = None  # why it is never signalled, or None
 
     @property
@@ -92,8 +89,7 @@ class ZombieParent:
 
     def command(self, limit: int = MAX_CMDLINE) -> str:
         """Its command line for people: shell-quoted, cut at ``limit`` characters."""
-        text = shlex.join(self.cmdline) if self.cmdline else f"[{self.name}]"
-        return text if len(text) <= limit else text[: limit - 3] + "..."
+        return clip(shlex.join(self.cmdline) if self.cmdline else f"[{self.name}]", limit)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form; the keys are listed in README.md."""
@@ -274,7 +270,7 @@ def _user_name(uid: int | None) -> str:
         return str(uid)
 
 
-def protection(stat: _platform.ProcStat | None, uid: int | None, me: set[int]) -> str | None:
+def protection(stat: _procfs.ProcStat | None, uid: int | None, me: set[int]) -> str | None:
     """Say why zombiewatch must never signal this parent, or return None.
 
     ``me`` is this process and its ancestors: signalling them could end the
@@ -303,7 +299,7 @@ def _describe(ppid: int, me: set[int]) -> ZombieParent:
         # outside it (``docker exec``, ``nsenter``) shows parent pid 0.
         outside = "its parent is outside this PID namespace"
         return ZombieParent(0, 0, None, "?", "?", [], protected=outside)
-    stat = _platform.read_stat(ppid)
+    stat = _procfs.read_stat(ppid)
     uid: int | None = None
     name = stat.comm if stat is not None else "?"
     cmdline: list[str] = []
@@ -335,19 +331,19 @@ def scan(filters: Filters | None = None) -> ScanResult:
     """
     filters = filters or Filters()
     started = time.monotonic()
-    found, processes = _platform.scan_zombies()
-    by_parent: dict[int, list[Zombie]] = {}
+    found, processes = _procfs.scan_zombies()
+    by_parent: dict[int, list[ScannedZombie]] = {}
     for stat in found:
         if filters.parents and stat.ppid not in filters.parents:
             continue
-        zombie = Zombie(
+        zombie = ScannedZombie(
             pid=stat.pid,
             name=stat.comm,
             start_ticks=stat.start_ticks,
-            age_max=_platform.seconds_since_start(stat.start_ticks),
+            age_max=_procfs.seconds_since_start(stat.start_ticks),
         )
         by_parent.setdefault(stat.ppid, []).append(zombie)
-    me = _platform.ancestors(os.getpid())
+    me = _procfs.ancestors(os.getpid())
     parents = []
     for ppid, zombies in by_parent.items():
         if len(zombies) < filters.min_count:
@@ -370,34 +366,28 @@ def scan(filters: Filters | None = None) -> ScanResult:
 # -- signalling -----------------------------------------------------------------
 
 
-def _still_zombie(zombie: Zombie) -> _platform.ProcStat | None:
+def _still_zombie(zombie: ScannedZombie) -> _procfs.ProcStat | None:
     """Its stat if ``zombie`` is still uncollected (wherever it is held), else None."""
-    stat = _platform.read_stat(zombie.pid)
+    stat = _procfs.read_stat(zombie.pid)
     if stat is None or stat.start_ticks != zombie.start_ticks or stat.state != "Z":
         return None  # collected; a process with the same pid is a new one
     return stat
 
 
 def _exited(parent: ZombieParent) -> bool:
-    stat = _platform.read_stat(parent.pid)
+    stat = _procfs.read_stat(parent.pid)
     # A parent that died is a zombie itself until its own parent collects it.
     return stat is None or stat.start_ticks != parent.start_ticks or stat.state in ("Z", "X")
 
 
 def _poll(done: Callable[[], bool], wait: float) -> float:
-    """Call ``done`` with backoff until it is true or ``wait`` seconds pass.
+    """Poll ``done`` until it is true or ``wait`` seconds pass; return the seconds waited.
 
-    Returns the seconds waited.
+    A parent with a SIGCHLD handler collects its zombies within
+    milliseconds, and the backoff's first looks come that fast.
     """
     started = time.monotonic()
-    deadline = started + wait
-    delay = _FIRST_DELAY
-    while not done():
-        now = time.monotonic()
-        if now >= deadline:
-            break
-        time.sleep(min(delay, deadline - now))
-        delay = min(delay * 2, _MAX_DELAY)
+    poll_until(done, wait)
     return time.monotonic() - started
 
 
@@ -418,8 +408,8 @@ def _send(
             outcome.why_not = parent.protected
             continue
         try:
-            outcome.signalled = _platform.send_signal(parent.pid, parent.start_ticks, sig)
-        except PermissionError:
+            outcome.signalled = _proctl.send_signal(parent.pid, parent.start_ticks, sig)
+        except (PermissionError, AccessDeniedError):
             outcome.why_not = "permission denied"
             continue
         if not outcome.signalled:
@@ -608,7 +598,7 @@ def render_scan(result: ScanResult, reaping: bool = False, width: int | None = N
 def _held_by(outcome: Outcome) -> str:
     names = []
     for pid in outcome.held_by:
-        stat = _platform.read_stat(pid)
+        stat = _procfs.read_stat(pid)
         names.append(f"{pid} ({stat.comm})" if stat is not None else str(pid))
     return ", ".join(names)
 

@@ -8,7 +8,7 @@ connection with an ``ERROR ...`` line, never the server.
 This module runs as its own process (``python -m zombiewatch.server
 CONFIG_JSON``). Its parent forks once per connection, and a fork costs
 more the more the parent has imported (at-fork hooks, copy-on-write
-pages: FACTS.md), so it imports no psutil, click, asyncio, logging,
+pages: docs/FACTS.md, Fork cost), so it imports no psutil, click, asyncio, logging,
 threading or typing; modes that need threads import them themselves.
 Logs go to stderr as plain lines; stdout carries only the ready line.
 """
@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 
-from zombiewatch import _platform, modes
+from zombiewatch import _procfs, modes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -75,8 +75,8 @@ class Server:
     idle_timeout = 10.0
     linger = 2.0  # seconds to drain a client's input after an error line
     # The kernel caps this at net.core.somaxconn (4096 on Linux 5.4+). The
-    # socketserver default of 5 overflows at 50 concurrent clients and makes
-    # them retransmit SYNs for seconds (FACTS.md).
+    # socketserver default of 5 overflows at 50 concurrent clients: they
+    # retransmit SYNs for seconds, or are reset (docs/FACTS.md, Listen backlog).
     backlog = 4096
     accept_batch = 64  # connections accepted per wakeup, at most
 
@@ -309,7 +309,7 @@ class Server:
         # our process group too, which also holds double-forked workers.
         # Under a shell the group may hold other programs of a pipeline, so
         # then it is left alone.
-        for pid in _platform.read_children(os.getpid()):
+        for pid in _procfs.read_children(os.getpid()):
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:

@@ -47,7 +47,7 @@ def make_monitor(request, monkeypatch) -> Iterator[Callable[..., Monitor]]:
 
     def make(*args: object, **kwargs: object) -> Monitor:
         monitor = Monitor(*args, **kwargs)  # type: ignore[arg-type]
-        assert (monitor._reader is None) == (request.param == "psutil")
+        assert monitor.source.name == ("psutil" if request.param == "psutil" else "procfs")
         made.append(monitor)
         return monitor
 

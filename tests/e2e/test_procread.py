@@ -18,8 +18,8 @@ import psutil
 import pytest
 
 from tests.helpers import PYTHON, call_until, zombie_children
-from zombiewatch import _platform
-from zombiewatch._platform import ProcReader
+from zombiewatch import _platform, _procfs, _proctl
+from zombiewatch._procfs import ProcReader
 from zombiewatch.monitor import Monitor
 
 pytestmark = [
@@ -150,6 +150,10 @@ def monitors() -> Iterator[Callable[..., Monitor]]:
 # -- the reader ----------------------------------------------------------------
 
 
+def status_threads(stat: _procfs.ProcStat | None) -> tuple[str, int] | None:
+    return None if stat is None else (stat.status, stat.num_threads)
+
+
 def test_a_kept_descriptor_sees_live_then_zombie_then_gone(spawn) -> None:
     child = spawn([PYTHON, "-c", WAITER], stdin=subprocess.PIPE)
     reader = ProcReader()
@@ -157,8 +161,8 @@ def test_a_kept_descriptor_sees_live_then_zombie_then_gone(spawn) -> None:
         before = open_fds()
         stat = reader.stat(child.pid)
         assert stat is not None
-        assert stat[0] != Z
-        assert stat[1] >= 1
+        assert stat.status != Z
+        assert stat.num_threads >= 1
         assert reader.children(child.pid, 1) == []
         kept = reader.kept
         assert kept == 2  # its stat and children files
@@ -166,7 +170,10 @@ def test_a_kept_descriptor_sees_live_then_zombie_then_gone(spawn) -> None:
 
         child.stdin.close()  # it exits; nobody collects it yet
         before -= 1  # that pipe was ours
-        call_until(lambda: reader.stat(child.pid) == (Z, 1), what="the child to be a zombie")
+        call_until(
+            lambda: status_threads(reader.stat(child.pid)) == (Z, 1),
+            what="the child to be a zombie",
+        )
         assert reader.kept == kept  # read through the same descriptors
         assert open_fds() == before + 2
 
@@ -230,7 +237,7 @@ def test_a_reused_pid_is_never_read_as_the_old_process(spawn) -> None:
         # ...and a caller that just saw the pid listed reads its new owner.
         renewed = second.stat(pid, renew=True)
         assert renewed is not None
-        assert renewed[0] != Z
+        assert renewed.status != Z
         assert second.kept == 1
         new.stdin.close()
         assert new.wait(timeout=10) == 0
@@ -250,7 +257,7 @@ def test_a_children_list_longer_than_a_page_is_read_whole(farm) -> None:
     try:
         stat = reader.stat(f.pid)
         assert stat is not None
-        assert stat[1] == 1  # one thread (its state: whatever it is doing now)
+        assert stat.num_threads == 1  # one thread (its state: whatever it is doing now)
         children = reader.children(f.pid, 1)
         assert sorted(children) == sorted(int(p) for p in listed.split())
         assert reader.kept == 2  # read through the kept descriptor
@@ -266,7 +273,7 @@ def test_zombies_are_described_as_psutil_describes_them(farm, monitors) -> None:
     f = farm(2, 5)
     m = monitors(f.pid)
     m.sample()
-    assert m._reader.kept > 0  # described through the kept descriptors
+    assert m.source.reader.kept > 0  # described through the kept descriptors
     names = {p.pid: p.name() for p in zombie_children(f.pid)}
     assert {pid: (z.ppid, z.name) for pid, z in m.zombies.items()} == {
         pid: (f.pid, name) for pid, name in names.items()
@@ -284,8 +291,8 @@ def test_monitor_descriptors_follow_the_tree_and_close_releases_them(farm, monit
     assert set(m.zombies) == f.zombie_pids()
     # The farm's stat and children files, each zombie's stat file, and the
     # stat and children files of each live child.
-    assert m._reader.kept == 2 + 10 + 2 * 5
-    assert open_fds() == before + m._reader.kept
+    assert m.source.reader.kept == 2 + 10 + 2 * 5
+    assert open_fds() == before + m.source.reader.kept
     assert m.sample() == m.stats.last
     assert open_fds() == before + 2 + 10 + 2 * 5  # the same descriptors, read again
 
@@ -294,7 +301,7 @@ def test_monitor_descriptors_follow_the_tree_and_close_releases_them(farm, monit
     after = m.sample()
     assert (after.live, after.zombies) == (5, 0)
     assert len(m.stats.lifetimes) == 10
-    assert m._reader.kept == 2 + 2 * 5  # the collected zombies' were closed
+    assert m.source.reader.kept == 2 + 2 * 5  # the collected zombies' were closed
     assert open_fds() == before + 2 + 2 * 5
 
     m.close()
@@ -310,17 +317,17 @@ def test_monitor_descriptors_follow_the_tree_and_close_releases_them(farm, monit
 
 def test_monitor_past_the_cap_reads_without_keeping(farm, monitors, monkeypatch) -> None:
     f = farm(10, 30)
-    monkeypatch.setattr(_platform, "MAX_KEPT_FDS", 8)
+    monkeypatch.setattr(_procfs, "MAX_KEPT_FDS", 8)
     before = open_fds()
     m = monitors(f.pid)
-    assert m._reader.limit == 8
+    assert m.source.reader.limit == 8
 
     first = m.sample()
 
     assert (first.live, first.zombies) == (10, 30)
     assert set(m.zombies) == f.zombie_pids()
     assert all(z.ppid == f.pid for z in m.zombies.values())
-    assert m._reader.kept == 8
+    assert m.source.reader.kept == 8
     assert open_fds() == before + 8
     m.sample()
     assert open_fds() == before + 8
@@ -340,7 +347,7 @@ def test_monitor_reads_every_thread_of_a_multithreaded_parent(farm, monitors) ->
     # thread's children file, not in the main thread's.
     f = farm(3, 7, "thread")
     m = monitors(f.pid)
-    assert m._reader.stat(f.pid)[1] == 2
+    assert m.source.reader.stat(f.pid)[1] == 2
 
     sample = m.sample()
 
@@ -384,7 +391,7 @@ def test_a_guard_that_finds_no_child_releases_the_shared_monitors_descriptors(
     assert open_fds() > before + 1  # the pipe, and descriptors for us and the child
     child.stdin.close()
     assert child.wait(timeout=10) == 0
-    assert not _platform.has_children()
+    assert not _proctl.has_children()
 
     _guard.ZombieGuard(_guard.Settings(settle=0))
 

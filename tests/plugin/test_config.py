@@ -69,7 +69,7 @@ def test_importing_the_plugin_has_no_side_effects() -> None:
         for heavy in ("psutil", "click", "zombiewatch.monitor"):
             assert heavy not in sys.modules, heavy + " imported"
         assert threading.active_count() == 1
-        from zombiewatch._platform import read_children
+        from zombiewatch._procfs import read_children
         assert read_children(os.getpid()) == [], "it started a process"
         """
     )

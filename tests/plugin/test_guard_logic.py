@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from zombiewatch import _guard, _platform
+from zombiewatch import _guard, _proctl
 from zombiewatch._guard import Settings, ZombieGuard, ZombieLeak
 from zombiewatch.monitor import Zombie
 from zombiewatch.pytest_plugin import _validate_allow, _validate_settle
@@ -67,7 +67,7 @@ def clock() -> FakeClock:
 def make_guard(monkeypatch, clock):
     def make(script: list[dict[int, str]], settle: float = 1.0, allow: int = 0) -> ZombieGuard:
         monitor = FakeMonitor(script, clock)
-        monkeypatch.setattr(_platform, "has_children", lambda: True)
+        monkeypatch.setattr(_proctl, "has_children", lambda: True)
         monkeypatch.setattr(_guard, "_monitor_of", lambda root: monitor)
         return ZombieGuard(Settings(settle=settle, allow=allow), clock=clock, sleep=clock.sleep)
 
@@ -81,7 +81,7 @@ def test_without_children_a_look_is_one_probe_and_no_monitor(monkeypatch, clock)
         probes.append(False)
         return False
 
-    monkeypatch.setattr(_platform, "has_children", has_children)
+    monkeypatch.setattr(_proctl, "has_children", has_children)
 
     def no_monitor(root: int) -> None:
         raise AssertionError("a monitor was made for a process without children")
@@ -97,7 +97,7 @@ def test_without_children_a_look_is_one_probe_and_no_monitor(monkeypatch, clock)
 
 def test_the_monitor_starts_with_the_first_child(monkeypatch, clock) -> None:
     children: list[int] = []
-    monkeypatch.setattr(_platform, "has_children", lambda: bool(children))
+    monkeypatch.setattr(_proctl, "has_children", lambda: bool(children))
     monitor = FakeMonitor([{8: Z}], clock)
     monkeypatch.setattr(_guard, "_monitor_of", lambda root: monitor)
     guard = ZombieGuard(Settings(settle=0), clock=clock, sleep=clock.sleep)  # no child yet

@@ -346,7 +346,7 @@ def test_zombie_guard_in_a_test_body(pytester, run) -> None:
 
 
 def test_the_no_child_probe_sees_a_zombie_and_never_collects_it() -> None:
-    from zombiewatch._platform import has_children as _has_children
+    from zombiewatch._proctl import has_children as _has_children
 
     assert not _has_children()  # every earlier test collected its children
     pid = os.fork()

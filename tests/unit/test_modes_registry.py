@@ -11,7 +11,7 @@ from zombiewatch import _platform, modes
 from zombiewatch.modes import base
 from zombiewatch.modes import pidfd as pidfd_module
 
-# DESIGN.md's table, top to bottom.
+# docs/DESIGN.md, Reaping modes: the table, top to bottom.
 DESIGN_ORDER = [
     "none",
     "wait",
@@ -25,7 +25,7 @@ DESIGN_ORDER = [
     "thread",
 ]
 
-# DESIGN.md's "expected" column.
+# docs/DESIGN.md, Reaping modes: the "expected" column.
 DESIGN_EXPECTED = {
     "none": "fail",
     "wait": "pass",

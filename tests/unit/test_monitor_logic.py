@@ -1,12 +1,10 @@
 """The monitor's bookkeeping, fed with scripted tree walks (no forking).
 
-``Monitor.walk`` and ``Monitor._status`` are replaced on the instance, and
-the clock the monitor reads is a value the test sets, so every lifetime is
-exact. The root is the test process itself, which certainly exists.
-
-Where it matters, a test runs on both ways of reading a process: kept
-``/proc`` descriptors (Linux) and psutil (elsewhere, forced here by
-turning ``_platform.can_use_proc_reader`` off).
+``Monitor.walk`` and ``Monitor._status`` are replaced on the instance, the
+processes are read from a scripted backend (``FakeSource``), and the clock
+the monitor reads is a value the test sets, so every lifetime is exact. The
+root is the test process itself, which certainly exists. The two real
+backends are tested in ``test_sampling.py``.
 """
 
 from __future__ import annotations
@@ -18,9 +16,9 @@ from unittest import mock
 import psutil
 import pytest
 
-from zombiewatch import _platform
+from zombiewatch import _platform, _proctl, _sampling
 from zombiewatch import monitor as monitor_module
-from zombiewatch.errors import AccessDeniedError, ExitCode, ZombiewatchError
+from zombiewatch.errors import ExitCode, ZombiewatchError
 from zombiewatch.monitor import Monitor
 
 Z = psutil.STATUS_ZOMBIE
@@ -46,19 +44,51 @@ def clock(monkeypatch):
     return clock
 
 
+class FakeSource:
+    """A scripted backend (``_sampling.ProcessSource``): ``statuses`` and
+    ``tree`` answer the walk, ``described`` the one-time reads, and ``held``
+    is what the backend keeps for each process (descriptors, handles)."""
+
+    name = "fake"
+
+    def __init__(self, tree=None, statuses=None, threads=1):
+        self.tree: dict[int, list[int]] = tree or {}
+        self.statuses: dict[int, tuple[str, int] | None] = {
+            pid: None if st is None else (st, threads) for pid, st in (statuses or {}).items()
+        }
+        self.threads = threads
+        self.described: dict[int, tuple[int, str]] = {}
+        self.held: set[int] = set()
+        self.closed = 0
+        self.children = mock.Mock(side_effect=lambda pid, threads: self.tree.get(pid, []))
+
+    def stat(self, pid, renew):
+        self.held.add(pid)
+        return self.statuses.get(pid, (S, self.threads))
+
+    def describe(self, pid):
+        return self.described.get(pid)
+
+    def retain(self, keep):
+        self.held &= keep
+
+    def close(self):
+        self.closed += 1
+        self.held.clear()
+
+
 class Script:
     """Drive a Monitor through scripted samples."""
 
     def __init__(self, monitor, clock, monkeypatch):
         self.monitor = monitor
+        self.source = monitor.source
         self.clock = clock
         self.walk_result: tuple[dict[int, str], set[int]] = ({}, {ROOT})
         self.direct: dict[int, str | None] = {}  # pid -> what a direct _status() read says
         self.status = mock.Mock(side_effect=lambda pid: self.direct.get(pid))
         monkeypatch.setattr(monitor, "walk", lambda: self.walk_result)
         monkeypatch.setattr(monitor, "_status", self.status)
-        # psutil handles only from the test: scripted pids are not real ones.
-        monkeypatch.setattr(monitor, "_process", monitor._procs.get)
 
     def sample(self, at, statuses, listed=None, direct=None):
         """Sample at time ``at``; ``listed`` defaults to the pids in ``statuses``."""
@@ -72,7 +102,7 @@ class Script:
 
 @pytest.fixture
 def script(clock, monkeypatch):
-    return Script(Monitor(ROOT, interval=0.01), clock, monkeypatch)
+    return Script(Monitor(ROOT, interval=0.01, source=FakeSource()), clock, monkeypatch)
 
 
 def test_construct_on_the_test_process():
@@ -85,9 +115,9 @@ def test_construct_on_the_test_process():
 
 
 def test_construct_on_a_missing_process_is_an_error(monkeypatch):
-    monkeypatch.setattr(_platform, "session_of", lambda pid: None)
+    monkeypatch.setattr(_proctl, "session_of", lambda pid: None)
     with pytest.raises(ZombiewatchError, match="does not exist") as info:
-        Monitor(4_000_000)
+        Monitor(4_000_000, source=FakeSource())
     assert info.value.exit_code == ExitCode.NOT_MEASURED
 
 
@@ -280,10 +310,7 @@ def test_sample_time_is_accumulated(script):
 
 
 def test_new_zombie_is_described_from_its_process(script):
-    proc = mock.Mock()
-    proc.ppid.return_value = 999
-    proc.name.return_value = "worker"
-    script.monitor._procs[101] = proc
+    script.source.described[101] = (999, "worker")
     script.sample(1.0, {101: Z})
     zombie = script.monitor.zombies[101]
     assert (zombie.pid, zombie.ppid, zombie.name, zombie.since) == (101, 999, "worker", 1.0)
@@ -291,10 +318,7 @@ def test_new_zombie_is_described_from_its_process(script):
 
 
 def test_zombie_collected_while_described_is_still_recorded(script):
-    proc = mock.Mock()
-    proc.ppid.side_effect = psutil.NoSuchProcess(101)
-    script.monitor._procs[101] = proc
-    script.sample(1.0, {101: Z})
+    script.sample(1.0, {101: Z})  # described: nothing, it is gone
     zombie = script.monitor.zombies[101]
     assert (zombie.ppid, zombie.name) == (0, "?")
     assert script.monitor.stats.zombies_seen == 1
@@ -302,9 +326,6 @@ def test_zombie_collected_while_described_is_still_recorded(script):
 
 def test_zombie_collected_while_described_counts_for_the_parent_the_walk_found(script):
     # Otherwise "seen" and the per-parent counts of the report disagree.
-    proc = mock.Mock()
-    proc.ppid.side_effect = psutil.NoSuchProcess(101)
-    script.monitor._procs[101] = proc
     script.monitor._origin = {101: ROOT}
     script.sample(1.0, {101: Z})
     assert script.monitor.zombies[101].ppid == ROOT
@@ -312,223 +333,102 @@ def test_zombie_collected_while_described_counts_for_the_parent_the_walk_found(s
 
 
 def test_processes_gone_from_the_tree_are_forgotten(script):
-    script.monitor._procs.update({101: mock.Mock(), 200: mock.Mock()})
+    script.source.held.update({101, 200})
     script.sample(1.0, {200: S})
-    assert set(script.monitor._procs) == {200}
+    assert script.source.held == {200}
 
 
-# -- reading one process -------------------------------------------------------------
+# -- reading one process through the backend -----------------------------------------
 
 
-def _without_proc_reader(monkeypatch) -> None:
-    monkeypatch.setattr(_platform, "can_use_proc_reader", lambda: False)
-
-
-@pytest.fixture
-def monitor(monkeypatch):
-    """A monitor that reads through psutil, as where /proc cannot be kept open."""
-    _without_proc_reader(monkeypatch)
-    return Monitor(ROOT)
-
-
-@pytest.fixture
-def proc_monitor():
-    if not _platform.can_use_proc_reader():
-        pytest.skip("no /proc to keep open here")
-    m = Monitor(ROOT)
-    yield m
-    m.close()
-
-
-@pytest.mark.parametrize(
-    "error", [psutil.NoSuchProcess(4242), psutil.ZombieProcess(4242)], ids=["gone", "zombie"]
-)
-def test_status_of_a_vanished_process_is_none(monitor, error):
-    monitor._procs[4242] = mock.Mock(status=mock.Mock(side_effect=error))
-    assert monitor._status(4242) is None
-    assert 4242 not in monitor._procs
-
-
-def test_status_access_denied_is_an_error_not_an_undercount(monitor):
-    monitor._procs[4242] = mock.Mock(status=mock.Mock(side_effect=psutil.AccessDenied(4242)))
-    with pytest.raises(AccessDeniedError, match="4242") as info:
-        monitor._status(4242)
-    assert info.value.exit_code == ExitCode.NOT_MEASURED
-    assert isinstance(info.value.__cause__, psutil.AccessDenied)
-
-
-def test_status_reuses_the_process_object(monitor):
-    proc = mock.Mock(status=mock.Mock(return_value=S))
-    monitor._procs[4242] = proc
-    assert monitor._status(4242) == S
-    assert monitor._status(4242) == S
-    assert proc.status.call_count == 2
-
-
-def test_status_of_the_test_process_is_read_through_psutil(monitor):
-    assert monitor._status(ROOT) in {R, S}
-    assert ROOT in monitor._procs
-
-
-def test_status_of_the_test_process_is_read_through_a_kept_descriptor(proc_monitor):
-    assert proc_monitor._status(ROOT) in {R, S}
-    assert proc_monitor._status(ROOT) in {R, S}
-    assert proc_monitor._reader.pids() == [ROOT]
-    assert proc_monitor._procs == {}  # psutil is not involved
-    proc_monitor.close()
-    proc_monitor.close()  # idempotent
-    assert proc_monitor._reader.kept == 0
-
-
-def test_status_of_a_pid_that_cannot_exist_is_none(proc_monitor):
-    with open("/proc/sys/kernel/pid_max") as f:
-        beyond = int(f.read()) + 1
-    assert proc_monitor._status(beyond) is None
-    assert proc_monitor._stat(beyond) is None
-    assert proc_monitor._reader.kept == 0
-
-
-def test_status_permission_error_from_proc_is_an_error(proc_monitor, monkeypatch):
-    denied = PermissionError(13, "Permission denied")
-    monkeypatch.setattr(proc_monitor._reader, "stat", mock.Mock(side_effect=denied))
-    for read in (proc_monitor._status, proc_monitor._stat):
-        with pytest.raises(AccessDeniedError, match="4242") as info:
-            read(4242)
-        assert info.value.exit_code == ExitCode.NOT_MEASURED
-        assert info.value.__cause__ is denied
-
-
-def test_direct_status_check_does_not_renew_but_the_walk_does(proc_monitor, monkeypatch):
+def test_direct_status_check_does_not_renew_but_the_walk_does():
     # A direct check asks about the process first seen; the walk about
     # whoever has the pid it just listed.
-    stat = mock.Mock(return_value=(S, 1))
-    monkeypatch.setattr(proc_monitor._reader, "stat", stat)
-    proc_monitor._status(4242)
-    proc_monitor._stat(4242)
-    assert stat.call_args_list == [mock.call(4242, False), mock.call(4242, True)]
+    source = FakeSource()
+    source.stat = mock.Mock(return_value=(S, 1))  # type: ignore[method-assign]
+    m = Monitor(ROOT, source=source)
+    m._status(4242)
+    m._stat(4242)
+    assert source.stat.call_args_list == [mock.call(4242, False), mock.call(4242, True)]
 
 
-def test_a_new_zombie_gets_its_psutil_handle_when_described(proc_monitor, monkeypatch):
-    handle = mock.Mock()
-    handle.ppid.return_value = 999
-    handle.name.return_value = "worker"
-    make = mock.Mock(return_value=handle)
-    monkeypatch.setattr(psutil, "Process", make)
-    zombie = proc_monitor._describe(4242, 1.0)
-    assert make.call_args_list[0] == mock.call(4242)  # then its parent's, for the record
-    assert (zombie.ppid, zombie.name) == (999, "worker")
-    assert proc_monitor._procs == {4242: handle}
-
-
-def test_a_zombie_collected_before_its_handle_is_made_is_still_recorded(proc_monitor, monkeypatch):
-    monkeypatch.setattr(psutil, "Process", mock.Mock(side_effect=psutil.NoSuchProcess(4242)))
-    zombie = proc_monitor._describe(4242, 1.0)
+def test_a_zombie_collected_before_it_is_described_is_still_recorded():
+    m = Monitor(ROOT, source=FakeSource())  # describe() finds nothing
+    zombie = m._describe(4242, 1.0)
     assert (zombie.pid, zombie.ppid, zombie.name) == (4242, 0, "?")
 
 
-# -- walking the tree (scripted /proc) -----------------------------------------------
-
-
-@pytest.fixture(params=["proc", "psutil"])
-def walker(request, monkeypatch):
-    """Make monitors that read through kept /proc descriptors, or through psutil."""
-    if request.param == "psutil":
-        _without_proc_reader(monkeypatch)
-    elif not _platform.can_use_proc_reader():
+def test_the_monitor_reads_through_the_best_backend_here():
+    if not _platform.can_use_proc_reader():
         pytest.skip("no /proc to keep open here")
-    made = []
-
-    def make(*args, **kwargs):
-        m = Monitor(*args, **kwargs)
-        made.append(m)
-        return m
-
-    yield make
-    for m in made:
+    m = Monitor(ROOT)
+    try:
+        assert isinstance(m.source, _sampling.ProcfsSource)
+    finally:
         m.close()
 
 
-def script_tree(monkeypatch, m, tree, statuses, threads=1):
-    """Replace ``m``'s reads: ``tree`` gives the children, ``statuses`` the states.
-
-    Returns the mock the children are read through.
-    """
-    stat = {pid: (status, threads) for pid, status in statuses.items()}
-    stat[m.root] = (S, threads)
-    monkeypatch.setattr(m, "_stat", lambda pid: stat.get(pid, (S, threads)))
-    children = mock.Mock(side_effect=lambda pid, threads: tree.get(pid, []))
-    monkeypatch.setattr(m, "_children", children)
-    return children
+# -- walking the tree (scripted backend) -----------------------------------------------
 
 
-def test_walk_follows_children_but_not_below_zombies(monkeypatch, walker):
-    m = walker(ROOT)
+def walker(tree, statuses, threads=1, **kwargs):
+    """A monitor whose backend answers ``tree`` and ``statuses``."""
+    return Monitor(ROOT, source=FakeSource(tree, statuses, threads), **kwargs)
+
+
+def test_walk_follows_children_but_not_below_zombies():
     tree = {ROOT: [10, 11], 10: [12, 14], 11: [13], 12: [], 14: []}
-    statuses = {10: S, 11: Z, 12: R}
-    read = script_tree(monkeypatch, m, tree, statuses)
-    stat = {pid: (st, 1) for pid, st in statuses.items()} | {ROOT: (S, 1), 14: None}
-    monkeypatch.setattr(m, "_stat", stat.__getitem__)  # 14 vanished between list and read
+    m = walker(tree, {10: S, 11: Z, 12: R, 14: None})  # 14 vanished between list and read
 
     found, listed = m.walk()
 
     assert found == {10: S, 11: Z, 12: R}
     assert listed == {ROOT, 10, 11, 12, 14}
-    read_pids = {c.args[0] for c in read.call_args_list}
+    read_pids = {c.args[0] for c in m.source.children.call_args_list}
     assert 11 not in read_pids  # a zombie's children were reparented already
     assert 14 not in read_pids
     assert ROOT in read_pids
     assert ROOT not in found
 
 
-@pytest.mark.parametrize("threads", [1, 3])
-def test_walk_reads_children_as_the_thread_count_says(monkeypatch, threads):
-    if not _platform.can_use_proc_reader():
-        pytest.skip("no /proc to keep open here")
-    m = Monitor(ROOT)
-    read = script_tree(monkeypatch, m, {ROOT: [10], 10: [11]}, {10: S, 11: S}, threads)
+@pytest.mark.parametrize("threads", [0, 1, 3])
+def test_walk_reads_children_as_the_thread_count_says(threads):
+    m = walker({ROOT: [10], 10: [11]}, {10: S, 11: S}, threads)
 
     assert m.walk()[0] == {10: S, 11: S}
-    assert read.call_args_list == [
+    assert m.source.children.call_args_list == [
         mock.call(ROOT, threads),
         mock.call(10, threads),
         mock.call(11, threads),
     ]
 
 
-def test_walk_of_a_vanished_root_finds_nothing(monkeypatch):
-    if not _platform.can_use_proc_reader():
-        pytest.skip("no /proc to keep open here")
-    m = Monitor(ROOT)
-    read = script_tree(monkeypatch, m, {ROOT: [10]}, {})
-    monkeypatch.setattr(m, "_stat", lambda pid: None)
+def test_walk_of_a_vanished_root_finds_nothing():
+    m = walker({ROOT: [10]}, {ROOT: None})
     assert m.walk() == ({}, {ROOT})
-    read.assert_not_called()
+    m.source.children.assert_not_called()
 
 
-def test_walk_includes_adopted_processes_of_the_same_session(monkeypatch, walker):
-    m = walker(ROOT, adopters=[1])
-    m.sid = ROOT  # the root leads its session, as the runner's targets do
+def test_walk_includes_adopted_processes_of_the_same_session(monkeypatch):
     tree = {1: [ROOT, 20, 21], ROOT: [], 20: [22], 22: []}
+    m = walker(tree, {}, adopters=[1])
+    m.sid = ROOT  # the root leads its session, as the runner's targets do
     sessions = {20: m.sid, 21: m.sid + 1}
-    monkeypatch.setattr(_platform, "read_children", lambda pid: tree.get(pid, []))
-    monkeypatch.setattr(_platform, "session_of", lambda pid: sessions.get(pid))
-    script_tree(monkeypatch, m, tree, {})
+    monkeypatch.setattr(_proctl, "session_of", lambda pid: sessions.get(pid))
 
     found, listed = m.walk()
 
     assert found == {20: S, 22: S}  # 21 is another session's child of the adopter
     assert listed == {ROOT, 20, 22}
+    assert mock.call(1, 0) in m.source.children.call_args_list  # every thread's list
 
 
-def test_walk_of_a_non_leader_adopts_only_processes_it_saw_before(monkeypatch, walker):
+def test_walk_of_a_non_leader_adopts_only_processes_it_saw_before(monkeypatch):
     # The session of a root that does not lead it is shared with its parent
     # and siblings: an adopted member counts only if it was in the tree.
-    m = walker(ROOT, adopters=[1])
+    m = walker({1: [20, 21], ROOT: []}, {}, adopters=[1])
     assert m.sid != ROOT
-    tree = {1: [20, 21], ROOT: []}
-    monkeypatch.setattr(_platform, "read_children", lambda pid: tree.get(pid, []))
-    monkeypatch.setattr(_platform, "session_of", lambda pid: m.sid)
-    script_tree(monkeypatch, m, tree, {})
+    monkeypatch.setattr(_proctl, "session_of", lambda pid: m.sid)
     m._seen = {20}
 
     found, _listed = m.walk()
@@ -536,73 +436,31 @@ def test_walk_of_a_non_leader_adopts_only_processes_it_saw_before(monkeypatch, w
     assert found == {20: S}
 
 
-def test_walk_of_a_root_without_children(monkeypatch, walker):
-    m = walker(ROOT)
-    script_tree(monkeypatch, m, {}, {})
+def test_walk_of_a_root_without_children():
+    m = walker({}, {})
     assert m.walk() == ({}, {ROOT})
 
 
-def test_walk_on_the_psutil_path_reads_every_thread_and_psutil_states(monkeypatch):
-    _without_proc_reader(monkeypatch)
-    m = Monitor(ROOT)
-    tree = {ROOT: [10, 11], 10: [12]}
-    read = mock.Mock(side_effect=lambda pid: tree.get(pid, []))
-    monkeypatch.setattr(_platform, "read_children", read)
-    statuses = {10: S, 11: Z, 12: R}
-    monkeypatch.setattr(m, "_status", statuses.__getitem__)
-
-    assert m.walk() == (statuses, {ROOT, 10, 11, 12})
-    assert [c.args[0] for c in read.call_args_list] == [ROOT, 10, 12]
+# -- what the backend holds follows the tree ------------------------------------------
 
 
-# -- descriptors follow the tree ---------------------------------------------------
-
-
-class FakeReader:
-    """Stands in for ``_platform.ProcReader``: which pids have descriptors."""
-
-    def __init__(self, pids):
-        self.open = set(pids)
-        self.closed = 0
-
-    def pids(self):
-        return list(self.open)
-
-    def forget(self, pid):
-        self.open.discard(pid)
-
-    def ppid_name(self, pid):
-        return None  # nothing read through it: the psutil path describes
-
-    def close(self):
-        self.closed += 1
-        self.open.clear()
-
-
-def test_descriptors_of_processes_gone_from_the_tree_are_closed(script):
-    reader = script.monitor._reader = FakeReader({ROOT, 101, 102, 200, 300})
+def test_what_is_held_for_processes_gone_from_the_tree_is_released(script):
+    script.source.held.update({ROOT, 101, 102, 200, 300})
     script.sample(1.0, {101: Z, 102: Z, 200: S})
-    # 102 was hidden by churn but is still a zombie: its descriptor stays,
-    # so the next direct check reads that very process.
+    # 102 was hidden by churn but is still a zombie: what is held for it
+    # stays, so the next direct check reads that very process.
     script.sample(2.0, {200: S}, direct={102: Z})
-    assert reader.open == {ROOT, 102, 200}
+    assert script.source.held == {ROOT, 102, 200}
     script.sample(3.0, {})
-    assert reader.open == {ROOT}
+    assert script.source.held == {ROOT}
 
 
-def test_close_releases_the_descriptors_and_may_be_repeated(script):
-    reader = script.monitor._reader = FakeReader({ROOT, 101})
+def test_close_releases_the_backend_and_may_be_repeated(script):
+    script.source.held.update({ROOT, 101})
     script.monitor.close()
     script.monitor.close()
-    assert reader.open == set()
-    assert reader.closed == 2
-
-
-def test_close_without_descriptors_is_harmless(monkeypatch):
-    _without_proc_reader(monkeypatch)
-    m = Monitor(ROOT)
-    m.close()
-    m.close()
+    assert script.source.held == set()
+    assert script.source.closed == 2
 
 
 # -- orphans -----------------------------------------------------------------------
@@ -613,7 +471,7 @@ def test_a_double_forks_orphan_is_blamed_on_the_server_however_the_samples_fell(
     # The server (ROOT) started 300, which started 301 and exited, so an
     # adopter (1) holds 301 now. Whether a sample named 300 first (it held
     # 301 as a zombie for a moment) is a race; the blame must not depend on it.
-    m = Monitor(ROOT, interval=0.01)
+    m = Monitor(ROOT, interval=0.01, source=FakeSource())
     m._parent_of = {300: ROOT, 301: 300}
     if middle_was_named:
         m._parent(300, adopter=False)
@@ -626,7 +484,7 @@ def test_a_double_forks_orphan_is_blamed_on_the_server_however_the_samples_fell(
 
 
 def test_an_orphan_whose_parent_had_no_known_starter_is_blamed_on_that_parent():
-    m = Monitor(ROOT, interval=0.01)
+    m = Monitor(ROOT, interval=0.01, source=FakeSource())
     m._parent_of = {301: 300}  # 300 was adopted itself, or the root
     m._holding = {301: 1}
     m._count_escapes({301})
@@ -634,7 +492,7 @@ def test_an_orphan_whose_parent_had_no_known_starter_is_blamed_on_that_parent():
 
 
 def test_an_orphan_never_seen_with_a_parent_is_unattributed():
-    m = Monitor(ROOT, interval=0.01)
+    m = Monitor(ROOT, interval=0.01, source=FakeSource())
     m._holding = {301: 1}
     m._count_escapes({301})
     assert m.stats.orphaned_by == {(0, False): 1}
@@ -642,7 +500,7 @@ def test_an_orphan_never_seen_with_a_parent_is_unattributed():
 
 def test_an_orphan_a_walk_missed_is_not_counted_again_when_it_reappears():
     # Reading a children list while processes exit can skip entries.
-    m = Monitor(ROOT, interval=0.01)
+    m = Monitor(ROOT, interval=0.01, source=FakeSource())
     m._parent_of = {300: ROOT, 301: 300}
     m._holding = {301: 1}
     m._count_escapes({301})
@@ -657,7 +515,7 @@ def test_an_orphan_a_walk_missed_is_not_counted_again_when_it_reappears():
 
 
 def test_escaped_orphans_are_forgotten_some_samples_after_they_go():
-    m = Monitor(ROOT, interval=0.01)
+    m = Monitor(ROOT, interval=0.01, source=FakeSource())
     for pid in range(1000, 1100):
         m._holding = {pid: 1}
         m._count_escapes({pid})

@@ -13,12 +13,17 @@ import types
 import psutil
 import pytest
 
-from zombiewatch import _platform
-from zombiewatch._platform import ProcReader, parse_status_threads
+from zombiewatch import _platform, _procfs
+from zombiewatch._procfs import ProcReader, ProcStat
 
 needs_proc = pytest.mark.skipif(
     not _platform.can_use_proc_reader(), reason="no /proc to keep open here"
 )
+
+
+def parse_status_threads(data: bytes) -> tuple[str, int]:
+    stat = ProcStat(4242, data)
+    return stat.status, stat.num_threads
 
 
 def stat_line(comm: bytes, state: bytes = b"S", threads: int = 1, pid: int = 4242) -> bytes:
@@ -75,7 +80,7 @@ def test_an_unknown_state_is_a_question_mark_as_in_psutil():
 
 def test_the_state_table_is_psutils():
     pslinux = pytest.importorskip("psutil._pslinux")
-    table = {letter.decode(): status for letter, status in _platform._STATES.items()}
+    table = {letter.decode(): status for letter, status in _procfs._STATES.items()}
     assert table == pslinux.PROC_STATUSES
 
 
@@ -109,12 +114,12 @@ def test_kept_descriptors_stay_well_under_the_soft_rlimit(monkeypatch, soft, lim
         getrlimit=lambda which: (soft, resource.RLIM_INFINITY),
     )
     monkeypatch.setitem(sys.modules, "resource", fake)  # kept_fd_limit imports it late
-    assert _platform.kept_fd_limit() == limit
+    assert _procfs.kept_fd_limit() == limit
 
 
 def test_the_cap_is_a_module_constant(monkeypatch):
-    monkeypatch.setattr(_platform, "MAX_KEPT_FDS", 5)
-    assert _platform.kept_fd_limit() == 5
+    monkeypatch.setattr(_procfs, "MAX_KEPT_FDS", 5)
+    assert _procfs.kept_fd_limit() == 5
 
 
 # -- the reader on this process --------------------------------------------------
@@ -138,7 +143,7 @@ def test_a_kept_descriptor_is_reread(reader):
     before = open_fds()
     first = reader.stat(me)
     assert first is not None
-    assert first[0] in {psutil.STATUS_RUNNING, psutil.STATUS_SLEEPING}
+    assert first.status in {psutil.STATUS_RUNNING, psutil.STATUS_SLEEPING}
     assert reader.kept == 1
     assert open_fds() == before + 1
     assert reader.stat(me) is not None
@@ -164,7 +169,7 @@ def test_forget_and_close_release_descriptors(reader):
 def test_past_the_cap_each_read_opens_and_closes(monkeypatch):
     if not _platform.can_use_proc_reader():
         pytest.skip("no /proc to keep open here")
-    monkeypatch.setattr(_platform, "MAX_KEPT_FDS", 0)
+    monkeypatch.setattr(_procfs, "MAX_KEPT_FDS", 0)
     r = ProcReader()
     before = open_fds()
     me = os.getpid()
@@ -198,11 +203,14 @@ def test_a_garbage_collected_reader_closes_its_descriptors():
 @pytest.mark.parametrize("comm", [b"python3", b"a b", b"x) y (z"])
 def test_ppid_and_name_come_from_the_stat_line(comm):
     line = b"4242 (" + comm + b") Z 17 4242 4242 0 -1 4227916 0 0 0 0 0 0 0 0 20 0 1 0 5\n"
-    assert _platform.parse_ppid_name(line) == (17, comm.decode())
+    stat = ProcStat(4242, line)
+    assert (stat.ppid, stat.comm) == (17, comm.decode())
 
 
 def test_ppid_and_name_agree_with_psutil_on_this_process(reader):
     me = psutil.Process()
-    assert reader.ppid_name(me.pid) is None  # nothing kept for it yet
+    assert reader.reread(me.pid) is None  # nothing kept for it yet
     reader.stat(me.pid)
-    assert reader.ppid_name(me.pid) == (me.ppid(), me.name()[:15])
+    stat = reader.reread(me.pid)
+    assert stat is not None
+    assert (stat.ppid, stat.comm) == (me.ppid(), me.name()[:15])

@@ -1,7 +1,7 @@
 """`zombiewatch scan` logic without processes: grouping, filters, exit codes,
 who may be signalled, what a signal's outcome is called, usage errors.
 
-``_platform``'s reads and ``send_signal`` are replaced with scripted ones,
+``_procfs``' reads and ``send_signal`` are replaced with scripted ones,
 the way gunicorn's arbiter tests script ``waitpid``.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from zombiewatch import _platform
+from zombiewatch import _procfs, _proctl
 from zombiewatch import scan as scanner
 from zombiewatch.cli import cli
 from zombiewatch.errors import ExitCode
@@ -25,8 +25,11 @@ TICKS = 1000
 
 def stat(
     pid: int, ppid: int, state: str = "Z", flags: int = 0, comm: str = "w"
-) -> _platform.ProcStat:
-    return _platform.ProcStat(pid, comm, state, ppid, flags, 1, TICKS + pid)
+) -> _procfs.ProcStat:
+    # Fields 3-22 of /proc/PID/stat: state ppid pgrp session tty tpgid flags,
+    # ten counters, nice... then num_threads (20), itrealvalue, starttime (22).
+    after = [state, ppid, pid, pid, 0, -1, flags, *[0] * 10, 1, 0, TICKS + pid, 0]
+    return _procfs.ProcStat(pid, f"{pid} ({comm}) {' '.join(map(str, after))}\n".encode())
 
 
 def parent(pid: int, zombies: list[int], uid: int = 0, protected: str | None = None):
@@ -37,7 +40,7 @@ def parent(pid: int, zombies: list[int], uid: int = 0, protected: str | None = N
         user="root" if uid == 0 else str(uid),
         name=f"p{pid}",
         cmdline=[f"/bin/p{pid}", "--flag"],
-        zombies=[scanner.Zombie(z, "w", TICKS + z, 1.5) for z in zombies],
+        zombies=[scanner.ScannedZombie(z, "w", TICKS + z, 1.5) for z in zombies],
         protected=protected,
     )
 
@@ -47,10 +50,10 @@ def parent(pid: int, zombies: list[int], uid: int = 0, protected: str | None = N
 
 def test_parse_stat_survives_spaces_and_parentheses_in_comm() -> None:
     fields = " ".join(
-        ["Z", "42"] + ["0"] * 4 + [str(_platform.PF_KTHREAD)] + ["0"] * 10 + ["1", "0", "777"]
+        ["Z", "42"] + ["0"] * 4 + [str(_procfs.PF_KTHREAD)] + ["0"] * 10 + ["1", "0", "777"]
     )
     data = f"99 (a) (b c) {fields} 0 0\n".encode()
-    parsed = _platform._parse_stat(99, data)
+    parsed = _procfs.ProcStat(99, data)
     assert parsed.comm == "a) (b c"
     assert parsed.state == "Z"
     assert parsed.ppid == 42
@@ -60,15 +63,15 @@ def test_parse_stat_survives_spaces_and_parentheses_in_comm() -> None:
 
 
 def test_read_stat_of_this_process() -> None:
-    me = _platform.read_stat(os.getpid())
+    me = _procfs.read_stat(os.getpid())
     assert me is not None
     assert me.ppid == os.getppid()
     assert me.state in "RS"
-    assert _platform.read_stat(2**22 + 1) is None  # above any pid_max
+    assert _procfs.read_stat(2**22 + 1) is None  # above any pid_max
 
 
 def test_ancestors_include_self_and_parent() -> None:
-    found = _platform.ancestors(os.getpid())
+    found = _procfs.ancestors(os.getpid())
     assert {os.getpid(), os.getppid()} <= found
 
 
@@ -81,7 +84,7 @@ def machine(monkeypatch):
     zombies = [stat(z, 100) for z in range(10, 60)]
     zombies += [stat(z, 200) for z in range(60, 63)]
     zombies += [stat(63, 1)]
-    monkeypatch.setattr(_platform, "scan_zombies", lambda: (zombies, 500))
+    monkeypatch.setattr(_procfs, "scan_zombies", lambda: (zombies, 500))
     owners = {100: 0, 200: 1000, 1: 0}
 
     def describe(ppid, me):
@@ -173,13 +176,13 @@ def test_text_cuts_command_lines_to_a_terminal_only() -> None:
 
 
 def test_no_zombies_text_names_the_filters(monkeypatch) -> None:
-    monkeypatch.setattr(_platform, "scan_zombies", lambda: ([stat(5, 100)], 10))
+    monkeypatch.setattr(_procfs, "scan_zombies", lambda: ([stat(5, 100)], 10))
     result = scanner.scan(scanner.Filters(min_count=3))
     assert result.return_code == ExitCode.OK
     assert scanner.render_scan(result).startswith(
         "no zombie matches --min-count 3 (1 zombie in all"
     )
-    monkeypatch.setattr(_platform, "scan_zombies", lambda: ([], 10))
+    monkeypatch.setattr(_procfs, "scan_zombies", lambda: ([], 10))
     assert scanner.render_scan(scanner.scan()).startswith("no zombies (10 processes scanned")
 
 
@@ -192,7 +195,7 @@ def test_no_zombies_text_names_the_filters(monkeypatch) -> None:
         (stat(1, 0, "S"), "PID 1 is never signalled"),
         (stat(2, 0, "S"), "a kernel thread"),
         (stat(300, 2, "S"), "a kernel thread"),
-        (stat(301, 7, "S", flags=_platform.PF_KTHREAD), "a kernel thread"),
+        (stat(301, 7, "S", flags=_procfs.PF_KTHREAD), "a kernel thread"),
         (stat(400, 7, "S"), "an ancestor of this scan (your shell or terminal?)"),
         (None, None),  # gone: nothing to protect
     ],
@@ -257,8 +260,8 @@ def signals(monkeypatch):
             return None
         return stat(pid, 1, "S")
 
-    monkeypatch.setattr(_platform, "send_signal", send_signal)
-    monkeypatch.setattr(_platform, "read_stat", read_stat)
+    monkeypatch.setattr(_proctl, "send_signal", send_signal)
+    monkeypatch.setattr(_procfs, "read_stat", read_stat)
     return state
 
 
@@ -402,7 +405,7 @@ def no_scan(monkeypatch):
 
     monkeypatch.setattr(scanner, "scan", refuse)
     monkeypatch.setattr(scanner, "nudge", refuse)
-    monkeypatch.setattr(_platform, "send_signal", refuse)
+    monkeypatch.setattr(_proctl, "send_signal", refuse)
 
 
 @pytest.mark.usefixtures("no_scan")
@@ -424,7 +427,7 @@ def test_usage_errors_exit_2_before_anything_happens(args: list[str]) -> None:
 
 
 def test_the_command_exits_with_the_result_code(monkeypatch) -> None:
-    monkeypatch.setattr(_platform, "scan_zombies", lambda: ([], 7))
+    monkeypatch.setattr(_procfs, "scan_zombies", lambda: ([], 7))
     result = CliRunner().invoke(cli, ["scan", "--json"], catch_exceptions=False)
     assert result.exit_code == ExitCode.OK
     assert json.loads(result.output)["processes"] == 7

@@ -1,8 +1,9 @@
 """Registry of reaping modes: ``register()``, ``get()``, ``names()``.
 
 Each mode is one module below, imported explicitly so the order of
-``names()`` is the order of DESIGN.md's table. Adding a mode is one new
-module and one import line here; the CLI and the tests read the registry.
+``names()`` is the order of the table in docs/DESIGN.md, Reaping modes.
+Adding a mode is one new module and one import line here; the CLI and the
+tests read the registry.
 """
 
 from __future__ import annotations

@@ -11,13 +11,13 @@ hooks and knows nothing else about modes:
   (socketserver's ``service_actions``);
 - ``close(blocking)`` when the server stops.
 
-``spawn`` is the one hook beyond STYLE.md's four: ``thread`` serves without
+``spawn`` is a fifth hook (docs/DESIGN.md, Mode interface): ``thread`` serves without
 forking and ``double-fork`` forks twice, and a flag in the server for each
 would make every new worker shape an edit of ``server.py``. Its default,
 fork then ``on_fork``, is what the other eight modes use unchanged.
 
 The forking parent must stay small (each MB costs ~33 us per fork, see
-FACTS.md), so this module and the modes avoid ``typing`` and
+docs/FACTS.md, Fork cost), so this module and the modes avoid ``typing`` and
 ``threading`` at import time; ``TYPE_CHECKING`` below is a local constant
 that mypy treats as true.
 """

@@ -1,7 +1,8 @@
 """``reaper-thread``: a thread that does nothing but block in ``waitpid``.
 
-The seed's "a dedicated thread can do nothing but reap". The thread blocks
-in ``waitpid(-1, 0)`` and collects each child as it exits, without signals.
+The classic "a dedicated thread can do nothing but reap" (docs/DESIGN.md,
+Reaping modes). The thread blocks in ``waitpid(-1, 0)`` and collects each
+child as it exits, without signals.
 With no children ``waitpid`` fails at once with ECHILD, so the thread then
 sleeps on an event that the next fork sets. Cost: one wakeup per exit, and
 ``threading`` in the forking parent (its at-fork hooks run in every child).
