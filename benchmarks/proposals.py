@@ -5,7 +5,8 @@
 Each proposal is a prototype patched in at run time (this file edits no
 project code) and measured against the current server in ``sigchld`` mode,
 driven by the C epoll flooder, interleaved (A B A B ...), median of the
-rounds, the same way as ``benchmarks/bench.py``, whose helpers it uses.
+rounds, the same way as ``benchmarks/bench.py``, with its harness
+(``_harness.py``).
 Each variant is shown with its page faults per connection (parent, and
 children collected), the currency a fork server pays in. Prints one table;
 writes nothing.
@@ -26,14 +27,33 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import bench
-from bench import PY, Plan, Procs, Row, Table, Tools, fmt_rate, median, ratio_of
+from _harness import (
+    CLK_TCK,
+    FULL,
+    PY,
+    QUICK,
+    UNTIL_DEADLINE,
+    Plan,
+    Procs,
+    Row,
+    Table,
+    Tools,
+    build_c,
+    cpu_ticks,
+    fault_counts,
+    flood,
+    fmt_rate,
+    machine_facts,
+    median,
+    prepare_run,
+    ratio_of,
+    rotate,
+)
 
 # -- server prototypes ------------------------------------------------------------
 
@@ -72,13 +92,6 @@ SERVER_VARIANTS = [
 ]
 
 
-def fault_counts(pid: int) -> tuple[int, int]:
-    """(own, collected children's) minor page faults of ``pid``."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
-    return int(fields[7]), int(fields[8])
-
-
 def measure_proto_server(
     procs: Procs, tools: Tools, patches: str, seconds: float
 ) -> tuple[float, float, float, float, float]:
@@ -88,15 +101,15 @@ def measure_proto_server(
     try:
         info = procs.ready(proc)
         port, pid = int(info["port"]), int(info["pid"])
-        bench.flood(tools, port, 100, 1.5)
-        f0, c0 = fault_counts(pid), bench.cpu_ticks(pid)
-        result = bench.flood(tools, port, bench.UNTIL_DEADLINE, seconds)
-        f1, c1 = fault_counts(pid), bench.cpu_ticks(pid)
+        flood(tools, port, 100, 1.5)
+        f0, c0 = fault_counts(pid), cpu_ticks(pid)
+        result = flood(tools, port, UNTIL_DEADLINE, seconds)
+        f1, c1 = fault_counts(pid), cpu_ticks(pid)
     finally:
         procs.stop(proc)
     done = max(result.ok + result.failed, 1)
     completions = result.rate * done / max(result.ok, 1) if result.ok else done / seconds
-    cpu = (c1[0] - c0[0] + c1[1] - c0[1]) * 1e6 / bench.CLK_TCK / done
+    cpu = (c1[0] - c0[0] + c1[1] - c0[1]) * 1e6 / CLK_TCK / done
     return result.rate, completions, (f1[0] - f0[0]) / done, (f1[1] - f0[1]) / done, cpu
 
 
@@ -105,7 +118,7 @@ def part_server(table: Table, procs: Procs, tools: Tools, plan: Plan) -> None:
     variants = [*SERVER_VARIANTS, ("ceiling: workers exit without answering", "exit-at-once")]
     runs: dict[str, list[tuple[float, float, float, float, float]]] = {v[0]: [] for v in variants}
     for rnd in range(plan.rounds):
-        for name, patches in bench.rotate(variants, rnd):
+        for name, patches in rotate(variants, rnd):
             runs[name].append(measure_proto_server(procs, tools, patches, plan.server_seconds))
     base_name = variants[0][0]
     base = [r[0] for r in runs[base_name]]
@@ -139,25 +152,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer and shorter rounds")
     args = parser.parse_args()
-    plan = bench.QUICK if args.quick else bench.FULL
+    plan = QUICK if args.quick else FULL
     started, load = time.monotonic(), os.getloadavg()
-    bench._prctl(bench._PR_SET_CHILD_SUBREAPER, 1)
-
-    def on_term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
+    prepare_run()
     table = Table()
     with tempfile.TemporaryDirectory(prefix="zombiewatch-proposals-") as tmp:
         procs, tools = Procs(Path(tmp)), Tools(Path(tmp))
         try:
-            bench.build_c(tools, no_cc=False)
+            build_c(tools, no_cc=False)
             part_server(table, procs, tools, plan)
         except KeyboardInterrupt:
             sys.exit(130)
         finally:
             procs.stop_all()
-        facts = bench.machine_facts(tools, started, load)
+        facts = machine_facts(tools, started, load)
     print()
     print("\n".join([*facts, "", table.markdown(), "", *(f"- {n}" for n in table.notes)]))
 

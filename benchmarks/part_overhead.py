@@ -1,0 +1,112 @@
+"""Part 5 of ``bench.py``: what watching costs the watched. A server's rate
+with and without ``zombiewatch watch`` sampling it every 10 ms, the two
+interleaved on one server, and how much of a core the watcher used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import time
+
+import psutil
+from _harness import (
+    PY,
+    UNTIL_DEADLINE,
+    BenchError,
+    Plan,
+    Procs,
+    Row,
+    Table,
+    Tools,
+    X,
+    flood,
+    fmt_rate,
+    median,
+    ratio_of,
+    rotate,
+)
+
+
+def part_overhead(table: Table, procs: Procs, tools: Tools, plan: Plan) -> None:
+    print("5. overhead of watching", flush=True)
+    config = json.dumps({"mode": "sigchld", "child_delay": 0})
+    targets = [("zombiewatch `sigchld`", [PY, "-m", "zombiewatch.server", config])]
+    if plan.overhead_on_c and tools.fork_server:
+        targets.append(("C fork server", [tools.fork_server]))
+    for name, argv in targets:
+        plain: list[float] = []
+        watched: list[float] = []
+        samples: list[float] = []
+        shares: list[float] = []  # the watcher's CPU time per second of flood
+        server = procs.start(argv)
+        try:
+            info = procs.ready(server)
+            port, pid = int(info["port"]), int(info.get("pid", server.pid))
+            flood(tools, port, 200, 2.0)
+            for rnd in range(plan.overhead_rounds):
+                for watching in rotate([False, True], rnd):
+                    if not watching:
+                        plain.append(flood(tools, port, UNTIL_DEADLINE, plan.overhead_seconds).rate)
+                        continue
+                    rate, share, count = watched_flood(procs, tools, port, pid, plan)
+                    watched.append(rate)
+                    shares.append(share)
+                    if count is not None:
+                        samples.append(count)
+        finally:
+            procs.stop(server)
+        ratio = ratio_of(watched, plain)
+        table.add(
+            Row(
+                "5",
+                f"{name} watched by `zombiewatch watch` (10 ms)",
+                fmt_rate(median(watched)),
+                f"unwatched {fmt_rate(median(plain))}",
+                ratio,
+                f"≥ 0.95{X} (< 5% lower)",
+                ratio >= 0.95,
+                notes=f"the watcher used {median(shares):.0%} of one core;"
+                f" {median(samples) if samples else 0:,.0f} samples per watch;"
+                f" {plan.overhead_rounds} rounds of {plan.overhead_seconds:g} s",
+            )
+        )
+
+
+def watched_flood(
+    procs: Procs, tools: Tools, port: int, pid: int, plan: Plan
+) -> tuple[float, float, float | None]:
+    """Flood the server on ``port`` while ``zombiewatch watch`` samples ``pid``.
+
+    Returns the rate, the watcher's CPU time per second of flood, and the
+    number of samples it reported (None if its report could not be read).
+    """
+    argv = [PY, "-m", "zombiewatch", "watch", str(pid), "--json"]
+    watcher = procs.start([*argv, "--interval", "0.01", "--settle", "0"])
+    try:
+        wait_sampling(watcher.pid)
+        cpu0, t0 = sum(psutil.Process(watcher.pid).cpu_times()[:2]), time.monotonic()
+        rate = flood(tools, port, UNTIL_DEADLINE, plan.overhead_seconds).rate
+        cpu1 = sum(psutil.Process(watcher.pid).cpu_times()[:2])
+        share = (cpu1 - cpu0) / (time.monotonic() - t0)
+        watcher.send_signal(signal.SIGINT)
+        out, _ = watcher.communicate(timeout=30)
+        count = None
+        with contextlib.suppress(json.JSONDecodeError, KeyError, IndexError):
+            count = json.loads(out)["runs"][0]["samples"]
+        return rate, share, count
+    finally:
+        procs.stop(watcher)
+
+
+def wait_sampling(pid: int) -> None:
+    """Wait until ``zombiewatch watch`` runs its sampling thread."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with contextlib.suppress(psutil.Error):
+            if psutil.Process(pid).num_threads() >= 2:
+                time.sleep(0.05)  # its first samples
+                return
+        time.sleep(0.02)
+    raise BenchError("zombiewatch watch did not start sampling")
