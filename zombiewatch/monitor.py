@@ -19,17 +19,18 @@ error (``AccessDeniedError``), never a silent undercount.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import random
 import signal
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import psutil
 
-from zombiewatch import _proctl, _sampling, _stats
+from zombiewatch import _platform, _proctl, _sampling, _stats
 from zombiewatch.errors import ZombiewatchError
 
 # Memory stays flat however long a watch runs: the timeline is thinned to
@@ -43,6 +44,9 @@ MAX_PARENTS = 1_000
 # children list read while processes exit can skip entries, so one walk may
 # miss an orphan that the next shows again: it must not count twice.
 HELD_MEMORY = 100
+# Upper edges of the lifetime histogram's buckets, in seconds; the last
+# bucket holds everything longer.
+HISTOGRAM_EDGES = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0)
 _random = random.Random(0)
 
 
@@ -153,6 +157,18 @@ class MonitorStats:
     escaped: dict[int, int] = field(default_factory=dict)
     orphaned_by: dict[tuple[int, bool], int] = field(default_factory=dict)
     adopted_lifetimes: list[float] = field(default_factory=list)
+    # How the tree was observed: "sample" (lifetimes quantised by the
+    # interval) or "events" (kernel exit time to the reap's wake-up).
+    method: str = "sample"
+    histogram: list[int] = field(default_factory=lambda: [0] * (len(HISTOGRAM_EDGES) + 1))
+    # Events only: times the kernel dropped events (socket buffer full);
+    # zombies reaped before they could be watched, whose lifetimes are only
+    # bounded (at most ``unwatched_bound`` seconds); zombies already there
+    # when the watch began, whose lifetimes count from then.
+    events_lost: int = 0
+    unwatched: int = 0
+    unwatched_bound: float = 0.0
+    before_watch: int = 0
 
     def add_unseen_escapes(self, adopter: int, count: int) -> None:
         """Count orphans ``adopter`` reaped before any sample saw them
@@ -163,6 +179,7 @@ class MonitorStats:
 
     def add_lifetime(self, seconds: float) -> None:
         """Record one completed lifetime, keeping memory bounded."""
+        self.histogram[bisect.bisect_right(HISTOGRAM_EDGES, seconds)] += 1
         self.lifetimes_closed += 1
         self.max_lifetime = max(self.max_lifetime, seconds)
         if len(self.lifetimes) < MAX_LIFETIMES:
@@ -182,7 +199,104 @@ class MonitorStats:
         return summary
 
 
-class Monitor:
+class TreeWatcher:
+    """What every way of watching a tree shares: its root and adopters, the
+    statistics, the zombies present now, the parents' records, and a
+    background thread (``start()``/``stop()``). Subclasses observe: by
+    sampling (``Monitor``) or from kernel events (``events.EventMonitor``).
+    """
+
+    method = "sample"  # how it observes, as reports name it
+
+    def __init__(self, root: int, adopters: Iterable[int], interval: float) -> None:
+        self.root = root
+        self.interval = interval
+        self.adopters = tuple(adopters)
+        sid = _proctl.session_of(root)
+        if sid is None:
+            raise ZombiewatchError(f"process {root} does not exist")
+        self.sid = sid
+        self.stats = MonitorStats(interval=interval, method=self.method)
+        self.zombies: dict[int, Zombie] = {}
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self.lock = threading.Lock()  # held while an update changes the state
+
+    def sample(self) -> Sample:
+        """Bring the state up to date now and return the point it adds."""
+        raise NotImplementedError
+
+    def tree(self) -> list[int]:
+        """The pids of the watched tree now: descendants and adopted members."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what watching holds. Idempotent."""
+
+    def _watch(self) -> None:
+        """Observe until ``self._stop`` is set (the background thread)."""
+        raise NotImplementedError
+
+    def _parent(self, ppid: int, adopter: bool) -> Parent | None:
+        """The record of zombie holder ``ppid``, made on first sight."""
+        parents = self.stats.parents
+        parent = parents.get(ppid)
+        if parent is None and ppid and len(parents) < MAX_PARENTS:
+            # Gone: its zombie has been adopted since. Still recorded, "?".
+            name, cmdline = _identify(ppid) or ("?", [])
+            parent = parents[ppid] = Parent(ppid, name, cmdline, adopter=adopter)
+        return parent
+
+    def _point(self, now: float, live: int, zombies: int) -> Sample:
+        """Record one point of the timeline."""
+        stats = self.stats
+        stats.samples += 1
+        stats.peak_zombies = max(stats.peak_zombies, zombies)
+        stats.max_live_children = max(stats.max_live_children, live)
+        point = Sample(now, live, zombies)
+        stats.timeline.append(point)
+        stats.last = point
+        return point
+
+    @functools.cached_property
+    def root_cmdline(self) -> list[str]:
+        """The watched root's command line, or [] if it cannot be read."""
+        try:
+            return psutil.Process(self.root).cmdline()
+        except psutil.Error:
+            return []
+
+    # -- the background thread -------------------------------------------------
+
+    def start(self) -> None:
+        """Observe in a thread until ``stop()``."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="zombiewatch-monitor", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        # Signals must reach the main thread, whose cleanup they interrupt
+        # at worst between two steps; in this thread a second Ctrl-C would
+        # land in the middle of a join() and skip the cleanup.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self._watch()
+        except BaseException as err:  # handed to stop(), which re-raises it
+            self._error = err
+
+    def stop(self) -> None:
+        """Stop the thread; re-raise what it failed with, if anything."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
+class Monitor(TreeWatcher):
     """Watch ``root``'s tree and keep zombie statistics.
 
     Call ``sample()`` yourself, or ``start()`` a sampling thread and
@@ -200,15 +314,7 @@ class Monitor:
         interval: float = 0.01,
         source: _sampling.ProcessSource | None = None,
     ) -> None:
-        self.root = root
-        self.interval = interval
-        self.adopters = tuple(adopters)
-        sid = _proctl.session_of(root)
-        if sid is None:
-            raise ZombiewatchError(f"process {root} does not exist")
-        self.sid = sid
-        self.stats = MonitorStats(interval=interval)
-        self.zombies: dict[int, Zombie] = {}
+        super().__init__(root, adopters, interval)
         # How each process is read: the best backend here unless given one.
         self.source = source if source is not None else _sampling.open_source()
         self._seen: Collection[int] = ()  # the tree at the last sample
@@ -216,10 +322,6 @@ class Monitor:
         self._held: dict[int, int] = {}  # escaped pid -> the sample that last saw it held
         self._origin: dict[int, int] = {}  # this walk's findings, for _sample()
         self._holding: dict[int, int] = {}
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._error: BaseException | None = None
-        self.lock = threading.Lock()  # held while a sample updates the state
 
     # -- reading processes ----------------------------------------------------
 
@@ -328,13 +430,7 @@ class Monitor:
             self.zombies[pid] = self._describe(pid, now)
         stats = self.stats
         stats.zombies_seen += len(new)
-        live = len(statuses) - len(current & statuses.keys())
-        stats.samples += 1
-        stats.peak_zombies = max(stats.peak_zombies, len(current))
-        stats.max_live_children = max(stats.max_live_children, live)
-        point = Sample(now, live, len(current))
-        stats.timeline.append(point)
-        stats.last = point
+        point = self._point(now, len(statuses) - len(current & statuses.keys()), len(current))
         self._count_escapes(statuses.keys())
         # Whatever is held for processes that left the tree is released. A
         # known zombie that churn hid keeps its own: the next direct check
@@ -390,24 +486,6 @@ class Monitor:
             parent.zombies_seen += 1
         return Zombie(pid=pid, ppid=ppid, name=name, since=now, adopted=adopted)
 
-    def _parent(self, ppid: int, adopter: bool) -> Parent | None:
-        """The record of zombie holder ``ppid``, made on first sight."""
-        parents = self.stats.parents
-        parent = parents.get(ppid)
-        if parent is None and ppid and len(parents) < MAX_PARENTS:
-            # Gone: its zombie has been adopted since. Still recorded, "?".
-            name, cmdline = _identify(ppid) or ("?", [])
-            parent = parents[ppid] = Parent(ppid, name, cmdline, adopter=adopter)
-        return parent
-
-    @functools.cached_property
-    def root_cmdline(self) -> list[str]:
-        """The watched root's command line, or [] if it cannot be read."""
-        try:
-            return psutil.Process(self.root).cmdline()
-        except psutil.Error:
-            return []
-
     def tree(self) -> list[int]:
         """The pids of the watched tree now: descendants and adopted members."""
         with self.lock:
@@ -426,35 +504,61 @@ class Monitor:
 
     # -- background sampling -----------------------------------------------
 
-    def start(self) -> None:
-        """Sample every ``interval`` seconds in a thread until ``stop()``."""
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="zombiewatch-monitor", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        # Signals must reach the main thread, whose cleanup they interrupt
-        # at worst between two steps; in this thread a second Ctrl-C would
-        # land in the middle of a join() and skip the cleanup.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    def _watch(self) -> None:
         next_at = time.monotonic()
-        try:
-            while not self._stop.is_set():
-                self.sample()
-                next_at += self.interval
-                # A slow sample (a huge tree) pushes the schedule back
-                # instead of firing a burst of catch-up samples.
-                next_at = max(next_at, time.monotonic())
-                self._stop.wait(next_at - time.monotonic())
-        except BaseException as err:  # handed to stop(), which re-raises it
-            self._error = err
+        while not self._stop.is_set():
+            self.sample()
+            next_at += self.interval
+            # A slow sample (a huge tree) pushes the schedule back
+            # instead of firing a burst of catch-up samples.
+            next_at = max(next_at, time.monotonic())
+            self._stop.wait(next_at - time.monotonic())
 
-    def stop(self) -> None:
-        """Stop the sampling thread; re-raise what it failed with, if anything."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+
+OBSERVE_METHODS = ("auto", "events", "sample")
+
+
+def _events_prerequisite_missing() -> str | None:
+    if not _platform.can_use_pidfd():
+        return "watching reaps needs pidfd_open (Linux 5.3+)"
+    if not _platform.can_use_proc_reader():
+        return "seeding the tree needs /proc"
+    return None
+
+
+def events_unavailable_reason() -> str | None:
+    """Say why kernel events cannot observe a tree here, or None where they can."""
+    from zombiewatch import _cnproc
+
+    return _events_prerequisite_missing() or _cnproc.unavailable_reason()
+
+
+def open_monitor(
+    root: int,
+    adopters: Iterable[int] = (),
+    interval: float = 0.01,
+    observe: str = "auto",
+    log: Callable[[str], None] | None = None,
+) -> TreeWatcher:
+    """Return a watcher of ``root``'s tree that observes as ``observe`` says.
+
+    ``events``: from kernel events, or ``ZombiewatchError`` (exit 3) with
+    the reason where they cannot be had. ``sample``: the sampler. ``auto``:
+    events where they work, else the sampler, said once through ``log``.
+    """
+    if observe not in OBSERVE_METHODS:
+        raise ValueError(f"observe must be one of {OBSERVE_METHODS}, not {observe!r}")
+    if observe != "sample":
+        from zombiewatch import _cnproc, events
+
+        reason = _events_prerequisite_missing()
+        if reason is None:
+            try:
+                return events.EventMonitor(root, adopters, interval)
+            except _cnproc.ConnectorError as err:
+                reason = err.strerror
+        if observe == "events":
+            raise ZombiewatchError(f"--observe events: {reason}")
+        if log is not None:
+            log(f"kernel events unavailable ({reason}); sampling every {interval * 1000:g} ms")
+    return Monitor(root, adopters, interval)

@@ -1,0 +1,237 @@
+"""The event monitor on real processes: exact lifetimes, short lives seen,
+overruns reported, pid reuse, and the fall back to sampling."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.helpers import PYTHON, call_until, zombie_children
+from zombiewatch import _cnproc, monitor
+from zombiewatch.errors import ZombiewatchError
+
+REASON = monitor.events_unavailable_reason()
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(REASON is not None, reason=f"no kernel events here: {REASON}"),
+]
+
+# A parent that, on each line "N DELAY_MS REAP", forks N children that exit
+# at once, and reaps each DELAY_MS after its fork when REAP is 1; it answers
+# "ok PID..." with the children's pids. EOF: it exits without reaping more.
+PARENT = r"""
+import os, sys, time
+for line in sys.stdin:
+    n, delay, reap = line.split()
+    pids = []
+    for _ in range(int(n)):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        pids.append(pid)
+        if reap == "1":
+            time.sleep(float(delay) / 1000)
+            os.waitpid(pid, 0)
+    print("ok", *pids, flush=True)
+"""
+
+
+@pytest.fixture
+def parent(spawn) -> Callable[..., list[int]]:
+    proc = spawn([PYTHON, "-c", PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def order(n: int, delay_ms: float = 0.0, reap: bool = True) -> list[int]:
+        proc.stdin.write(f"{n} {delay_ms} {int(reap)}\n")
+        proc.stdin.flush()
+        reply = proc.stdout.readline().split()
+        assert reply[0] == "ok"
+        return [int(p) for p in reply[1:]]
+
+    order.pid = proc.pid  # type: ignore[attr-defined]
+    return order
+
+
+@pytest.fixture
+def watchers() -> Iterator[Callable[..., monitor.TreeWatcher]]:
+    made: list[monitor.TreeWatcher] = []
+
+    def make(root: int, **kwargs: object) -> monitor.TreeWatcher:
+        kwargs.setdefault("observe", "events")
+        w = monitor.open_monitor(root, **kwargs)  # type: ignore[arg-type]
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.stop()
+        w.close()
+
+
+def test_lifetimes_are_exact_not_one_interval(parent, watchers) -> None:
+    w = watchers(parent.pid, interval=0.05)
+    assert w.stats.method == "events"
+    w.start()
+    parent(20, delay_ms=5)
+    call_until(lambda: w.stats.zombies_seen == 20, what="20 exits")
+    w.stop()
+    w.sample()
+    stats = w.stats
+    assert stats.lifetimes_closed + stats.unwatched == 20
+    # Each child lives 5 ms: the watcher opens its pidfd long before the reap.
+    assert stats.lifetimes_closed >= 15, stats
+    life = stats.lifetime_ms()
+    # Reaped 5 ms after the fork: a zombie for a little under 5 ms, and not
+    # the 50 ms a sampler at this interval would say.
+    assert life["p50"] is not None
+    assert 1.0 < life["p50"] < 40.0, life
+    assert w.zombies == {}
+
+
+def test_a_child_that_lives_a_millisecond_is_seen(parent, watchers) -> None:
+    w = watchers(parent.pid, interval=1.0)  # a sampler would see none of them
+    w.start()
+    parent(5, delay_ms=1)
+    call_until(lambda: w.stats.zombies_seen == 5, what="5 exits")
+    w.stop()
+    w.sample()
+    assert w.zombies == {}
+    assert w.stats.lifetimes_closed + w.stats.unwatched == 5
+
+
+def test_zombies_left_are_held_with_their_exit_time_and_name(parent, watchers) -> None:
+    w = watchers(parent.pid, interval=0.01)
+    pids = parent(3, reap=False)
+    call_until(lambda: w.sample().zombies == 3, what="three zombies")
+    call_until(
+        lambda: w.sample() and all(z.name != "?" for z in w.zombies.values()),
+        what="the zombies' names",
+    )
+    assert set(w.zombies) == set(pids)
+    assert {z.ppid for z in w.zombies.values()} == {parent.pid}
+    with open(f"/proc/{parent.pid}/comm") as comm:  # a forked child keeps its parent's
+        assert {z.name for z in w.zombies.values()} == {comm.read().strip()}
+    assert w.stats.peak_zombies == 3
+    assert w.stats.lifetimes_closed == 0
+
+
+def test_the_background_thread_follows_a_burst(parent, watchers) -> None:
+    w = watchers(parent.pid, interval=0.01)
+    w.start()
+    parent(200, delay_ms=0)
+    call_until(lambda: w.stats.zombies_seen >= 200, what="200 exits")
+    w.stop()
+    w.sample()
+    assert w.stats.zombies_seen == 200
+    assert w.stats.lifetimes_closed + w.stats.unwatched == 200
+    assert w.zombies == {}
+    assert w.stats.events_lost == 0
+
+
+def test_an_overrun_is_counted_and_the_tree_resynchronised(parent, monkeypatch, watchers) -> None:
+    tiny = _cnproc.Connector.__init__
+
+    def small_buffer(self, rcvbuf: int = 0, wanted: int = _cnproc.FORK | _cnproc.EXIT) -> None:
+        tiny(self, rcvbuf=1, wanted=wanted)  # the kernel's minimum: a few events
+
+    monkeypatch.setattr(_cnproc.Connector, "__init__", small_buffer)
+    w = watchers(parent.pid)
+    parent(300, reap=True)  # nothing reads meanwhile
+    pids = parent(2, reap=False)
+    call_until(
+        lambda: {p.pid for p in zombie_children(parent.pid)} == set(pids),
+        what="both children to exit",
+    )
+    w.sample()
+    assert w.stats.events_lost > 0
+    # Resynchronised from /proc: the zombies left are there, whatever was lost.
+    assert set(pids) <= set(w.zombies)
+
+
+def test_a_reused_pid_is_a_new_process_not_the_old_zombie(spawn, watchers) -> None:
+    # The parent forks A, reaps it, then makes the kernel give A's pid to B
+    # before the monitor reads any event: the pidfd the monitor opens for A
+    # is B's. The fork event for B proves A was collected.
+    script = r"""
+import os, sys
+sys.stdin.readline()
+a = os.fork()
+if a == 0:
+    os._exit(0)
+os.waitpid(a, 0)
+r, w = os.pipe()  # B waits for its end, not for stdin, which is ours
+for _ in range(50):
+    try:
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(a - 1))
+    except OSError:  # needs CAP_SYS_ADMIN
+        b = -1
+        break
+    b = os.fork()
+    if b == 0:
+        os.close(w)
+        os.read(r, 1)
+        os._exit(0)
+    if b == a:
+        break
+    os.kill(b, 9)
+    os.waitpid(b, 0)
+print(a, b, flush=True)
+sys.stdin.readline()
+os.close(w)
+if b > 0:
+    os.waitpid(b, 0)
+print("reaped", flush=True)
+sys.stdin.readline()
+"""
+    proc = spawn([PYTHON, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    w = watchers(proc.pid)
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    a, b = (int(x) for x in proc.stdout.readline().split())
+    if a != b:
+        pytest.skip("could not make the kernel reuse the pid (ns_last_pid)")
+    w.sample()
+    assert a not in w.zombies  # A is gone, and B lives: not a zombie
+    proc.stdin.write("exit b\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline().strip() == "reaped"
+    call_until(lambda: w.sample() is not None and b not in w.zombies, what="B collected")
+    w.sample()
+    assert w.zombies == {}
+    assert w.stats.zombies_seen >= 2  # A, B (and the children that lost the race)
+
+
+def test_events_refused_is_exit_3_with_the_reason(monkeypatch, parent) -> None:
+    def refused(self, *args: object, **kwargs: object) -> None:
+        raise _cnproc.ConnectorError(1, "cannot listen to process events: needs root")
+
+    monkeypatch.setattr(_cnproc.Connector, "__init__", refused)
+    with pytest.raises(ZombiewatchError, match="needs root") as info:
+        monitor.open_monitor(parent.pid, observe="events")
+    assert info.value.exit_code == 3
+
+
+def test_auto_falls_back_to_sampling_and_says_so_once(monkeypatch, parent) -> None:
+    def refused(self, *args: object, **kwargs: object) -> None:
+        raise _cnproc.ConnectorError(1, "cannot listen to process events: needs root")
+
+    monkeypatch.setattr(_cnproc.Connector, "__init__", refused)
+    said: list[str] = []
+    w = monitor.open_monitor(parent.pid, interval=0.02, observe="auto", log=said.append)
+    try:
+        assert w.stats.method == "sample"
+        assert said == ["kernel events unavailable (cannot listen to process events: needs"
+                        " root); sampling every 20 ms"]  # fmt: skip
+    finally:
+        w.close()
+
+
+def test_auto_uses_events_where_they_work(parent) -> None:
+    said: list[str] = []
+    w = monitor.open_monitor(parent.pid, observe="auto", log=said.append)
+    try:
+        assert (w.stats.method, said) == ("events", [])
+    finally:
+        w.close()

@@ -1,0 +1,330 @@
+"""Follow a process tree from kernel events: every fork, exit and reap
+observed, none sampled (Linux).
+
+One walk of ``/proc`` seeds the tree; from then on the process-events
+connector (``_cnproc``) reports each fork (a child joins the tree if its
+parent is in it) and each exit, with the kernel's CLOCK_MONOTONIC
+timestamp. A zombie's life starts at the exit of its last thread. Its end
+is the reap: a pidfd held by a process that is not the parent reports
+POLLHUP when the parent collects the child (docs/FACTS.md, "Kernel
+events"); each child's pidfd is registered in epoll for HUP only, so a
+child costs one wake-up at its reap and none at its exit. A lifetime is
+therefore exact to that wake-up, and a zombie however brief is counted.
+
+A child already reaped when its fork event is handled (a fast server
+under load) cannot be watched: its pidfd_open fails with ESRCH. Its exit
+time is still exact, and its reap happened before that failure, so its
+lifetime is counted with that bound ("unwatched"), never as exact and
+never dropped. When the kernel drops events (ENOBUFS: the socket buffer
+was full) the tree is walked again and the report says how often.
+
+Pids are reused only after a reap, so a fork event for a pid still held
+as a zombie proves that zombie was collected before the fork: it is
+closed with that bound, and the new process is another one.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+from collections.abc import Iterable
+
+from zombiewatch import _cnproc, _procfs, _sampling
+from zombiewatch.monitor import MAX_LIFETIMES, Monitor, Sample, TreeWatcher, Zombie
+
+_NS = 1e-9
+
+
+class _Proc:
+    """One process of the tree, as the events told it."""
+
+    __slots__ = ("creator", "exact", "exit_ns", "fd", "pid", "reaped_ns", "threads", "unwatched")
+
+    def __init__(self, pid: int, creator: int, threads: int = 1) -> None:
+        self.pid = pid
+        self.creator = creator  # the process that forked it: the one that should reap it
+        self.threads = threads  # its thread group's live threads, as far as known
+        self.exit_ns: int | None = None  # when its last thread exited (kernel time)
+        self.reaped_ns: int | None = None  # a HUP that came before the exit event
+        self.unwatched: int | None = None  # when pidfd_open found it already reaped
+        self.fd = -1
+        self.exact = True  # False for a zombie already there when the watch began
+
+
+class EventMonitor(TreeWatcher):
+    """Watch ``root``'s tree from kernel events; the same interface as the
+    sampling ``Monitor``. ``interval`` only spaces the timeline's points.
+
+    Raises ``_cnproc.ConnectorError`` where events cannot be had.
+    """
+
+    method = "events"
+
+    def __init__(
+        self,
+        root: int,
+        adopters: Iterable[int] = (),
+        interval: float = 0.01,
+        connector: _cnproc.Connector | None = None,
+    ) -> None:
+        super().__init__(root, adopters, interval)
+        # Listen before the walk, so nothing forked meanwhile is missed.
+        self._conn = connector if connector is not None else _cnproc.Connector()
+        self._epoll = select.epoll()
+        self._epoll.register(self._conn.fileno(), select.EPOLLIN)
+        self._procs: dict[int, _Proc] = {}
+        self._by_fd: dict[int, _Proc] = {}
+        self._children: dict[int, set[int]] = {}  # creator -> the pids it forked, unreaped
+        self._live = 0
+        self._polling = threading.Lock()
+        # The walks (seed, resynchronisation, tree()) are the sampler's.
+        self._walker = Monitor(root, adopters, interval, source=_sampling.ProcfsSource())
+        self._seed_ns = time.monotonic_ns()
+        self._seed()
+        self._lost_seen = 0
+
+    # -- the tree from /proc -----------------------------------------------------
+
+    def _seed(self) -> None:
+        """Add every process of the tree a walk finds and the events have not
+        told of: at the start, and after the kernel dropped events."""
+        walker = self._walker
+        with walker.lock:
+            statuses, _listed = walker.walk()
+            origin = dict(walker._origin)
+        now_ns = time.monotonic_ns()
+        for proc in [p for p in self._procs.values() if p.pid not in statuses]:
+            if proc.exit_ns is None and proc.reaped_ns is None and proc.fd < 0:
+                self._reaped(proc, now_ns, exact=False)  # gone while events were lost
+        for pid, status in statuses.items():
+            known = self._procs.get(pid)
+            if known is not None:
+                proc = known
+            else:
+                stat = walker.source.stat(pid, False)
+                proc = self._add(pid, origin.get(pid, 0), stat[1] if stat is not None else 1)
+                if status == "zombie":
+                    self.stats.before_watch += 1
+            if status == "zombie" and proc.exit_ns is None:
+                # Dead before the watch began, or its exit event was lost:
+                # its lifetime counts from now, a lower bound.
+                proc.threads, proc.exact = 0, False
+                self._exited(proc, now_ns, origin.get(pid, 0))
+
+    def _add(self, pid: int, creator: int, threads: int = 1) -> _Proc:
+        proc = self._procs[pid] = _Proc(pid, creator, threads)
+        self._children.setdefault(creator, set()).add(pid)
+        self._live += 1
+        try:
+            proc.fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            # Already reaped: its exit event (queued) is all there is.
+            proc.unwatched = time.monotonic_ns()
+        except OSError:
+            # Out of descriptors (EMFILE): treated as unwatched, bounded the same way.
+            proc.unwatched = time.monotonic_ns()
+        else:
+            self._by_fd[proc.fd] = proc
+            # No event bits: epoll reports HUP (the reap) whatever is asked,
+            # and POLLIN at exit would be a wake-up per child for nothing.
+            self._epoll.register(proc.fd, 0)
+        return proc
+
+    # -- events ------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Handle every event the connector has waiting."""
+        conn = self._conn
+        while True:
+            events = conn.read()
+            # fork: parent pid, tgid, child pid, tgid; exit: pid, tgid,
+            # code, signal, parent pid, tgid (see _cnproc).
+            for what, ts, _pid, tgid, c, d, _e, f in events:
+                if what == _cnproc.FORK:
+                    self._fork(tgid, c, d, ts)
+                else:
+                    self._exit(tgid, f, ts)
+            if len(events) < 4096:
+                break
+        if conn.lost != self._lost_seen:
+            self._lost_seen = self.stats.events_lost = conn.lost
+            self._seed()  # what the lost events would have said, from /proc
+
+    def _fork(self, parent_tgid: int, child_pid: int, child_tgid: int, ts: int) -> None:
+        if child_pid != child_tgid:  # a new thread of a process
+            proc = self._procs.get(child_tgid)
+            if proc is not None:
+                proc.threads += 1
+            return
+        if parent_tgid != self.root and parent_tgid not in self._procs:
+            return  # not our tree
+        old = self._procs.get(child_pid)
+        if old is not None:
+            if ts < self._seed_ns:
+                return  # the seeding walk found it already
+            # The pid is reused, so the process that had it was reaped first.
+            self._reaped(old, ts, exact=False)
+        self._add(child_pid, parent_tgid)
+
+    def _exit(self, tgid: int, holder: int, ts: int) -> None:
+        if tgid == self.root:
+            self._orphaned(self.root, list(self._children.get(self.root, ())))
+            return
+        proc = self._procs.get(tgid)
+        if proc is None or proc.exit_ns is not None:
+            return
+        proc.threads -= 1
+        if proc.threads > 0:
+            return  # one thread ended; the process lives on
+        self._exited(proc, ts, holder)
+
+    def _exited(self, proc: _Proc, ts: int, holder: int) -> None:
+        """``proc`` is a zombie since ``ts``, held by ``holder``."""
+        proc.exit_ns = ts
+        self._live -= 1
+        kids = self._children.pop(proc.pid, None)
+        if kids:
+            self._orphaned(proc.pid, kids)
+        adopted = holder in self.adopters  # as the sampler says: held by a subreaper or init
+        self.zombies[proc.pid] = Zombie(proc.pid, holder, "?", ts * _NS, adopted=adopted)
+        stats = self.stats
+        stats.zombies_seen += 1
+        stats.peak_zombies = max(stats.peak_zombies, len(self.zombies))
+        parent = self._parent(holder, adopted)
+        if parent is not None:
+            parent.zombies_seen += 1
+        if proc.reaped_ns is not None:  # its HUP came first
+            self._reaped(proc, proc.reaped_ns, exact=True)
+        elif proc.unwatched is not None:
+            self._reaped(proc, proc.unwatched, exact=False)
+
+    def _orphaned(self, parent: int, kids: Iterable[int]) -> None:
+        """``parent`` exited before reaping ``kids``: they went to an adopter."""
+        creator = self._procs[parent].creator if parent in self._procs else 0
+        for pid in kids:
+            proc = self._procs.get(pid)
+            if proc is None:
+                continue
+            # The kernel reparented them before it sent the exit event.
+            stat = _procfs.read_stat(pid)
+            adopter = stat.ppid if stat is not None else (self.adopters or (1,))[0]
+            if adopter == self.root or adopter in self._procs:
+                continue  # a subreaper inside the tree took it: still ours to see
+            stats = self.stats
+            stats.escaped[adopter] = stats.escaped.get(adopter, 0) + 1
+            # As the sampler blames: the starter of the exited parent, where
+            # known (a double fork's server, not its short-lived middle).
+            if creator and self._parent(creator, adopter=False) is not None:
+                key = (creator, True)
+            else:
+                self._parent(parent, adopter=False)
+                key = (parent, False)
+            stats.orphaned_by[key] = stats.orphaned_by.get(key, 0) + 1
+
+    def _hup(self, fd: int, now_ns: int) -> None:
+        proc = self._by_fd.get(fd)
+        if proc is None:
+            return
+        if proc.exit_ns is None:
+            proc.reaped_ns = now_ns  # the exit event is still on its way
+            self._forget_fd(proc)
+        else:
+            self._reaped(proc, now_ns, exact=True)
+
+    def _forget_fd(self, proc: _Proc) -> None:
+        if proc.fd >= 0:
+            del self._by_fd[proc.fd]
+            os.close(proc.fd)  # closing unregisters it from epoll
+            proc.fd = -1
+
+    def _reaped(self, proc: _Proc, ts: int, exact: bool) -> None:
+        """``proc`` was collected at ``ts`` (or, not ``exact``, before it)."""
+        self._forget_fd(proc)
+        del self._procs[proc.pid]
+        kids = self._children.get(proc.creator)
+        if kids is not None:
+            kids.discard(proc.pid)
+            if not kids:
+                del self._children[proc.creator]
+        zombie = self.zombies.pop(proc.pid, None)
+        if proc.exit_ns is None:  # reaped unseen exiting: events were lost
+            self._live -= 1
+            return
+        seconds = max(0, ts - proc.exit_ns) * _NS
+        stats = self.stats
+        if exact and proc.exact:
+            stats.add_lifetime(seconds)
+        elif proc.exact:
+            stats.unwatched += 1
+            stats.unwatched_bound = max(stats.unwatched_bound, seconds)
+        if zombie is not None and zombie.adopted and len(stats.adopted_lifetimes) < MAX_LIFETIMES:
+            stats.adopted_lifetimes.append(seconds)
+
+    def _name_lingering(self, now: float) -> None:
+        """Name the zombies that lived past one interval (a few): the name is
+        read from /proc once, not at every exit."""
+        for pid, zombie in list(self.zombies.items()):
+            if zombie.name == "?" and now - zombie.since >= self.interval:
+                stat = _procfs.read_stat(pid)
+                if stat is not None:
+                    self.zombies[pid] = Zombie(
+                        pid, zombie.ppid, stat.comm, zombie.since, zombie.adopted
+                    )
+
+    def _update(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for events and handle what came.
+
+        One thread at a time polls (``sample()`` may run beside the
+        background thread): a HUP read by one must not be handled by the
+        other after its pidfd's number went to a new child.
+        """
+        with self._polling:
+            ready = self._epoll.poll(timeout)
+            started = time.monotonic()
+            now_ns = time.monotonic_ns()
+            with self.lock:
+                conn = self._conn.fileno()
+                # Reaps first: no pidfd is opened before every HUP in
+                # ``ready`` is handled, so none is read for a reused number.
+                # A HUP whose exit event has not come yet waits for it.
+                for fd, _events in ready:
+                    if fd != conn:
+                        self._hup(fd, now_ns)
+                self._drain()
+            self.stats.sample_time += time.monotonic() - started
+
+    # -- the watcher's interface ---------------------------------------------------
+
+    def sample(self) -> Sample:
+        """Handle what is waiting and add a point to the timeline now."""
+        self._update(0)
+        with self.lock:
+            now = time.monotonic()
+            self._name_lingering(now)
+            return self._point(now, self._live, len(self.zombies))
+
+    def _watch(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            self._update(max(0.0, next_at - time.monotonic()))
+            now = time.monotonic()
+            if now >= next_at:
+                with self.lock:
+                    self._name_lingering(now)
+                    self._point(now, self._live, len(self.zombies))
+                next_at = max(next_at + self.interval, now)
+
+    def tree(self) -> list[int]:
+        """The pids of the watched tree now, from a walk of ``/proc``."""
+        return self._walker.tree()
+
+    def close(self) -> None:
+        """Release the connector, the pidfds and the walker. Idempotent."""
+        with self.lock:
+            for proc in list(self._by_fd.values()):
+                self._forget_fd(proc)
+            self._epoll.close()
+            self._conn.close()
+            self._walker.close()
