@@ -25,15 +25,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from zombiewatch import _platform, _proctl
+from zombiewatch import _defaults, _platform, _proctl
 from zombiewatch._backoff import poll_until
 from zombiewatch._text import clip
 
 if TYPE_CHECKING:
     from zombiewatch.monitor import Sample, Zombie
 
-DEFAULT_SETTLE = 1.0  # seconds; the CLI's --settle default, same meaning
-DEFAULT_ALLOW = 0
+DEFAULT_SETTLE = _defaults.SETTLE  # seconds; the CLI's --settle default, same meaning
+DEFAULT_ALLOW = _defaults.MAX_LEAKED  # the CLI's --max-leaked default, same meaning
 MAX_LISTED = 20  # zombies spelled out in one message; a `none` server has thousands
 MAX_CMDLINE = 200  # characters of a command line in the message
 

@@ -1,9 +1,14 @@
-"""The ``zombiewatch`` command: a click group, and the sole owner of exit codes.
+"""The ``zombiewatch`` command: option parsing, dispatch, output, and the sole
+owner of exit codes.
 
 ``zombiewatch --mode MODE`` (no subcommand) runs the server in MODE under a
 flood with the monitor watching and exits 0 only if no zombie leaked.
-Subcommands expose the parts: ``serve``, ``flood``, ``modes``. Results go
-to stdout, logs and errors to stderr, one line each.
+Subcommands: ``serve``, ``flood`` and ``modes`` expose the parts; ``run``
+measures any program, ``watch`` a running process, ``scan`` every zombie
+on the machine. Each command checks its options, hands the work to the
+module that owns it (``runner``, ``server``, ``flood``, ``scan``), prints
+what comes back and maps it to an ``ExitCode``. Results go to stdout,
+logs and errors to stderr, one line each.
 """
 
 from __future__ import annotations
@@ -16,13 +21,16 @@ import socket
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from zombiewatch import __version__, modes, runner, server
+from zombiewatch import __version__, _defaults, modes, runner, server
 from zombiewatch.errors import ExitCode, Interrupted, ZombiewatchError
 from zombiewatch.report import Report, failure_list, number
+
+if TYPE_CHECKING:
+    from zombiewatch.scan_report import Filters
 
 _debug = False
 
@@ -83,22 +91,25 @@ def _options(*decorators: Decorator) -> Decorator:
 
 # Options written once and shared by the commands that take them.
 flood_options = _options(
-    click.option("--connections", type=click.IntRange(min=1, max=10_000_000), default=1000,
+    click.option("--connections", type=click.IntRange(min=1, max=10_000_000),
+                 default=_defaults.CONNECTIONS,
                  show_default=True, help="Connections to open in all."),
-    click.option("--concurrency", type=click.IntRange(min=1, max=10_000), default=50,
+    click.option("--concurrency", type=click.IntRange(min=1, max=10_000),
+                 default=_defaults.CONCURRENCY,
                  show_default=True, help="Connections open at once."),
-    click.option("--lines", type=click.IntRange(min=1, max=100_000), default=1,
+    click.option("--lines", type=click.IntRange(min=1, max=100_000), default=_defaults.LINES,
                  show_default=True, help="Lines sent on each connection."),
-    click.option("--timeout", type=FiniteFloat(min=0.01, max=3600), default=10.0,
+    click.option("--timeout", type=FiniteFloat(min=0.01, max=3600), default=_defaults.TIMEOUT,
                  show_default=True, help="Seconds each connection may take."),
 )  # fmt: skip
 watch_options = _options(
-    click.option("--settle", type=FiniteFloat(min=0, max=3600), default=1.0,
+    click.option("--settle", type=FiniteFloat(min=0, max=3600), default=_defaults.SETTLE,
                  show_default=True,
                  help="Seconds after the load before a zombie counts as leaked."),
-    click.option("--interval", type=FiniteFloat(min=0.001, max=60), default=0.01,
+    click.option("--interval", type=FiniteFloat(min=0.001, max=60), default=_defaults.INTERVAL,
                  show_default=True, help="Seconds between two samples of the process tree."),
-    click.option("--max-leaked", type=click.IntRange(min=0), default=0, show_default=True,
+    click.option("--max-leaked", type=click.IntRange(min=0), default=_defaults.MAX_LEAKED,
+                 show_default=True,
                  help="Zombies allowed to outlive the settle window."),
     click.option("--grace", type=FiniteFloat(min=0, max=86400), default=None,
                  help="Fail if any zombie stays one longer than this many seconds, even"
@@ -117,6 +128,21 @@ watch_options = _options(
                  help="Redraw live children, zombies and the oldest zombie's age while it runs"
                  " (when stdout is a terminal)."),
 )  # fmt: skip
+
+
+def server_options(child_delay: float | None) -> Decorator:
+    """``--max-children`` and ``--child-delay``, for the commands that start the
+    server. ``child_delay`` is the default; None lets each mode pick its own."""
+    mode_default = " [default: the mode's, 0.02 s; 0 for wait]" if child_delay is None else ""
+    return _options(
+        click.option("--max-children", type=click.IntRange(min=1), default=None,
+                     help="Live children the server allows at once; more clients wait in"
+                     " the backlog."),
+        click.option("--child-delay", type=FiniteFloat(min=0, max=60), default=child_delay,
+                     show_default=child_delay is not None,
+                     help="Keep each child alive after it replies, up to the next multiple of"
+                     " this many seconds, so children exit in bursts." + mode_default),
+    )  # fmt: skip
 
 
 def _run_options(options: dict[str, Any], as_json: bool) -> runner.RunOptions:
@@ -162,30 +188,15 @@ def _finish(
 ) -> NoReturn:
     click.echo(report.to_json() if as_json else report.render())
     if junit_xml is not None:
-        from zombiewatch.junit import to_junit
+        from zombiewatch.junit import write_junit
 
-        try:
-            with open(junit_xml, "w", encoding="utf-8") as f:
-                f.write(to_junit(report))
-        except OSError as err:
-            raise ZombiewatchError(f"cannot write {junit_xml}: {err.strerror}") from err
+        write_junit(report, junit_xml)
     if plot_png is not None:
         from zombiewatch.plot import plot
 
-        try:
-            plot(report, plot_png)
-        except OSError as err:
-            raise ZombiewatchError(f"cannot write {plot_png}: {err.strerror}") from err
-    for run in report.runs:
-        failures = dict(run.flood.get("failures", {}))
-        if run.stopped_early:
-            # --max-zombies stopped the load: those connections and that
-            # exit status are ours, not failures of the target.
-            failures.pop("stopped", None)
-        if failures:
-            runner.log(f"{run.mode}: {sum(failures.values())} connection(s) failed: {failures}")
-        if run.load_status and not run.stopped_early:
-            runner.log(f"the load command failed with status {run.load_status}")
+        plot(report, plot_png)
+    for line in report.load_failures():
+        runner.log(line)
     ctx.exit(report.return_code)
 
 
@@ -196,26 +207,13 @@ def _finish(
 @click.option(
     "--mode",
     type=click.Choice([*modes.names(), "all"]),
-    default="sigchld",
+    default=_defaults.MODE,
     show_default=True,
     help=MODE_HELP + " `all` runs every available mode in turn.",
 )
 @flood_options
 @watch_options
-@click.option(
-    "--child-delay",
-    type=FiniteFloat(min=0, max=60),
-    default=None,
-    help="Keep each child alive after it replies, up to the next multiple of this"
-    " many seconds, so children exit in bursts. [default: the mode's, 0.02 s;"
-    " 0 for wait]",
-)
-@click.option(
-    "--max-children",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Live children the server allows at once.",
-)
+@server_options(child_delay=None)
 @click.option(
     "--check", is_flag=True, help="Exit 0 when every mode met its expected verdict, 1 otherwise."
 )
@@ -256,11 +254,15 @@ def cli(
 
 @cli.command()
 @click.option(
-    "--mode", type=click.Choice(modes.names()), default="sigchld", show_default=True, help=MODE_HELP
+    "--mode",
+    type=click.Choice(modes.names()),
+    default=_defaults.MODE,
+    show_default=True,
+    help=MODE_HELP,
 )
 @click.option(
     "--host",
-    default="127.0.0.1",
+    default=_defaults.HOST,
     callback=_host,
     show_default=True,
     help="Address to listen on; anything but loopback echoes for anyone.",
@@ -268,24 +270,13 @@ def cli(
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
-    default=0,
+    default=_defaults.PORT,
     show_default=True,
     help="Port to listen on; 0 picks a free one.",
 )
-@click.option(
-    "--max-children",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Live children allowed at once; more clients wait in the backlog.",
-)
-@click.option(
-    "--child-delay",
-    type=FiniteFloat(min=0, max=60),
-    default=0.0,
-    show_default=True,
-    help="Keep each child alive after it replies, up to the next multiple of this many seconds.",
-)
-@click.option("--idle-timeout", type=FiniteFloat(min=0.01, max=3600), default=10.0,
+@server_options(child_delay=_defaults.CHILD_DELAY)
+@click.option("--idle-timeout", type=FiniteFloat(min=0.01, max=3600),
+              default=_defaults.IDLE_TIMEOUT,
               show_default=True, help="Seconds a client may stay silent before its worker"
               " answers ERROR and ends.")  # fmt: skip
 def serve(
@@ -410,10 +401,10 @@ def _not_runnable(name: str) -> str:
 def _address(value: str, what: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep:
-        host, port = "127.0.0.1", value
+        host, port = _defaults.HOST, value
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise click.BadParameter(f"{value!r} is not [HOST:]PORT", param_hint=what)
-    return host or "127.0.0.1", int(port)
+    return host or _defaults.HOST, int(port)
 
 
 @cli.command(context_settings={"allow_interspersed_args": False})
@@ -518,6 +509,45 @@ def watch(
     _finish(ctx, report, as_json, junit_xml, plot_png)
 
 
+def _scan_filters(user: str | None, min_count: int, parent_pids: tuple[int, ...]) -> Filters:
+    """Check scan's --user and --parent; return the filters the options make."""
+    from zombiewatch import _procfs
+    from zombiewatch.scan import resolve_user
+    from zombiewatch.scan_report import Filters
+
+    uid = None
+    if user is not None:
+        try:
+            uid = resolve_user(user)
+        except LookupError as err:
+            raise click.BadParameter(str(err), param_hint="'--user'") from err
+    for pid in parent_pids:
+        if _procfs.read_stat(pid) is None:
+            raise click.BadParameter(f"no process {pid}", param_hint="'--parent'")
+    return Filters(uid=uid, user=user, min_count=min_count, parents=parent_pids)
+
+
+def _kill_signal(kill_parents: bool, signal_name: str | None, yes: bool) -> signal.Signals | None:
+    """Check scan's --kill-parents, --signal and --yes; return the signal to
+    send to the parents, or None without --kill-parents."""
+    from zombiewatch.scan import parse_signal
+
+    if signal_name is not None and not kill_parents:
+        raise click.UsageError("--signal is the signal of --kill-parents; give both or neither")
+    try:
+        sig = parse_signal(signal_name or "TERM")
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'--signal'") from err
+    # Refuse before anything is signalled, the nudge included: a prompt that
+    # nobody can answer would hang a cron job or CI step.
+    if kill_parents and not yes and not sys.stdin.isatty():
+        raise click.UsageError(
+            "--kill-parents asks before it signals, and stdin is not a terminal:"
+            " add --yes to confirm in advance (nothing was signalled)"
+        )
+    return sig if kill_parents else None
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.option(
@@ -526,7 +556,7 @@ def watch(
 @click.option(
     "--min-count",
     type=click.IntRange(min=1),
-    default=1,
+    default=_defaults.MIN_COUNT,
     show_default=True,
     help="Only parents holding at least this many zombies.",
 )
@@ -561,7 +591,7 @@ def watch(
 @click.option(
     "--wait",
     type=FiniteFloat(min=0, max=60),
-    default=1.0,
+    default=_defaults.SCAN_WAIT,
     show_default=True,
     help="Seconds each signal may take to show its effect.",
 )
@@ -588,60 +618,34 @@ def scan(
     Exit status: 0 no zombie matches (with --reap: every one was
     collected); 1 zombies remain; 2 usage error.
     """
-    from zombiewatch import _platform, _procfs
     from zombiewatch import scan as scanner
 
-    if not _platform.LINUX:
-        raise click.UsageError("scan reads /proc, which only Linux has")
-    uid = None
-    if user is not None:
-        try:
-            uid = scanner.resolve_user(user)
-        except LookupError as err:
-            raise click.BadParameter(str(err), param_hint="'--user'") from err
-    for pid in parent_pids:
-        if _procfs.read_stat(pid) is None:
-            raise click.BadParameter(f"no process {pid}", param_hint="'--parent'")
-    if signal_name is not None and not kill_parents:
-        raise click.UsageError("--signal is the signal of --kill-parents; give both or neither")
-    try:
-        sig = scanner.parse_signal(signal_name or "TERM")
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="'--signal'") from err
-    # Refuse before anything is signalled, the nudge included: a prompt that
-    # nobody can answer would hang a cron job or CI step.
-    if kill_parents and not yes and not sys.stdin.isatty():
-        raise click.UsageError(
-            "--kill-parents asks before it signals, and stdin is not a terminal:"
-            " add --yes to confirm in advance (nothing was signalled)"
-        )
-    if _platform.proc_hides_processes() and os.geteuid() != 0:
-        runner.log("/proc hides other users' processes here (hidepid): only yours are scanned")
-
-    filters = scanner.Filters(uid=uid, user=user, min_count=min_count, parents=parent_pids)
-    result = scanner.scan(filters)
+    unavailable = scanner.unavailable_reason()
+    if unavailable is not None:
+        raise click.UsageError(unavailable)
+    filters = _scan_filters(user, min_count, parent_pids)
+    kill = _kill_signal(kill_parents, signal_name, yes)
+    blind_spot = scanner.blind_spot()
+    if blind_spot is not None:
+        runner.log(blind_spot)
 
     def show(text: str) -> None:
         # With --json, stdout carries only the final object; people read stderr.
-        if text:
-            click.echo(text, err=as_json)
+        click.echo(text, err=as_json)
 
-    if not as_json:
-        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-        show(scanner.render_scan(result, reaping=reap or kill_parents, width=width))
-    if (reap or kill_parents) and result.parents:
-        show(scanner.render_round(scanner.nudge(result, wait)))
-        if kill_parents:
-            targets, spared = scanner.kill_plan(result)
-            show(scanner.render_plan(targets, spared, sig))
-            question = f"Send {sig.name} to {len(targets)} process(es)?"
-            if not targets or yes or click.confirm(question, err=as_json):
-                round_ = scanner.kill_parents(result, targets, spared, sig, wait)
-            else:
-                round_ = scanner.decline(result, targets, spared, sig)
-            if targets:  # else the plan said it all
-                show(scanner.render_round(round_))
-        show(scanner.render_summary(result))
+    def confirm(question: str) -> bool:
+        return yes or click.confirm(question, err=as_json)
+
+    result = scanner.run(
+        filters,
+        reap=reap,
+        kill=kill,
+        wait=wait,
+        confirm=confirm,
+        show=show,
+        table=not as_json,
+        width=shutil.get_terminal_size().columns if sys.stdout.isatty() else None,
+    )
     if as_json:
         click.echo(result.to_json())
     ctx.exit(result.return_code)

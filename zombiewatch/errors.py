@@ -1,4 +1,5 @@
-"""Exit codes (the CI contract) and the exception tree.
+"""Exit codes (the CI contract) and the exception tree, with ``writing``,
+which turns a failed write of an output file into one error line.
 
 ``cli`` is the only module that turns these into a process exit status.
 The exceptions have no click base class, so the server and the monitor,
@@ -7,7 +8,9 @@ which raise them, never import click (docs/FACTS.md, "Fork cost").
 
 from __future__ import annotations
 
+import contextlib
 import enum
+from collections.abc import Iterator
 
 
 class ExitCode(enum.IntEnum):
@@ -24,6 +27,15 @@ class ZombiewatchError(Exception):
     """Something stopped the measurement: exit 3 with one line on stderr."""
 
     exit_code: ExitCode = ExitCode.NOT_MEASURED
+
+
+@contextlib.contextmanager
+def writing(path: str) -> Iterator[None]:
+    """Turn an ``OSError`` in the block into one line: cannot write PATH: why."""
+    try:
+        yield
+    except OSError as err:
+        raise ZombiewatchError(f"cannot write {path}: {err.strerror}") from err
 
 
 class UnsupportedError(ZombiewatchError):

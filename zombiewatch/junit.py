@@ -1,4 +1,5 @@
-"""Render a report as JUnit XML, the format CI systems show natively.
+"""Render a report as JUnit XML, the format CI systems show natively, and
+write it to ``--junit-xml``'s file.
 
 One ``<testcase>`` per run: per mode for the default command, one for the
 program of ``run`` or the process of ``watch``. A run fails when its
@@ -15,6 +16,7 @@ import datetime
 import socket
 import xml.etree.ElementTree as ET
 
+from zombiewatch.errors import writing
 from zombiewatch.modes.base import PASS
 from zombiewatch.report import Report, RunResult, render_run
 
@@ -89,3 +91,9 @@ def to_junit(report: Report, suite: str = "zombiewatch") -> str:
         ET.SubElement(case, "skipped", message=why)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_junit(report: Report, path: str) -> None:
+    """Write the report as JUnit XML at ``path``; raise ZombiewatchError if it cannot."""
+    with writing(path), open(path, "w", encoding="utf-8") as f:
+        f.write(to_junit(report))

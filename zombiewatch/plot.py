@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from zombiewatch.errors import writing
 from zombiewatch.modes.base import PASS
 from zombiewatch.report import Report, RunResult
 
@@ -68,7 +69,12 @@ def _lifetimes(ax: Any, run: RunResult) -> None:
 
 
 def plot(report: Report, path: str) -> None:
-    """Write the report's runs as a PNG at ``path``."""
+    """Write the report's runs as a PNG at ``path``; raise ZombiewatchError if it cannot."""
+    with writing(path):
+        _draw(report, path)
+
+
+def _draw(report: Report, path: str) -> None:
     require_matplotlib()
     import matplotlib
 

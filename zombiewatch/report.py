@@ -2,7 +2,8 @@
 
 This module decides nothing about processes: it holds what the runner and
 the monitor measured, derives the verdicts and the exit code from it
-(black's ``Report.return_code``), and renders it.
+(black's ``Report.return_code``), and renders it: the report itself, and
+the log lines for a load that failed apart from the verdict.
 """
 
 from __future__ import annotations
@@ -148,6 +149,21 @@ class RunResult:
             return True
         return int(self.flood.get("connections", 0)) == 0 or int(self.flood.get("ok", 0)) > 0
 
+    def load_failures(self) -> list[str]:
+        """Log lines for what went wrong with the load, apart from the verdict:
+        connections that failed, a ``--load`` command's non-zero status."""
+        lines = []
+        failures = dict(self.flood.get("failures", {}))
+        if self.stopped_early:
+            # --max-zombies stopped the load: those connections and that
+            # exit status are ours, not failures of the target.
+            failures.pop("stopped", None)
+        if failures:
+            lines.append(f"{self.mode}: {sum(failures.values())} connection(s) failed: {failures}")
+        if self.load_status and not self.stopped_early:
+            lines.append(f"the load command failed with status {self.load_status}")
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
         """The run as JSON; keys are documented in the README and stable."""
         connections = self.flood.get("connections", 0)
@@ -231,6 +247,10 @@ class Report:
             "exit_code": int(self.return_code),
         }
         return json.dumps(data, indent=2)
+
+    def load_failures(self) -> list[str]:
+        """Log lines for every run's load failures (``RunResult.load_failures``)."""
+        return [line for run in self.runs for line in run.load_failures()]
 
     def render(self) -> str:
         """Text for people: a block for one run, a table for several."""

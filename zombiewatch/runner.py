@@ -32,7 +32,7 @@ from typing import IO, Any
 
 import psutil
 
-from zombiewatch import _procfs, _proctl, modes, server
+from zombiewatch import _defaults, _procfs, _proctl, modes, server
 from zombiewatch._backoff import poll_until
 from zombiewatch.errors import Interrupted, ServerStartError, ZombiewatchError
 from zombiewatch.monitor import Monitor, Sample
@@ -49,16 +49,16 @@ CLEAR_LINE = "\r\x1b[K"  # back to column 0, erase to the end of the line
 class RunOptions:
     """Knobs of one measurement; the CLI's options map onto these."""
 
-    connections: int = 1000
-    concurrency: int = 50
-    settle: float = 1.0
-    interval: float = 0.01
-    lines: int = 1
+    connections: int = _defaults.CONNECTIONS
+    concurrency: int = _defaults.CONCURRENCY
+    settle: float = _defaults.SETTLE
+    interval: float = _defaults.INTERVAL
+    lines: int = _defaults.LINES
     child_delay: float | None = None  # None: the mode's own default
     max_children: int | None = None
-    timeout: float = 10.0  # per connection
-    host: str = "127.0.0.1"
-    max_leaked: int = 0
+    timeout: float = _defaults.TIMEOUT  # per connection
+    host: str = _defaults.HOST
+    max_leaked: int = _defaults.MAX_LEAKED
     grace: float | None = None
     max_zombies: int | None = None
     duration: float | None = None  # how long to watch when there is no load

@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 
-from zombiewatch import _procfs, modes
+from zombiewatch import _defaults, _procfs, modes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,12 +41,12 @@ class Config:
 
     def __init__(
         self,
-        mode: str = "sigchld",
-        host: str = "127.0.0.1",
-        port: int = 0,
+        mode: str = _defaults.MODE,
+        host: str = _defaults.HOST,
+        port: int = _defaults.PORT,
         max_children: int | None = None,
-        child_delay: float = 0.0,
-        idle_timeout: float = 10.0,
+        child_delay: float = _defaults.CHILD_DELAY,
+        idle_timeout: float = _defaults.IDLE_TIMEOUT,
     ) -> None:
         self.mode = mode
         self.host = host
@@ -72,7 +72,7 @@ class Server:
     """
 
     max_line = 64 * 1024
-    idle_timeout = 10.0
+    idle_timeout = _defaults.IDLE_TIMEOUT
     linger = 2.0  # seconds to drain a client's input after an error line
     # The kernel caps this at net.core.somaxconn (4096 on Linux 5.4+). The
     # socketserver default of 5 overflows at 50 concurrent clients: they

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from zombiewatch import _procfs, _proctl
+from zombiewatch import _procfs, _proctl, scan_report
 from zombiewatch import scan as scanner
 from zombiewatch.cli import cli
 from zombiewatch.errors import ExitCode
@@ -33,14 +33,14 @@ def stat(
 
 
 def parent(pid: int, zombies: list[int], uid: int = 0, protected: str | None = None):
-    return scanner.ZombieParent(
+    return scan_report.ZombieParent(
         pid=pid,
         start_ticks=TICKS + pid,
         uid=uid,
         user="root" if uid == 0 else str(uid),
         name=f"p{pid}",
         cmdline=[f"/bin/p{pid}", "--flag"],
-        zombies=[scanner.ScannedZombie(z, "w", TICKS + z, 1.5) for z in zombies],
+        zombies=[scan_report.ScannedZombie(z, "w", TICKS + z, 1.5) for z in zombies],
         protected=protected,
     )
 
@@ -108,15 +108,15 @@ def test_groups_by_parent_sorted_by_count() -> None:
 @pytest.mark.parametrize(
     ("filters", "expected"),
     [
-        (scanner.Filters(min_count=10), [100]),
-        (scanner.Filters(min_count=51), []),
-        (scanner.Filters(parents=(200,)), [200]),
-        (scanner.Filters(parents=(200, 1)), [200, 1]),
-        (scanner.Filters(uid=1000, user="alice"), [200]),
-        (scanner.Filters(uid=0, min_count=2), [100]),
+        (scan_report.Filters(min_count=10), [100]),
+        (scan_report.Filters(min_count=51), []),
+        (scan_report.Filters(parents=(200,)), [200]),
+        (scan_report.Filters(parents=(200, 1)), [200, 1]),
+        (scan_report.Filters(uid=1000, user="alice"), [200]),
+        (scan_report.Filters(uid=0, min_count=2), [100]),
     ],
 )
-def test_filters(filters: scanner.Filters, expected: list[int]) -> None:
+def test_filters(filters: scan_report.Filters, expected: list[int]) -> None:
     result = scanner.scan(filters)
     assert [p.pid for p in result.parents] == expected
     assert result.total_zombies == 54
@@ -156,34 +156,34 @@ def test_json_keys_are_stable() -> None:
 
 @pytest.mark.usefixtures("machine")
 def test_text_says_the_age_is_an_upper_bound_and_explains_pid_1() -> None:
-    text = scanner.render_scan(scanner.scan())
+    text = scan_report.render_scan(scanner.scan())
     assert "54 zombies held by 3 parents" in text
     assert "OLDEST, AT MOST" in text
     assert "at most" in text
     assert "Zombies under PID 1 are orphans" in text
     assert "--reap would not signal:\n  1 p1: PID 1 is never signalled" in text
-    assert "--reap would not signal" not in scanner.render_scan(scanner.scan(), reaping=True)
+    assert "--reap would not signal" not in scan_report.render_scan(scanner.scan(), reaping=True)
 
 
 @pytest.mark.usefixtures("machine")
 def test_text_cuts_command_lines_to_a_terminal_only() -> None:
-    result = scanner.scan(scanner.Filters(parents=(100,)))
+    result = scanner.scan(scan_report.Filters(parents=(100,)))
     result.parents[0].cmdline = ["/bin/long", "x" * 300]
-    assert "x" * 300 in scanner.render_scan(result)
-    cut = scanner.render_scan(result, width=80)
+    assert "x" * 300 in scan_report.render_scan(result)
+    cut = scan_report.render_scan(result, width=80)
     assert all(len(line) <= 80 for line in cut.splitlines()[:4])
     assert "..." in cut
 
 
 def test_no_zombies_text_names_the_filters(monkeypatch) -> None:
     monkeypatch.setattr(_procfs, "scan_zombies", lambda: ([stat(5, 100)], 10))
-    result = scanner.scan(scanner.Filters(min_count=3))
+    result = scanner.scan(scan_report.Filters(min_count=3))
     assert result.return_code == ExitCode.OK
-    assert scanner.render_scan(result).startswith(
+    assert scan_report.render_scan(result).startswith(
         "no zombie matches --min-count 3 (1 zombie in all"
     )
     monkeypatch.setattr(_procfs, "scan_zombies", lambda: ([], 10))
-    assert scanner.render_scan(scanner.scan()).startswith("no zombies (10 processes scanned")
+    assert scan_report.render_scan(scanner.scan()).startswith("no zombies (10 processes scanned")
 
 
 # -- who may be signalled -----------------------------------------------------------
@@ -265,8 +265,8 @@ def signals(monkeypatch):
     return state
 
 
-def result_of(*parents: scanner.ZombieParent) -> scanner.ScanResult:
-    return scanner.ScanResult(list(parents), sum(p.count for p in parents), 100, 0.001)
+def result_of(*parents: scan_report.ZombieParent) -> scan_report.ScanResult:
+    return scan_report.ScanResult(list(parents), sum(p.count for p in parents), 100, 0.001)
 
 
 def test_nudge_outcomes(signals) -> None:
@@ -296,7 +296,7 @@ def test_nudge_outcomes(signals) -> None:
     assert all(sig == signal.SIGCHLD for _, sig in signals["sent"])
     assert result.remaining == 2 + 1 + 1 + 1 + 1
     assert result.return_code == ExitCode.ZOMBIES
-    text = scanner.render_round(round_)
+    text = scan_report.render_round(round_)
     assert "100 p100: collected all 2 zombies" in text
     assert "200 p200: ignored it; 2 zombies remain" in text
     assert "300 p300: collected 1, 1 remain" in text
@@ -308,7 +308,7 @@ def test_nudge_that_collects_everything_exits_0(signals) -> None:
     scanner.nudge(result, wait=5)
     assert result.remaining == 0
     assert result.return_code == ExitCode.OK
-    assert scanner.render_summary(result) == "1 of 1 zombie collected; 0 remain."
+    assert scan_report.render_summary(result) == "1 of 1 zombie collected; 0 remain."
 
 
 def test_kill_plan_and_kill(signals) -> None:
@@ -325,7 +325,7 @@ def test_kill_plan_and_kill(signals) -> None:
     assert [(o.parent.pid, o.why_not) for o in spared] == [
         (200, "owned by alice, not by you (bob)")
     ]
-    plan = scanner.render_plan(targets, spared, signal.SIGTERM)
+    plan = scan_report.render_plan(targets, spared, signal.SIGTERM)
     assert "SIGTERM -> 100 p100 (root), holding 1 zombie: /bin/p100 --flag" in plan
     assert "not signalled: 200 p200: owned by alice" in plan
     signals["alive"].discard(1001)  # the adopter collects it once its parent died
@@ -392,7 +392,7 @@ def test_resolve_user() -> None:
     ],
 )
 def test_format_age(seconds: float, text: str) -> None:
-    assert scanner.format_age(seconds) == text
+    assert scan_report.format_age(seconds) == text
 
 
 # -- the command's usage errors --------------------------------------------------------
