@@ -14,7 +14,6 @@ import datetime
 import json
 import os
 import platform
-import selectors
 import shutil
 import signal
 import socket
@@ -30,7 +29,7 @@ from typing import IO, Any
 
 import psutil
 
-from zombiewatch import _procfs, _proctl, modes
+from zombiewatch import _procfs, _proctl, modes, targets
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -227,21 +226,13 @@ class Procs:
     def ready(self, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> dict[str, Any]:
         """Read the process's JSON ready line, or fail after ``timeout``."""
         assert proc.stdout is not None
-        fd = proc.stdout.fileno()
-        buf = b""
-        deadline = time.monotonic() + timeout
-        with selectors.DefaultSelector() as sel:
-            sel.register(fd, selectors.EVENT_READ)
-            while b"\n" not in buf:
-                left = deadline - time.monotonic()
-                if left <= 0 or not sel.select(left):
-                    raise BenchError(f"{self.name(proc)}: no ready line in {timeout:g} s")
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    proc.wait()
-                    raise BenchError(f"{self.name(proc)} ended: {self.stderr_tail(proc)}")
-                buf += chunk
-        return dict(json.loads(buf.split(b"\n", 1)[0]))
+        try:
+            return targets.read_ready_line(proc.stdout.fileno(), timeout)
+        except TimeoutError:
+            raise BenchError(f"{self.name(proc)}: no ready line in {timeout:g} s") from None
+        except EOFError:
+            proc.wait()
+            raise BenchError(f"{self.name(proc)} ended: {self.stderr_tail(proc)}") from None
 
     def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         """Stop ``proc`` and its whole process group; collect the orphans."""

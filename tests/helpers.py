@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import subprocess
@@ -12,6 +11,7 @@ from typing import Any
 
 import psutil
 
+from zombiewatch import targets
 from zombiewatch._backoff import poll_until
 
 PYTHON = sys.executable
@@ -89,19 +89,15 @@ def assert_nothing_left(server_pid: int, timeout: float = 5.0) -> None:
 
 def read_ready_line(proc: subprocess.Popen[str], timeout: float = 10.0) -> dict[str, Any]:
     """Read the server's JSON ready line from its stdout."""
-    stdout = proc.stdout
-    assert stdout is not None
-
-    def readable() -> bool:
+    assert proc.stdout is not None
+    try:
+        return targets.read_ready_line(proc.stdout.fileno(), timeout)
+    except (EOFError, TimeoutError) as err:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode} before it listened")
-        return bool(select.select([stdout], [], [], 0)[0])
-
-    # The server writes the whole line at once, so readline() cannot block
-    # once the pipe is readable.
-    call_until(readable, timeout, what="the server's ready line")
-    ready: dict[str, Any] = json.loads(stdout.readline())
-    return ready
+            raise AssertionError(
+                f"server exited with {proc.returncode} before it listened"
+            ) from None
+        raise AssertionError(f"{err}, waiting for the server's ready line") from None
 
 
 def read_terminal(primary: int, timeout: float = 30.0) -> bytes:

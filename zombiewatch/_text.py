@@ -1,8 +1,30 @@
-"""Small pieces of text for people, shared by every renderer."""
+"""Small pieces of text for people, shared by every renderer and the log.
+
+Kept free of imports beyond ``sys``: the flooder process renders its one
+line with these and must stay lean (docs/FACTS.md, Flooders).
+"""
 
 from __future__ import annotations
+
+import sys
 
 
 def clip(text: str, width: int) -> str:
     """Return ``text`` cut to ``width`` characters, "..." marking the cut."""
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def number(value: float | None) -> str:
+    """A figure as it is, or "-" where there is none."""
+    return "-" if value is None else f"{value:g}"
+
+
+def failure_list(failures: dict[str, int]) -> str:
+    """Failed connections by reason: "3 connection refused, 1 timeout"."""
+    return ", ".join(f"{n} {why}" for why, n in failures.items())
+
+
+def log(message: str) -> None:
+    """Write one log line to stderr."""
+    sys.stderr.write(f"zombiewatch: {message}\n")
+    sys.stderr.flush()

@@ -27,7 +27,7 @@ import click
 
 from zombiewatch import __version__, _defaults, modes, runner, server
 from zombiewatch.errors import ExitCode, Interrupted, ZombiewatchError
-from zombiewatch.report import Report, failure_list, number
+from zombiewatch.report import Report
 
 if TYPE_CHECKING:
     from zombiewatch.scan_report import Filters
@@ -321,72 +321,23 @@ def serve(
     help="Seconds the whole flood may take.  [default: 60 + 0.05 per connection]",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-@click.option(
-    "--progress-fd",
-    type=click.IntRange(min=0),
-    default=None,
-    hidden=True,
-    help="Write the number of finished connections to this fd (for the runner).",
-)
 @click.pass_context
 def flood(ctx: click.Context, host: str, port: int, connections: int, concurrency: int,
-          lines: int, timeout: float, deadline: float | None, as_json: bool,
-          progress_fd: int | None) -> None:  # fmt: skip
+          lines: int, timeout: float, deadline: float | None, as_json: bool) -> None:  # fmt: skip
     """Flood a line server with connections and check every reply.
 
     Each connection sends LINES lines and expects them back in upper case.
     Exit status 0 when every connection got its right answer, 1 otherwise.
     """
-    import json
-
     from zombiewatch import flood as flooder  # only this command needs it
 
-    if deadline is None:
-        deadline = runner.RunOptions(connections=connections).flood_deadline
-    progress = None
-    if progress_fd is not None:
-        fd = progress_fd
-
-        def progress(done: int) -> None:
-            try:
-                os.write(fd, b"%d\n" % done)
-            except OSError:
-                pass  # the runner stopped reading: progress is optional
-
-    # SIGTERM ends the flood early, and what it did is still printed: the
-    # runner stops the load this way when --max-zombies is reached. The
-    # handler stays until the command exits, so a SIGTERM that comes while
-    # the result is being printed cannot cut it short.
-    stopping = False
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    result = flooder.flood(
-        host, port, connections, concurrency, lines, timeout, deadline, progress,
-        stop=lambda: stopping,
+    config = flooder.Config(
+        host=host, port=port, connections=connections, concurrency=concurrency, lines=lines,
+        timeout=timeout, deadline=deadline,
     )  # fmt: skip
-    data = result.to_dict()
-    if as_json:
-        click.echo(json.dumps(data))
-    else:
-        lat = data["latency_ms"]
-        failures = failure_list(result.failures)
-        click.echo(
-            f"{result.ok} ok, {result.failed} failed{f' ({failures})' if failures else ''};"
-            f" {data['conn_per_s']:.0f} conn/s;"
-            f" latency p50 {number(lat['p50'])} ms, p99 {number(lat['p99'])} ms"
-        )
-    if stopping:
-        ctx.exit(ExitCode.INTERRUPTED)
-    if connections and not result.connect_latencies:
-        # Nothing to check: no server answered at that address.
-        raise ZombiewatchError(
-            f"no connection to {host}:{port} got through ({failure_list(result.failures)})"
-        )
-    ctx.exit(ExitCode.OK if result.failed == 0 else ExitCode.ZOMBIES)
+    # The flooder's own run(): the same result, SIGTERM handling and exit
+    # status as the runner's flooder process.
+    ctx.exit(flooder.run(config, as_json))
 
 
 def _not_runnable(name: str) -> str:

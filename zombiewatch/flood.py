@@ -11,21 +11,34 @@ non-blocking sockets, the design of the C flooder in ``benchmarks/c``: on
 a machine the server shares, every microsecond the flooder spends per
 connection is taken from the server it measures, and asyncio streams cost
 two and a half times as much CPU per connection (docs/BENCHMARKS.md, F2).
+
+The flood runs as its own process, ``python -m zombiewatch.flood
+CONFIG_JSON [PROGRESS_FD]`` (``command()``), so that it has a core of its
+own and its parent's threads are none of its business; ``zombiewatch
+flood`` calls the same ``run()`` in its own process. ``run()`` is the one
+place that holds the contract with the runner: the JSON result on stdout,
+the progress count on a descriptor, SIGTERM, the exit status. Like the
+server, this process imports no click and no psutil.
 """
 
 from __future__ import annotations
 
 import collections
 import errno
+import json
 import os
 import selectors
+import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from zombiewatch import _stats
+from zombiewatch._text import failure_list, log, number
+from zombiewatch.errors import ExitCode, ZombiewatchError
 
 PROGRESS_EVERY = 0.2  # seconds
 # Timeouts are found by a sweep on this tick, not by a timer per connection:
@@ -362,6 +375,10 @@ def flood(
     ``SWEEP_EVERY`` seconds, returns true: then the connections cut short
     or never started count as "stopped".
     """
+    # One function, past the usual length, on purpose: every step of the
+    # loop below reads and moves the same clocks (end, next sweep, next
+    # progress) and counters, and cutting it up would pass them around or
+    # turn locals into attribute reads on the flooder's hottest path.
     addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     result = FloodResult(connections=connections, concurrency=concurrency)
     tick = min(SWEEP_EVERY, timeout)
@@ -422,3 +439,140 @@ def flood(
         result.failures["stopped" if stopped else "flood deadline"] += cut
     result.elapsed = time.monotonic() - began
     return result
+
+
+# The exit statuses of run() after which the result was printed: 0 every
+# answer right, 1 some wrong, 3 none got through, 130 stopped by SIGTERM.
+REPORTED = (ExitCode.OK, ExitCode.ZOMBIES, ExitCode.NOT_MEASURED, ExitCode.INTERRUPTED)
+
+
+def default_deadline(connections: int) -> float:
+    """Bound on a whole flood: generous, but the flood stops by itself."""
+    return 60.0 + connections * 0.05
+
+
+@dataclass
+class Config:
+    """What the flooder process is asked to do (``command()`` passes it)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    connections: int = 1000
+    concurrency: int = 50
+    lines: int = 1
+    timeout: float = 10.0  # per connection
+    deadline: float | None = None  # for the whole flood; None: default_deadline()
+
+    def bound(self) -> float:
+        """Seconds the whole flood may take."""
+        return default_deadline(self.connections) if self.deadline is None else self.deadline
+
+    def to_json(self) -> str:
+        """Serialise for the flooder's command line."""
+        return json.dumps(asdict(self))
+
+
+def command(config: Config, progress_fd: int | None = None) -> list[str]:
+    """Return the argv that runs a flooder process for ``config``.
+
+    With ``progress_fd`` (a descriptor the child inherits), the flooder
+    writes its count of finished connections there as it goes.
+    """
+    argv = [sys.executable, "-m", "zombiewatch.flood", config.to_json()]
+    return argv if progress_fd is None else [*argv, str(progress_fd)]
+
+
+def _progress_writer(fd: int) -> Callable[[int], None]:
+    def progress(done: int) -> None:
+        try:
+            os.write(fd, b"%d\n" % done)
+        except OSError:
+            pass  # EPIPE: the runner stopped reading; progress is optional
+
+    return progress
+
+
+def _summary_line(result: FloodResult, data: dict[str, Any]) -> str:
+    lat = data["latency_ms"]
+    failures = failure_list(result.failures)
+    return (
+        f"{result.ok} ok, {result.failed} failed{f' ({failures})' if failures else ''};"
+        f" {data['conn_per_s']:.0f} conn/s;"
+        f" latency p50 {number(lat['p50'])} ms, p99 {number(lat['p99'])} ms"
+    )
+
+
+def run(config: Config, as_json: bool = True, progress_fd: int | None = None) -> ExitCode:
+    """Flood as a flooder process does: print the result, return the exit status.
+
+    The contract with whoever started the process (the runner reads it
+    back, ``zombiewatch flood`` passes it on):
+
+    - stdout: the result, one JSON object (``FloodResult.to_dict()``) or,
+      without ``as_json``, one line for people; always printed, however
+      the flood ended.
+    - ``progress_fd``: the count of finished connections, one decimal
+      line every ``PROGRESS_EVERY`` seconds and one at the end.
+    - SIGTERM: stop connecting, print what was done, exit 130
+      (``INTERRUPTED``). The handler is installed for the rest of the
+      process, so a SIGTERM while the result is printed cannot cut it
+      short; call this only as the work of a process.
+    - Exit status: 0 every connection got its right answer, 1 some did
+      not, 3 none got through (``ZombiewatchError``, raised after the
+      result is printed: no server answered at that address).
+    """
+    stopping = False
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    result = flood(
+        config.host, config.port, config.connections, config.concurrency, config.lines,
+        config.timeout, config.bound(),
+        progress=None if progress_fd is None else _progress_writer(progress_fd),
+        stop=lambda: stopping,
+    )  # fmt: skip
+    data = result.to_dict()
+    sys.stdout.write((json.dumps(data) if as_json else _summary_line(result, data)) + "\n")
+    sys.stdout.flush()
+    if stopping:
+        return ExitCode.INTERRUPTED
+    if config.connections and not result.connect_latencies:
+        # Nothing to check: no server answered at that address.
+        where = f"{config.host}:{config.port}"
+        raise ZombiewatchError(
+            f"no connection to {where} got through ({failure_list(result.failures)})"
+        )
+    return ExitCode.OK if result.failed == 0 else ExitCode.ZOMBIES
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a flooder process from a JSON config: ``CONFIG_JSON [PROGRESS_FD]``."""
+    args = sys.argv[1:] if argv is None else argv
+    config = Config(**json.loads(args[0]))
+    progress_fd = int(args[1]) if len(args) > 1 else None
+    code: int
+    try:
+        code = run(config, as_json=True, progress_fd=progress_fd)
+    except ZombiewatchError as err:
+        log(str(err))
+        code = err.exit_code
+    except (socket.gaierror, UnicodeError) as err:
+        # The host does not resolve (UnicodeError: not even as IDNA): a
+        # usage error, as `zombiewatch flood --host` finds it before it floods.
+        log(f"cannot resolve {config.host!r}: {getattr(err, 'strerror', None) or err}")
+        code = ExitCode.USAGE
+    except KeyboardInterrupt:
+        log("interrupted")
+        code = ExitCode.INTERRUPTED
+    except Exception as err:
+        # As cli.main does: one line, and "could not measure".
+        log(f"internal error: {type(err).__name__}: {err}")
+        code = ExitCode.NOT_MEASURED
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zombiewatch import _stats
-from zombiewatch._text import clip
+from zombiewatch._text import clip, failure_list, number
 from zombiewatch.errors import ExitCode
 from zombiewatch.modes.base import FAIL, PASS
 from zombiewatch.monitor import MonitorStats, Zombie
@@ -263,42 +263,12 @@ class Report:
         return text
 
 
-CLEAR_SCREEN = "\x1b[H\x1b[2J"  # cursor home, erase display (VT100)
-
-
-def render_live(target: str, stats: MonitorStats, zombies: list[Zombie], elapsed: float) -> str:
-    """One screen for ``--live``: redrawn in place while the run goes on."""
-    last = stats.last
-    oldest = max((z.age(last.t) for z in zombies), default=None) if last else None
-    return "\n".join(
-        [
-            f"zombiewatch --live: {target}",
-            f"elapsed        {elapsed:8.1f} s",
-            f"live children  {last.live if last else 0:8d}   (max {stats.max_live_children})",
-            f"zombies now    {last.zombies if last else 0:8d}   (peak {stats.peak_zombies},"
-            f" seen {stats.zombies_seen})",
-            f"oldest zombie  {'-' if oldest is None else f'{oldest:8.2f} s'}",
-            "",
-        ]
-    )
-
-
 def _round_ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
-
-
-def number(value: float | None) -> str:
-    """A figure as it is, or "-" where there is none."""
-    return "-" if value is None else f"{value:g}"
-
-
-def failure_list(failures: dict[str, int]) -> str:
-    """Failed connections by reason: "3 connection refused, 1 timeout"."""
-    return ", ".join(f"{n} {why}" for why, n in failures.items())
 
 
 def _lifetimes(run: RunResult) -> str:

@@ -1,5 +1,4 @@
-"""Run a program (the built-in server, or any command) under load and
-measure its zombies; or watch a process that is already running.
+"""Measure a program's zombies: one measurement, from start to verdict.
 
 One measurement: start the target in its own session, wait until it is
 ready, start the monitor, drive the load, let the settle window run, stop
@@ -7,42 +6,47 @@ the target and its whole tree, collect whatever it orphaned, and build a
 ``RunResult``. The runner is a child subreaper on Linux, so orphans of the
 target (double-forked workers, the zombies a stopped ``none`` server
 leaves) are reparented to it: it counts them as escaped and reaps them, by
-pid, so it never steals the status of its own subprocesses.
+pid, so it never steals the status of its own subprocesses. It also
+watches a process that is already running (``watch``).
 
-Nothing outlives a run: cleanup runs in ``finally`` with SIGINT and
-SIGTERM blocked, SIGTERM to the runner is turned into ``Interrupted``, and
-targets get SIGTERM from the kernel if the runner is SIGKILLed
-(PR_SET_PDEATHSIG).
+What is started and stopped (targets, their orphans, the guard on
+signals) is ``targets``; the load is ``loads``; what the terminal shows
+meanwhile is ``live``. This module holds the measuring loop and when to
+redraw.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import selectors
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
-
-import psutil
+from typing import Any
 
 from zombiewatch import _defaults, _procfs, _proctl, modes, server
+from zombiewatch import flood as flooder
 from zombiewatch._backoff import poll_until
-from zombiewatch.errors import Interrupted, ServerStartError, ZombiewatchError
+from zombiewatch._text import log as log  # re-exported: the CLI logs through runner.log
+from zombiewatch.errors import Interrupted, ZombiewatchError
+from zombiewatch.live import CLEAR_LINE, CLEAR_SCREEN, render_live, render_progress
+from zombiewatch.loads import CommandLoad, FloodLoad, Load
 from zombiewatch.monitor import Monitor, Sample
-from zombiewatch.report import CLEAR_SCREEN, Report, RunResult, render_live
+from zombiewatch.report import Report, RunResult
+from zombiewatch.targets import (
+    READY_TIMEOUT,
+    OrphanCollector,
+    ServerTarget,
+    Target,
+    orphan_collector,
+    signals_blocked,
+    sigterm_raises,
+    wait_for_port,
+)
 
-READY_TIMEOUT = 10.0  # seconds for a target to be ready (ready line, or its port)
-STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL of a target's tree
 ORPHAN_TIMEOUT = 5.0  # seconds to collect the orphans of a stopped target
 LIVE_REDRAW = 0.25  # seconds between two screens of --live or progress lines
-CLEAR_LINE = "\r\x1b[K"  # back to column 0, erase to the end of the line
 
 
 @dataclass
@@ -69,369 +73,63 @@ class RunOptions:
     @property
     def flood_deadline(self) -> float:
         """Bound on the whole flood: generous, but the flood stops by itself."""
-        return 60.0 + self.connections * 0.05
+        return flooder.default_deadline(self.connections)
 
 
-def log(message: str) -> None:
-    """Write one log line to stderr."""
-    sys.stderr.write(f"zombiewatch: {message}\n")
-    sys.stderr.flush()
+def flood_load(host: str, port: int, opts: RunOptions, collector: OrphanCollector) -> FloodLoad:
+    """The built-in flooder against host:port, as ``opts`` say."""
+    config = flooder.Config(
+        host=host, port=port, connections=opts.connections, concurrency=opts.concurrency,
+        lines=opts.lines, timeout=opts.timeout, deadline=opts.flood_deadline,
+    )  # fmt: skip
+    return FloodLoad(config, collector, progress=opts.progress)
 
 
-@contextlib.contextmanager
-def signals_blocked() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM until cleanup is done; they are delivered after."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+class _Display:
+    """When to redraw the ``--live`` screen or the progress line, and where.
 
-
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into ``Interrupted`` so cleanup runs as for Ctrl-C."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise Interrupted(signum)
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-def _exited(pid: int) -> bool:
-    """True once ``pid`` (our child) has exited. It is not reaped, so its
-    pid and process group id cannot be reused while we look."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
-
-
-def _signal_all(pids: Iterable[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
-
-
-class Target:
-    """A program we started, in its own session, that we stop with its tree."""
-
-    def __init__(self, argv: list[str], stdout: int | IO[bytes] | None = None) -> None:
-        self.argv = argv
-        if stdout is None:
-            # Our stdout carries only the report (--json must parse): what the
-            # program prints goes to our stderr, with the logs.
-            stdout = sys.stderr.fileno()
-        # A file, not a pipe, so a chatty target never blocks on a full pipe
-        # that nobody reads during the run. Closed in stop().
-        self._log_file: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
-        try:
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=self._log_file,
-                start_new_session=True,
-                preexec_fn=_proctl.die_with_parent_preexec(signal.SIGTERM),
-            )
-        except OSError as err:
-            self._log_file.close()
-            raise ZombiewatchError(f"cannot run {argv[0]}: {err.strerror}") from err
-        self.pid = self.proc.pid
-        self.log = ""
-        self.stdout_tail = b""
-
-    def exited(self) -> bool:
-        """True once the program itself has exited (its tree may live on)."""
-        return self.proc.returncode is not None or _exited(self.pid)
-
-    def failure(self) -> str:
-        """One line on why the program ended early: its last stderr line."""
-        self.proc.wait()
-        lines = self._read_log().strip().splitlines()
-        return lines[-1] if lines else f"exited with status {self.proc.returncode}"
-
-    def _read_log(self) -> str:
-        self._log_file.seek(0)
-        return self._log_file.read().decode(errors="replace")
-
-    def stop(self, tree: Callable[[], Iterable[int]]) -> None:
-        """Stop the program and every process of ``tree()``, then reap it.
-
-        The process group catches the usual case in one call; ``tree()``
-        (the monitor's view: descendants and adopted members of the
-        session) catches children that moved to another group. SIGTERM
-        first, SIGKILL to whatever is left after the grace period.
-        """
-        pgid = self.pid
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            # While the program is at worst an unreaped zombie, its pid, which
-            # is also its group's id, cannot have been reused.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, sig)
-            _signal_all(tree(), sig)
-            if sig == signal.SIGTERM:
-                poll_until(lambda: self.exited() and not any(True for _ in tree()), STOP_GRACE)
-        self.proc.wait()
-        if self.proc.stdout is not None:
-            # What is left in the pipe; never block on a straggler holding it.
-            os.set_blocking(self.proc.stdout.fileno(), False)
-            self.stdout_tail = self.proc.stdout.read() or b""
-            self.proc.stdout.close()
-        self.log = self._read_log()
-        self._log_file.close()
-
-
-class ServerTarget(Target):
-    """The built-in server, which prints a JSON ready line."""
-
-    def __init__(self, config: server.Config) -> None:
-        super().__init__(server.command(config), stdout=subprocess.PIPE)
-        self.port = 0
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        """Read the ready line; raise ``ServerStartError`` if it never comes."""
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        buf = b""
-        deadline = time.monotonic() + timeout
-        with selectors.DefaultSelector() as sel:
-            sel.register(fd, selectors.EVENT_READ)
-            while b"\n" not in buf:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ServerStartError(f"the server did not listen within {timeout:g} s")
-                if not sel.select(remaining):
-                    continue
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    raise ServerStartError(self.failure())
-                buf += chunk
-        self.port = int(json.loads(buf.split(b"\n", 1)[0])["port"])
-
-    def refused(self) -> int:
-        """Connections the server refused because no worker could start
-        (fork failed): from its last line, after ``stop()``."""
-        for line in self.stdout_tail.splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("event") == "stopped":
-                return int(event["refused"])
-        return 0
-
-
-def _listening(host: str, port: int) -> bool:
-    """True if some socket listens on host:port (or on every address).
-
-    Reads the socket table instead of connecting: a probe connection would
-    be one more client, and one more child (or zombie) to count.
-    """
-    wildcard = ("0.0.0.0", "::", host)
-    for conn in psutil.net_connections("tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr:
-            ip, lport = conn.laddr[0], conn.laddr[1]
-            if lport == port and ip in wildcard:
-                return True
-    return False
-
-
-def wait_for_port(target: Target, host: str, port: int, timeout: float) -> None:
-    """Wait until something listens on host:port; fail if ``target`` exits first."""
-
-    def listening() -> bool:
-        if target.exited():
-            raise ServerStartError(f"the command exited before listening: {target.failure()}")
-        return _listening(host, port)
-
-    if not poll_until(listening, timeout, max_step=0.1):
-        raise ServerStartError(f"the command did not listen on {host}:{port} within {timeout:g} s")
-
-
-class OrphanCollector:
-    """Reap, by pid, the orphans the kernel hands us as a subreaper.
-
-    One per measurement, so pids reused between runs are counted again.
+    What they say is ``live``'s; this only times and writes them.
     """
 
-    def __init__(self, subreaper: bool) -> None:
-        self.subreaper = subreaper
-        self.keep: set[int] = set()  # our own subprocesses: Popen waits for them
-        self.adopted: set[int] = set()
+    def __init__(self, monitor: Monitor, load: Load | None, opts: RunOptions) -> None:
+        self.monitor = monitor
+        self.load = load
+        self.opts = opts
+        self.started = time.monotonic()
+        self.redraw_at = self.started
 
-    @property
-    def adopters(self) -> list[int]:
-        """Where orphans of what we start go: to us if we are a subreaper,
-        else to init (or a subreaper above us, which we cannot see)."""
-        return [os.getpid()] if self.subreaper else [1]
-
-    def collect(self) -> int:
-        """Reap every adopted orphan that has exited; return how many remain."""
-        if not self.subreaper:
-            return 0
-        remaining = 0
-        for pid in _procfs.read_children(os.getpid()):
-            if pid in self.keep:
-                continue
-            self.adopted.add(pid)
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0] == 0:
-                    remaining += 1
-            except ChildProcessError:
-                pass  # collected already
-        return remaining
-
-
-class Load:
-    """Load driven while the monitor watches: a subprocess of ours.
-
-    ``kind`` is "flood" (the built-in flooder, whose JSON result is read
-    back) or "command" (the user's ``--load``, whose exit status is
-    reported apart from the zombie verdict).
-    """
-
-    def __init__(
-        self,
-        argv: list[str],
-        collector: OrphanCollector,
-        kind: str,
-        deadline: float | None = None,
-        progress: bool = False,
-    ) -> None:
-        self.kind = kind
-        self._interrupted = False
-        self.deadline = None if deadline is None else time.monotonic() + deadline
-        self.done_count: int | None = None  # connections finished, if the load says
-        self.progress_r: int | None = None
-        progress_w = None
-        if progress:
-            # The flooder writes its count of finished connections here.
-            self.progress_r, progress_w = os.pipe()
-            os.set_blocking(self.progress_r, False)
-            argv = [*argv, "--progress-fd", str(progress_w)]
-        self._out = tempfile.TemporaryFile()  # noqa: SIM115  (closed in close())
-        try:
-            # Its own session: a Ctrl-C at the terminal reaches the runner
-            # alone, which then stops the load as part of its cleanup.
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=self._out if kind == "flood" else sys.stderr.fileno(),
-                start_new_session=True,
-                preexec_fn=_proctl.die_with_parent_preexec(signal.SIGKILL),
-                pass_fds=() if progress_w is None else (progress_w,),
-            )
-        except OSError as err:
-            self._out.close()
-            raise ZombiewatchError(f"cannot run the load {argv[0]}: {err.strerror}") from err
-        finally:
-            if progress_w is not None:
-                os.close(progress_w)  # the load's copy is the only writer now
-        self._collector = collector
-        collector.keep.add(self.proc.pid)
-
-    def read_progress(self) -> None:
-        """Take the latest count the load wrote to its progress pipe."""
-        if self.progress_r is None:
+    def update(self, force: bool = False) -> None:
+        """Redraw if ``LIVE_REDRAW`` has passed since the last time (or ``force``)."""
+        if time.monotonic() < self.redraw_at and not force:
             return
-        try:
-            data = os.read(self.progress_r, 65536)
-        except BlockingIOError:
-            return
-        counts = data.split()
-        if counts:
-            self.done_count = int(counts[-1])
+        self.redraw_at = time.monotonic() + LIVE_REDRAW
+        elapsed = time.monotonic() - self.started
+        if self.opts.live:
+            self._draw_live(elapsed)
+        elif self.opts.progress:
+            self._draw_progress(elapsed)
 
-    def done(self) -> bool:
-        """True once the load has finished by itself. It is left unreaped
-        until ``stop()``, so its pid (its group's id) stays its own."""
-        if _exited(self.proc.pid):
-            return True
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            raise ZombiewatchError("the flooder overran its own deadline and was stopped")
-        return False
+    def _draw_live(self, elapsed: float) -> None:
+        monitor = self.monitor
+        with monitor.lock:
+            zombies = list(monitor.zombies.values())
+        name = " ".join(monitor.root_cmdline) or f"pid {monitor.root}"
+        sys.stdout.write(CLEAR_SCREEN + render_live(name, monitor.stats, zombies, elapsed))
+        sys.stdout.flush()
 
-    def _signal_group(self, sig: int) -> None:
-        # Unreaped, the load's pid (its group's id) cannot have been reused.
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, sig)
+    def _draw_progress(self, elapsed: float) -> None:
+        last = self.monitor.stats.last
+        done = self.load.progress() if self.load is not None else None
+        line = render_progress(elapsed, last.zombies if last else 0, done, self.opts.connections)
+        sys.stderr.write(line)
+        sys.stderr.flush()
 
-    def interrupt(self) -> None:
-        """Ask the load to end now: SIGTERM to its process group (a
-        ``--load`` shell and what it started). The flooder then stops
-        connecting and still writes what it did. Sent once: a second
-        SIGTERM must not cut the flooder's report short."""
-        if not self._interrupted:
-            self._interrupted = True
-            self._signal_group(signal.SIGTERM)
-
-    def stop(self) -> None:
-        """End the load and whatever it left in its process group, and
-        collect it: SIGTERM (once), up to ``STOP_GRACE`` seconds for the
-        load itself to exit, then SIGKILL to what is left of the group.
-        A load that ended by itself leaves at most background jobs there."""
-        self.interrupt()
-        poll_until(lambda: _exited(self.proc.pid), STOP_GRACE)
-        self._signal_group(signal.SIGKILL)
-        self.proc.wait()
-
-    def close(self) -> None:
-        """Forget the load (after ``stop()``)."""
-        self._collector.keep.discard(self.proc.pid)
-        self._out.close()
-        if self.progress_r is not None:
-            os.close(self.progress_r)
-            self.progress_r = None
-
-    def flood_result(self) -> dict[str, Any]:
-        """The flooder's JSON result (after ``stop()``)."""
-        # 0: every answer right; 1: some wrong; 3: none connected;
-        # 130: stopped by interrupt(). Each prints its result first.
-        if self.proc.returncode not in (0, 1, 3, 130):
-            raise ZombiewatchError(f"the flooder failed (status {self.proc.returncode})")
-        self._out.seek(0)
-        result: dict[str, Any] = json.loads(self._out.read())
-        return result
-
-
-def flood_load(host: str, port: int, opts: RunOptions, collector: OrphanCollector) -> Load:
-    """The built-in flooder, in its own process so it has a core of its own."""
-    argv = [
-        sys.executable, "-m", "zombiewatch", "flood",
-        "--host", host, "--port", str(port),
-        "--connections", str(opts.connections), "--concurrency", str(opts.concurrency),
-        "--lines", str(opts.lines), "--timeout", str(opts.timeout),
-        "--deadline", str(opts.flood_deadline), "--json",
-    ]  # fmt: skip
-    # The flooder stops itself at its deadline; this bound only catches a
-    # flooder that hangs anyway.
-    deadline = opts.flood_deadline + 30
-    return Load(argv, collector, kind="flood", deadline=deadline, progress=opts.progress)
-
-
-def _draw_live(monitor: Monitor, elapsed: float) -> None:
-    with monitor.lock:
-        zombies = list(monitor.zombies.values())
-    name = " ".join(monitor.root_cmdline) or f"pid {monitor.root}"
-    screen = render_live(name, monitor.stats, zombies, elapsed)
-    sys.stdout.write(CLEAR_SCREEN + screen)
-    sys.stdout.flush()
-
-
-def _draw_progress(monitor: Monitor, load: Load | None, opts: RunOptions, elapsed: float) -> None:
-    last = monitor.stats.last
-    zombies = last.zombies if last else 0
-    done = ""
-    if load is not None and load.done_count is not None:
-        done = f"{load.done_count}/{opts.connections} connections, "
-    sys.stderr.write(f"{CLEAR_LINE}zombiewatch: {elapsed:6.1f} s, {done}{zombies} zombies now")
-    sys.stderr.flush()
+    def clear(self) -> None:
+        """Make room for the report."""
+        if self.opts.live:
+            sys.stdout.write(CLEAR_SCREEN)  # the report replaces the live screen
+        if self.opts.progress:
+            sys.stderr.write(CLEAR_LINE)
 
 
 @dataclass
@@ -459,22 +157,35 @@ def observe(
     stop. With ``interrupt_ends_load``, Ctrl-C (or SIGTERM) ends the load
     phase too, and the settle window still runs.
     """
-    started = time.monotonic()
-    stopped_early = None
-    redraw_at = started
+    display = _Display(monitor, load, opts)
+    started = display.started
 
     def tick(force: bool = False) -> None:
-        nonlocal redraw_at
         collector.collect()
-        if time.monotonic() < redraw_at and not force:
-            return
-        redraw_at = time.monotonic() + LIVE_REDRAW
-        if opts.live:
-            _draw_live(monitor, time.monotonic() - started)
-        elif opts.progress:
-            if load is not None:
-                load.read_progress()
-            _draw_progress(monitor, load, opts, time.monotonic() - started)
+        display.update(force)
+
+    stopped_early = _watch_load(monitor, opts, load_done, tick, interrupt_ends_load)
+    if stopped_early and load is not None:
+        load.interrupt()  # the verdict is known: no more zombies to make
+    load_end = monitor.sample()
+    tick(force=True)  # show where the load ended, however short the settle
+    _settle(monitor, opts, load_end, tick)
+    display.clear()
+    monitor.stop()
+    collector.collect()
+    final = monitor.sample()
+    return Observation(load_end, final, started, stopped_early)
+
+
+def _watch_load(
+    monitor: Monitor,
+    opts: RunOptions,
+    load_done: Callable[[], bool],
+    tick: Callable[[], None],
+    interrupt_ends_load: bool,
+) -> str | None:
+    """Sample until the load is done; return why a rule ended it early, if one did."""
+    stopped_early = None
 
     def load_over() -> bool:
         nonlocal stopped_early
@@ -490,10 +201,11 @@ def observe(
     except (KeyboardInterrupt, Interrupted):
         if not interrupt_ends_load:
             raise
-    if stopped_early and load is not None:
-        load.interrupt()  # the verdict is known: no more zombies to make
-    load_end = monitor.sample()
-    tick(force=True)  # show where the load ended, however short the settle
+    return stopped_early
+
+
+def _settle(monitor: Monitor, opts: RunOptions, load_end: Sample, tick: Callable[[], None]) -> None:
+    """Sample through the settle window that follows the load."""
     settle_deadline = time.monotonic() + opts.settle
 
     def settled() -> bool:
@@ -507,14 +219,6 @@ def observe(
 
     while not settled():
         time.sleep(opts.interval)
-    if opts.live:
-        sys.stdout.write(CLEAR_SCREEN)  # the report replaces the live screen
-    if opts.progress:
-        sys.stderr.write(CLEAR_LINE)
-    monitor.stop()
-    collector.collect()
-    final = monitor.sample()
-    return Observation(load_end, final, started, stopped_early)
 
 
 def _result(
@@ -558,6 +262,17 @@ def _result(
     )
 
 
+@dataclass
+class _Measurement:
+    """What one measurement has started, so that teardown stops just that."""
+
+    target: Target
+    collector: OrphanCollector
+    monitor: Monitor | None = None
+    load: Load | None = None
+    listen_before: dict[str, int] | None = None
+
+
 def measure(
     name: str,
     target: Target,
@@ -572,80 +287,111 @@ def measure(
     With ``must_survive`` (the built-in server), a target that exits during
     the run makes the measurement void: its zombies would have escaped.
     """
-    monitor: Monitor | None = None
-    load: Load | None = None
+    m = _Measurement(target, collector)
     collector.keep.add(target.pid)
     try:
-        ready()
-        monitor = Monitor(target.pid, adopters=collector.adopters, interval=opts.interval)
-        listen_before = _procfs.listen_queue_counters()
-        # The load starts before the sampling thread: subprocess's
-        # preexec_fn is only safe while the process has one thread. The
-        # load needs a moment to start its interpreter, so the first sample
-        # still comes before the first connection.
-        load = start_load()
-        monitor.start()
-        if load is not None:
-            # A server that dies ends the measurement at once: waiting for
-            # the flood to fail every remaining connection tells nothing.
-            running_load = load
-            obs = observe(
-                monitor,
-                collector,
-                opts,
-                lambda: running_load.done() or (must_survive and target.exited()),
-                load,
-            )
-        else:
-            deadline = None if opts.duration is None else time.monotonic() + opts.duration
-
-            def ended() -> bool:
-                # No load: watch until the program ends (its tree may live on
-                # and is still watched through the settle window) or for
-                # --duration.
-                return target.exited() or (deadline is not None and time.monotonic() >= deadline)
-
-            obs = observe(monitor, collector, opts, ended)
-        if must_survive and target.exited():
-            raise ZombiewatchError(f"the server exited during the run: {target.failure()}")
-        flood: dict[str, Any] = {}
-        if load is not None:
-            load.stop()  # interrupted already if --max-zombies ended the load early
-            if load.kind == "flood" and not (obs.stopped_early and load.proc.returncode < 0):
-                # A flooder killed by a signal when stopped early (before
-                # its SIGTERM handler was set, or past the grace) left no
-                # result.
-                flood = load.flood_result()
-        if collector.subreaper:
-            # Every orphan came to us, and we reaped each: the exact count.
-            # The monitor saw only those adopted at one of its samples; an
-            # orphan that exited and was reaped in between is added here.
-            seen = sum(monitor.stats.escaped.values())
-            monitor.stats.add_unseen_escapes(os.getpid(), len(collector.adopted) - seen)
-        escaped = sum(monitor.stats.escaped.values())
-        result = _result(name, monitor, obs, opts, flood, escaped, listen_before)
-        if load is not None and load.kind == "command":
-            result.load_status = load.proc.returncode
-        if target.exited():
-            result.target_status = target.proc.wait()
+        _start(m, opts, start_load, ready)
+        obs = _observe_target(m, opts, must_survive)
+        result = _measured(name, m, obs, opts)
     finally:
-        with signals_blocked():
-            if monitor is not None:
-                with contextlib.suppress(Exception):
-                    monitor.stop()
-            if load is not None:
-                load.stop()
-                load.close()
-            before = len(collector.adopted)
-            target.stop(monitor.tree if monitor is not None else tuple)
-            if monitor is not None:
-                monitor.close()  # its last use was the tree() just above
-            poll_until(lambda: collector.collect() == 0, ORPHAN_TIMEOUT)
-            orphans_at_stop = len(collector.adopted) - before
-            collector.keep.discard(target.pid)
+        orphans_at_stop = _teardown(m)
     result.orphans_at_stop = orphans_at_stop
     result.target_log = target.log
     return result
+
+
+def _start(
+    m: _Measurement,
+    opts: RunOptions,
+    start_load: Callable[[], Load | None],
+    ready: Callable[[], None],
+) -> None:
+    """Wait for the target, then start the load and the monitor's sampling."""
+    ready()
+    m.monitor = Monitor(m.target.pid, adopters=m.collector.adopters, interval=opts.interval)
+    m.listen_before = _procfs.listen_queue_counters()
+    # The load starts before the sampling thread: subprocess's
+    # preexec_fn is only safe while the process has one thread. The
+    # load needs a moment to start its interpreter, so the first sample
+    # still comes before the first connection.
+    m.load = start_load()
+    m.monitor.start()
+
+
+def _observe_target(m: _Measurement, opts: RunOptions, must_survive: bool) -> Observation:
+    """Watch through the load (or, without one, the target's life) and the settle."""
+    assert m.monitor is not None
+    target, load = m.target, m.load
+    if load is not None:
+        # A server that dies ends the measurement at once: waiting for
+        # the flood to fail every remaining connection tells nothing.
+        obs = observe(
+            m.monitor,
+            m.collector,
+            opts,
+            lambda: load.done() or (must_survive and target.exited()),
+            load,
+        )
+    else:
+        deadline = None if opts.duration is None else time.monotonic() + opts.duration
+
+        def ended() -> bool:
+            # No load: watch until the program ends (its tree may live on
+            # and is still watched through the settle window) or for
+            # --duration.
+            return target.exited() or (deadline is not None and time.monotonic() >= deadline)
+
+        obs = observe(m.monitor, m.collector, opts, ended)
+    if must_survive and target.exited():
+        raise ZombiewatchError(f"the server exited during the run: {target.failure()}")
+    return obs
+
+
+def _measured(name: str, m: _Measurement, obs: Observation, opts: RunOptions) -> RunResult:
+    """Stop the load, read what it reports, and build the result."""
+    assert m.monitor is not None
+    monitor, collector, load = m.monitor, m.collector, m.load
+    flood: dict[str, Any] = {}
+    if load is not None:
+        load.stop()  # interrupted already if --max-zombies ended the load early
+        flood = load.flood_result(stopped_early=obs.stopped_early is not None)
+    if collector.subreaper:
+        # Every orphan came to us, and we reaped each: the exact count.
+        # The monitor saw only those adopted at one of its samples; an
+        # orphan that exited and was reaped in between is added here.
+        seen = sum(monitor.stats.escaped.values())
+        monitor.stats.add_unseen_escapes(os.getpid(), len(collector.adopted) - seen)
+    escaped = sum(monitor.stats.escaped.values())
+    result = _result(name, monitor, obs, opts, flood, escaped, m.listen_before)
+    if load is not None:
+        result.load_status = load.status()
+    if m.target.exited():
+        result.target_status = m.target.proc.wait()
+    return result
+
+
+def _teardown(m: _Measurement) -> int:
+    """Stop everything the measurement started; return the orphans at stop.
+
+    Runs whatever happened before, with SIGINT and SIGTERM held until the
+    target's tree is stopped and its orphans collected.
+    """
+    monitor, load, collector = m.monitor, m.load, m.collector
+    with signals_blocked():
+        if monitor is not None:
+            with contextlib.suppress(Exception):
+                monitor.stop()
+        if load is not None:
+            load.stop()
+            load.close()
+        before = len(collector.adopted)
+        m.target.stop(monitor.tree if monitor is not None else tuple)
+        if monitor is not None:
+            monitor.close()  # its last use was the tree() just above
+        poll_until(lambda: collector.collect() == 0, ORPHAN_TIMEOUT)
+        orphans_at_stop = len(collector.adopted) - before
+        collector.keep.discard(m.target.pid)
+    return orphans_at_stop
 
 
 def run_mode(name: str, opts: RunOptions, collector: OrphanCollector) -> RunResult:
@@ -674,19 +420,6 @@ def run_mode(name: str, opts: RunOptions, collector: OrphanCollector) -> RunResu
     result.summary = mode.summary
     result.fork_failures = target.refused()
     return result
-
-
-@contextlib.contextmanager
-def orphan_collector(wanted: bool = True) -> Iterator[OrphanCollector]:
-    """Be a child subreaper for one measurement, where the platform allows."""
-    subreaper = wanted and _proctl.set_subreaper(True)
-    if wanted and not subreaper:
-        log("no child subreaper on this platform: orphans go to PID 1")
-    try:
-        yield OrphanCollector(subreaper)
-    finally:
-        if subreaper:
-            _proctl.set_subreaper(False)
 
 
 def run(names: list[str], opts: RunOptions, check: bool = False) -> Report:
@@ -726,8 +459,7 @@ def run_command(
             if flood_to is not None:
                 return flood_load(*flood_to, opts, collector)
             if load_command is not None:
-                # The user wrote a shell command line: a shell runs it.
-                return Load(["/bin/sh", "-c", load_command], collector, kind="command")
+                return CommandLoad(load_command, collector)
             return None
 
         result = measure(" ".join(argv), target, opts, collector, start_load, ready)
