@@ -23,6 +23,7 @@ TIMEOUT = 10.0  # seconds each connection may take
 # -- watching and the verdict -------------------------------------------------
 SETTLE = 1.0  # seconds after the load (or a test) before a zombie counts as leaked
 INTERVAL = 0.01  # seconds between two samples of the process tree
+OBSERVE = "auto"  # kernel events where they work, else sampling
 MAX_LEAKED = 0  # zombies allowed to outlive the settle window (or a test)
 
 # -- scan -----------------------------------------------------------------------

@@ -27,6 +27,7 @@ import click
 
 from zombiewatch import __version__, _defaults, modes, runner, server
 from zombiewatch.errors import ExitCode, Interrupted, ZombiewatchError
+from zombiewatch.observe import OBSERVE_METHODS
 from zombiewatch.report import Report
 
 if TYPE_CHECKING:
@@ -106,8 +107,14 @@ watch_options = _options(
     click.option("--settle", type=FiniteFloat(min=0, max=3600), default=_defaults.SETTLE,
                  show_default=True,
                  help="Seconds after the load before a zombie counts as leaked."),
+    click.option("--observe", type=click.Choice(OBSERVE_METHODS), default=_defaults.OBSERVE,
+                 show_default=True,
+                 help="How to watch the tree: kernel events (exact lifetimes; Linux, root or"
+                 " CAP_NET_ADMIN), sampling every --interval, or events where they work."),
     click.option("--interval", type=FiniteFloat(min=0.001, max=60), default=_defaults.INTERVAL,
-                 show_default=True, help="Seconds between two samples of the process tree."),
+                 show_default=True,
+                 help="Seconds between two samples of the process tree (with events: between"
+                 " two points of the timeline)."),
     click.option("--max-leaked", type=click.IntRange(min=0), default=_defaults.MAX_LEAKED,
                  show_default=True,
                  help="Zombies allowed to outlive the settle window."),

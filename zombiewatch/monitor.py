@@ -25,12 +25,12 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import psutil
 
-from zombiewatch import _platform, _proctl, _sampling, _stats
+from zombiewatch import _proctl, _sampling, _stats
 from zombiewatch.errors import ZombiewatchError
 
 # Memory stays flat however long a watch runs: the timeline is thinned to
@@ -513,52 +513,3 @@ class Monitor(TreeWatcher):
             # instead of firing a burst of catch-up samples.
             next_at = max(next_at, time.monotonic())
             self._stop.wait(next_at - time.monotonic())
-
-
-OBSERVE_METHODS = ("auto", "events", "sample")
-
-
-def _events_prerequisite_missing() -> str | None:
-    if not _platform.can_use_pidfd():
-        return "watching reaps needs pidfd_open (Linux 5.3+)"
-    if not _platform.can_use_proc_reader():
-        return "seeding the tree needs /proc"
-    return None
-
-
-def events_unavailable_reason() -> str | None:
-    """Say why kernel events cannot observe a tree here, or None where they can."""
-    from zombiewatch import _cnproc
-
-    return _events_prerequisite_missing() or _cnproc.unavailable_reason()
-
-
-def open_monitor(
-    root: int,
-    adopters: Iterable[int] = (),
-    interval: float = 0.01,
-    observe: str = "auto",
-    log: Callable[[str], None] | None = None,
-) -> TreeWatcher:
-    """Return a watcher of ``root``'s tree that observes as ``observe`` says.
-
-    ``events``: from kernel events, or ``ZombiewatchError`` (exit 3) with
-    the reason where they cannot be had. ``sample``: the sampler. ``auto``:
-    events where they work, else the sampler, said once through ``log``.
-    """
-    if observe not in OBSERVE_METHODS:
-        raise ValueError(f"observe must be one of {OBSERVE_METHODS}, not {observe!r}")
-    if observe != "sample":
-        from zombiewatch import _cnproc, events
-
-        reason = _events_prerequisite_missing()
-        if reason is None:
-            try:
-                return events.EventMonitor(root, adopters, interval)
-            except _cnproc.ConnectorError as err:
-                reason = err.strerror
-        if observe == "events":
-            raise ZombiewatchError(f"--observe events: {reason}")
-        if log is not None:
-            log(f"kernel events unavailable ({reason}); sampling every {interval * 1000:g} ms")
-    return Monitor(root, adopters, interval)

@@ -164,6 +164,30 @@ class RunResult:
             lines.append(f"the load command failed with status {self.load_status}")
         return lines
 
+    def observation(self) -> dict[str, Any]:
+        """How the tree was observed, and so what its lifetimes mean."""
+        stats = self.monitor
+        if stats.method != "events":
+            return {
+                "method": stats.method,
+                "resolution": f"sampled every {stats.interval * 1000:g} ms:"
+                f" lifetimes ±{stats.interval * 1000:g} ms; a zombie shorter than that"
+                " may be missed",
+            }
+        edges = ["<0.1ms", "<1ms", "<10ms", "<100ms", "<1s", "<10s", ">=10s"]
+        return {
+            "method": "events",
+            "resolution": "kernel exit time to the reap's wake-up: every child seen",
+            "children_exited": stats.zombies_seen,
+            "exact": stats.lifetimes_closed,
+            # Reaped before their pidfd could be opened: lifetimes bounded above.
+            "unwatched": stats.unwatched,
+            "unwatched_within_ms": round(stats.unwatched_bound * 1000, 3),
+            "before_watch": stats.before_watch,
+            "events_lost": stats.events_lost,
+            "histogram": dict(zip(edges, stats.histogram, strict=True)),
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """The run as JSON; keys are documented in the README and stable."""
         connections = self.flood.get("connections", 0)
@@ -201,6 +225,7 @@ class RunResult:
             "escaped": self.escaped,
             "orphans_at_stop": self.orphans_at_stop,
             "lifetime_ms": self.monitor.lifetime_ms(),
+            "observe": self.observation(),
             "max_live_children": self.monitor.max_live_children,
             "samples": self.monitor.samples,
             "interval_ms": round(self.monitor.interval * 1000, 3),
@@ -271,6 +296,29 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _resolution(d: dict[str, Any]) -> str:
+    observed = d["observe"]
+    if observed["method"] != "events":
+        return (
+            f"sampled every {d['interval_ms']:g} ms,"
+            f" {_ms(d['effective_interval_ms'])} ms in effect, {d['samples']} samples"
+        )
+    text = f"exact, from kernel events: {observed['exact']} of {observed['children_exited']}"
+    if observed["unwatched"]:
+        text += (
+            f"; {observed['unwatched']} reaped before they could be watched, each within"
+            f" {observed['unwatched_within_ms']:g} ms of its exit"
+        )
+    if observed["before_watch"]:
+        text += f"; {observed['before_watch']} zombie(s) from before the watch"
+    if observed["events_lost"]:
+        text += (
+            f"; EVENTS LOST {observed['events_lost']} time(s), the tree re-read from /proc:"
+            " counts are lower bounds"
+        )
+    return text
+
+
 def _lifetimes(run: RunResult) -> str:
     life = run.monitor.lifetime_ms()
     return f"{_ms(life['p50'])}/{_ms(life['p99'])}/{_ms(life['max'])}"
@@ -307,13 +355,13 @@ def render_run(run: RunResult) -> str:
         )
     growth = d["growth"]
     lines += [
-        f"zombies    peak {d['peak_zombies']}, seen {d['zombies_seen']},"
+        f"zombies    peak {d['peak_zombies']}, seen {d['zombies_seen']}"
+        f"{' (every child that exited)' if d['observe']['method'] == 'events' else ''},"
         f" leaked {d['leaked']} after a {run.settle:g} s settle window",
         f"growth     {number(growth['new_per_minute'])} new/min,"
         f" net {number(growth['net_per_minute'])}/min,"
         f" net {number(growth['net_per_connection'])} per connection",
-        f"lifetime   p50/p99/max {_lifetimes(run)} ms (sampled every {d['interval_ms']:g} ms,"
-        f" {_ms(d['effective_interval_ms'])} ms in effect, {d['samples']} samples)",
+        f"lifetime   p50/p99/max {_lifetimes(run)} ms ({_resolution(d)})",
         f"children   max live {d['max_live_children']}; orphans escaped {d['escaped']}"
         f" during the run, {d['orphans_at_stop']} when the target stopped",
     ]

@@ -32,7 +32,9 @@ from zombiewatch._text import log as log  # re-exported: the CLI logs through ru
 from zombiewatch.errors import Interrupted, ZombiewatchError
 from zombiewatch.live import CLEAR_LINE, CLEAR_SCREEN, render_live, render_progress
 from zombiewatch.loads import CommandLoad, FloodLoad, Load
-from zombiewatch.monitor import Monitor, Sample
+from zombiewatch.monitor import Sample
+from zombiewatch.monitor import TreeWatcher as Monitor
+from zombiewatch.observe import open_monitor
 from zombiewatch.report import Report, RunResult
 from zombiewatch.targets import (
     READY_TIMEOUT,
@@ -69,6 +71,7 @@ class RunOptions:
     live: bool = False  # redraw a one-screen view on stdout (a terminal)
     progress: bool = False  # one self-overwriting progress line on stderr (a terminal)
     subreaper: bool = True  # be the adopter of the target's orphans (Linux)
+    observe: str = _defaults.OBSERVE  # auto, events or sample (see observe.py)
 
     @property
     def flood_deadline(self) -> float:
@@ -308,7 +311,9 @@ def _start(
 ) -> None:
     """Wait for the target, then start the load and the monitor's sampling."""
     ready()
-    m.monitor = Monitor(m.target.pid, adopters=m.collector.adopters, interval=opts.interval)
+    m.monitor = open_monitor(
+        m.target.pid, m.collector.adopters, opts.interval, opts.observe, log=log
+    )
     m.listen_before = _procfs.listen_queue_counters()
     # The load starts before the sampling thread: subprocess's
     # preexec_fn is only safe while the process has one thread. The
@@ -473,7 +478,7 @@ def watch(pid: int, opts: RunOptions) -> Report:
     and the report is printed: an interrupted watch is a finished watch.
     """
     adopters = [1] if pid != 1 else []  # orphans of the tree go to init
-    monitor = Monitor(pid, adopters=adopters, interval=opts.interval)
+    monitor = open_monitor(pid, adopters, opts.interval, opts.observe, log=log)
     collector = OrphanCollector(subreaper=False)  # starts nothing, adopts nothing
     deadline = None if opts.duration is None else time.monotonic() + opts.duration
 

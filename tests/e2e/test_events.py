@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.helpers import PYTHON, call_until, zombie_children
-from zombiewatch import _cnproc, monitor
+from zombiewatch import _cnproc, observe
 from zombiewatch.errors import ZombiewatchError
+from zombiewatch.monitor import TreeWatcher
 
-REASON = monitor.events_unavailable_reason()
+REASON = observe.events_unavailable_reason()
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(REASON is not None, reason=f"no kernel events here: {REASON}"),
@@ -54,12 +55,12 @@ def parent(spawn) -> Callable[..., list[int]]:
 
 
 @pytest.fixture
-def watchers() -> Iterator[Callable[..., monitor.TreeWatcher]]:
-    made: list[monitor.TreeWatcher] = []
+def watchers() -> Iterator[Callable[..., TreeWatcher]]:
+    made: list[TreeWatcher] = []
 
-    def make(root: int, **kwargs: object) -> monitor.TreeWatcher:
+    def make(root: int, **kwargs: object) -> TreeWatcher:
         kwargs.setdefault("observe", "events")
-        w = monitor.open_monitor(root, **kwargs)  # type: ignore[arg-type]
+        w = observe.open_monitor(root, **kwargs)  # type: ignore[arg-type]
         made.append(w)
         return w
 
@@ -209,7 +210,7 @@ def test_events_refused_is_exit_3_with_the_reason(monkeypatch, parent) -> None:
 
     monkeypatch.setattr(_cnproc.Connector, "__init__", refused)
     with pytest.raises(ZombiewatchError, match="needs root") as info:
-        monitor.open_monitor(parent.pid, observe="events")
+        observe.open_monitor(parent.pid, observe="events")
     assert info.value.exit_code == 3
 
 
@@ -219,7 +220,7 @@ def test_auto_falls_back_to_sampling_and_says_so_once(monkeypatch, parent) -> No
 
     monkeypatch.setattr(_cnproc.Connector, "__init__", refused)
     said: list[str] = []
-    w = monitor.open_monitor(parent.pid, interval=0.02, observe="auto", log=said.append)
+    w = observe.open_monitor(parent.pid, interval=0.02, observe="auto", log=said.append)
     try:
         assert w.stats.method == "sample"
         assert said == ["kernel events unavailable (cannot listen to process events: needs"
@@ -230,7 +231,7 @@ def test_auto_falls_back_to_sampling_and_says_so_once(monkeypatch, parent) -> No
 
 def test_auto_uses_events_where_they_work(parent) -> None:
     said: list[str] = []
-    w = monitor.open_monitor(parent.pid, observe="auto", log=said.append)
+    w = observe.open_monitor(parent.pid, observe="auto", log=said.append)
     try:
         assert (w.stats.method, said) == ("events", [])
     finally:
