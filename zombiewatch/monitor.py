@@ -1,6 +1,10 @@
-"""Sample a process tree for zombies: counts, lifetimes, leaks.
+"""Watch a process tree for zombies: what every watch records (``Sample``,
+``Zombie``, ``Parent``, ``MonitorStats``), the ``TreeWatcher`` base both
+ways of watching share, and the first of them, the sampler (``Monitor``);
+the second, from kernel events, is ``events.EventMonitor``, and
+``observe`` chooses between them.
 
-Scope: the root process and all its descendants, plus the processes of the
+The sampler's scope: the root process and all its descendants, plus the processes of the
 root's session that an *adopter* (a child subreaper such as the runner, or
 PID 1) holds, so double-forked grandchildren stay in view after they are
 reparented. Each sample walks the tree; how it reads a process is the
