@@ -225,6 +225,12 @@ def _finish(
     "--check", is_flag=True, help="Exit 0 when every mode met its expected verdict, 1 otherwise."
 )
 @click.option(
+    "--ground-truth",
+    is_flag=True,
+    help="Have the server record each child's fork, exit and reap, and set the monitor's"
+    " figures beside that record (JSON: ground_truth).",
+)
+@click.option(
     "--debug",
     is_flag=True,
     is_eager=True,
@@ -286,6 +292,10 @@ def cli(
               default=_defaults.IDLE_TIMEOUT,
               show_default=True, help="Seconds a client may stay silent before its worker"
               " answers ERROR and ends.")  # fmt: skip
+@click.option("--record", type=click.Path(dir_okay=False), default=None,
+              callback=lambda ctx, param, value: _writable(value),
+              help="Append a line per child to this file: F (forked), X (about to exit),"
+              " R (reaped), each 'KIND PID MONOTONIC_NS': the server's own account.")  # fmt: skip
 def serve(
     mode: str,
     host: str,
@@ -293,6 +303,7 @@ def serve(
     max_children: int | None,
     child_delay: float,
     idle_timeout: float,
+    record: str | None,
 ) -> None:
     """Run the fork-per-connection uppercase server in the foreground.
 
@@ -307,6 +318,7 @@ def serve(
         max_children=max_children,
         child_delay=child_delay,
         idle_timeout=idle_timeout,
+        record=os.path.abspath(record) if record else None,
     )
     argv = server.command(config)
     sys.stdout.flush()

@@ -254,6 +254,8 @@ class EventMonitor(TreeWatcher):
             return
         seconds = max(0, ts - proc.exit_ns) * _NS
         stats = self.stats
+        if stats.reaps is not None:
+            stats.reaps.setdefault(proc.pid, []).append((proc.exit_ns, ts, exact and proc.exact))
         if exact and proc.exact:
             stats.add_lifetime(seconds)
         elif proc.exact:

@@ -170,6 +170,9 @@ class MonitorStats:
     # bounded (at most ``unwatched_bound`` seconds); zombies already there
     # when the watch began, whose lifetimes count from then.
     events_lost: int = 0
+    # Events only, when a ground truth is taken: {pid: [(exit_ns, reap_ns,
+    # exact)]} of every child reaped, to set beside the server's own record.
+    reaps: dict[int, list[tuple[int, int, bool]]] | None = None
     unwatched: int = 0
     unwatched_bound: float = 0.0
     before_watch: int = 0

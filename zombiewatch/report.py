@@ -47,6 +47,7 @@ class RunResult:
     target_status: int | None = None  # exit status of a program that exited by itself
     target_log: str = ""
     fork_failures: int = 0  # connections the built-in server refused: no worker could start
+    ground_truth: dict[str, Any] | None = None  # _record.compare(), with --ground-truth
 
     @property
     def failed_rules(self) -> list[str]:
@@ -239,6 +240,7 @@ class RunResult:
                 None if self.listen_queue is None else {**self.listen_queue, "scope": "host"}
             ),
             "fork_failures": self.fork_failures,
+            "ground_truth": self.ground_truth,
             "load_status": self.load_status,
             "target_status": self.target_status,
         }
@@ -294,6 +296,23 @@ def _round_ms(seconds: float | None) -> float | None:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def _truth_line(truth: dict[str, Any]) -> str:
+    life = truth["lifetime_us"]
+    line = (
+        f"truth      the server's own record: {truth['children']} children, zombie"
+        f" p50/p99/max {number(life['p50'])}/{number(life['p99'])}/{number(life['max'])} µs"
+    )
+    if "missed" in truth:
+        exits, reaps = truth["exit_after_x_us"], truth["reap_error_us"]
+        line += (
+            f"; the monitor missed {truth['missed']}, timed {truth['exact']} exactly;"
+            f" exit event after the child's last line p50/p99 {number(exits['p50'])}"
+            f"/{number(exits['p99'])} µs, reap seen within p50/p99 {number(reaps['p50'])}"
+            f"/{number(reaps['p99'])} µs"
+        )
+    return line
 
 
 def _resolution(d: dict[str, Any]) -> str:
@@ -388,6 +407,8 @@ def render_run(run: RunResult) -> str:
         )
     if len(run.leaked) > 10:
         lines.append(f"leaked     ... and {len(run.leaked) - 10} more")
+    if run.ground_truth is not None:
+        lines.append(_truth_line(run.ground_truth))
     if run.fork_failures:
         lines.append(
             f"refused    {run.fork_failures} connection(s): the server could not start a worker"

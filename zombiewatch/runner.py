@@ -20,12 +20,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from zombiewatch import _defaults, _procfs, _proctl, modes, server
+from zombiewatch import _defaults, _procfs, _proctl, _record, modes, server
 from zombiewatch import flood as flooder
 from zombiewatch._backoff import poll_until
 from zombiewatch._text import log as log  # re-exported: the CLI logs through runner.log
@@ -72,6 +73,7 @@ class RunOptions:
     progress: bool = False  # one self-overwriting progress line on stderr (a terminal)
     subreaper: bool = True  # be the adopter of the target's orphans (Linux)
     observe: str = _defaults.OBSERVE  # auto, events or sample (see observe.py)
+    ground_truth: bool = False  # the built-in server records each child (_record.py)
 
     @property
     def flood_deadline(self) -> float:
@@ -314,6 +316,8 @@ def _start(
     m.monitor = open_monitor(
         m.target.pid, m.collector.adopters, opts.interval, opts.observe, log=log
     )
+    if opts.ground_truth and m.monitor.stats.method == "events":
+        m.monitor.stats.reaps = {}  # each child's exit and reap, for the comparison
     m.listen_before = _procfs.listen_queue_counters()
     # The load starts before the sampling thread: subprocess's
     # preexec_fn is only safe while the process has one thread. The
@@ -403,8 +407,17 @@ def run_mode(name: str, opts: RunOptions, collector: OrphanCollector) -> RunResu
     """Measure the built-in server in mode ``name`` under the built-in flood."""
     mode = modes.get(name)
     child_delay = mode.child_delay if opts.child_delay is None else opts.child_delay
+    record = None
+    if opts.ground_truth:
+        fd, record = tempfile.mkstemp(prefix=f"zombiewatch-{name}-", suffix=".record")
+        os.close(fd)
     config = server.Config(
-        mode=name, host=opts.host, port=0, max_children=opts.max_children, child_delay=child_delay
+        mode=name,
+        host=opts.host,
+        port=0,
+        max_children=opts.max_children,
+        child_delay=child_delay,
+        record=record,
     )
     target = ServerTarget(config)
 
@@ -412,15 +425,22 @@ def run_mode(name: str, opts: RunOptions, collector: OrphanCollector) -> RunResu
         target.wait_ready()
         log(f"{name}: server pid {target.pid} listening on {opts.host}:{target.port}")
 
-    result = measure(
-        name,
-        target,
-        opts,
-        collector,
-        lambda: flood_load(opts.host, target.port, opts, collector),
-        ready,
-        must_survive=True,
-    )
+    try:
+        result = measure(
+            name,
+            target,
+            opts,
+            collector,
+            lambda: flood_load(opts.host, target.port, opts, collector),
+            ready,
+            must_survive=True,
+        )
+        if record is not None:
+            # Read after the teardown: the server's last reaps are in it.
+            result.ground_truth = _record.compare(_record.read(record), result.monitor.reaps)
+    finally:
+        if record is not None:
+            os.unlink(record)
     result.expected = mode.expected
     result.summary = mode.summary
     result.fork_failures = target.refused()

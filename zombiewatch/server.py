@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 
-from zombiewatch import _defaults, _procfs, modes
+from zombiewatch import _defaults, _procfs, _record, modes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ EXIT_NOT_MEASURED = 3
 class Config:
     """What ``zombiewatch serve`` passes to the server process."""
 
-    __slots__ = ("child_delay", "host", "idle_timeout", "max_children", "mode", "port")
+    __slots__ = ("child_delay", "host", "idle_timeout", "max_children", "mode", "port", "record")
 
     def __init__(
         self,
@@ -47,6 +47,7 @@ class Config:
         max_children: int | None = None,
         child_delay: float = _defaults.CHILD_DELAY,
         idle_timeout: float = _defaults.IDLE_TIMEOUT,
+        record: str | None = None,
     ) -> None:
         self.mode = mode
         self.host = host
@@ -54,6 +55,7 @@ class Config:
         self.max_children = max_children
         self.child_delay = child_delay
         self.idle_timeout = idle_timeout
+        self.record = record  # a file for the ground-truth record (_record.py), or None
 
     def to_json(self) -> str:
         """Serialise for the server's command line."""
@@ -103,6 +105,7 @@ class Server:
         self.fork_failures = 0
         self.max_workers = 0  # most workers alive at once, by our --max-children count
         self._failing_since: int | None = None
+        self.recorder: _record.Recorder | None = None  # the ground truth, when asked for
 
     # -- set-up ------------------------------------------------------------
 
@@ -344,6 +347,8 @@ class Server:
         if pid:
             self._forked = True
             conn.close()
+            if self.recorder is not None:
+                self.recorder.note(b"F", pid)
             return pid
         status = 1
         try:
@@ -351,6 +356,8 @@ class Server:
             (work or self.serve_worker)(conn)
             status = 0
         finally:
+            if self.recorder is not None:
+                self.recorder.note(b"X", os.getpid())
             os._exit(status)
 
     def _become_child(self) -> None:
@@ -505,6 +512,9 @@ def main(argv: list[str] | None = None) -> None:
     config = Config(**json.loads(args[0]))
     _raise_fd_limit()
     server = Server(config)
+    if config.record:
+        server.recorder = _record.Recorder(config.record)
+        server.recorder.wrap_waitpid()
     try:
         host, port = server.bind()
     except (OSError, UnicodeError, ValueError) as err:

@@ -3,13 +3,14 @@ overruns reported, pid reuse, and the fall back to sampling."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.helpers import PYTHON, call_until, zombie_children
-from zombiewatch import _cnproc, observe
+from tests.helpers import PYTHON, call_until, zombie_children, zombiewatch
+from zombiewatch import _cnproc, _record, observe
 from zombiewatch.errors import ZombiewatchError
 from zombiewatch.monitor import TreeWatcher
 
@@ -236,3 +237,42 @@ def test_auto_uses_events_where_they_work(parent) -> None:
         assert (w.stats.method, said) == ("events", [])
     finally:
         w.close()
+
+
+# -- the built-in server's own record as ground truth -------------------------------
+
+
+@pytest.mark.parametrize("mode", ["sigchld", "pidfd", "reaper-thread"])
+def test_every_child_the_server_forked_is_seen_and_timed(mode) -> None:
+    proc = zombiewatch(
+        "--mode", mode, "--connections", "2000", "--observe", "events",
+        "--ground-truth", "--settle", "3", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads(proc.stdout)["runs"][0]
+    truth = run["ground_truth"]
+    assert run["observe"]["method"] == "events"
+    assert truth["children"] == truth["complete"] == 2000
+    assert truth["missed"] == 0
+    # Each child timed exactly or, reaped before it could be watched, with
+    # its bound: never dropped.
+    assert truth["exact"] + truth["unwatched"] == 2000
+    assert truth["exact"] > 0
+    assert run["observe"]["children_exited"] == 2000
+    # The reap is seen when the server's waitpid returns: microseconds apart
+    # typically (the tail depends on who is descheduled: docs/BENCHMARKS.md).
+    assert truth["reap_error_us"]["p50"] < 1000, truth
+
+
+def test_serve_records_each_childs_fork_exit_and_reap(serve, tmp_path) -> None:
+    record = tmp_path / "children.record"
+    proc, ready = serve("--mode", "sigchld", "--record", str(record))
+    flood = zombiewatch("flood", "--port", str(ready["port"]), "--connections", "20", "--json")
+    assert flood.returncode == 0, flood.stderr
+    proc.terminate()
+    proc.wait(timeout=10)
+    children = _record.read(str(record))
+    assert len(children) == 20
+    for times in children.values():
+        assert times.keys() == {"F", "X", "R"}
+        assert times["X"] <= times["R"]  # exited before it was collected

@@ -24,18 +24,13 @@ ECHILD = ChildProcessError(errno.ECHILD, "No child processes")
 
 @pytest.fixture
 def fake_waitpid(monkeypatch):
-    """Install a scripted ``waitpid`` everywhere the modes can reach one.
-
-    ``reap_pending`` and ``reap_all`` take ``waitpid=os.waitpid`` as a
-    default argument, bound when base.py was imported, so patching
-    ``os.waitpid`` alone does not reach them: their defaults are patched too.
-    """
+    """Install a scripted ``waitpid`` everywhere the modes can reach one:
+    every mode, ``reap_pending`` and ``reap_all`` included, looks up
+    ``os.waitpid`` when it runs."""
 
     def install(*results):
         fake = mock.Mock(side_effect=list(results))
         monkeypatch.setattr(os, "waitpid", fake)
-        monkeypatch.setattr(base.reap_pending, "__defaults__", (fake,))
-        monkeypatch.setattr(base.reap_all, "__defaults__", (fake,))
         return fake
 
     return install

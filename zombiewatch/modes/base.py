@@ -77,14 +77,16 @@ PASS = "pass"
 FAIL = "fail"
 
 
-def reap_pending(waitpid: Callable[[int, int], tuple[int, int]] = os.waitpid) -> int:
+def reap_pending(waitpid: Callable[[int, int], tuple[int, int]] | None = None) -> int:
     """Collect every child that has already exited; return how many.
 
     Loops because one SIGCHLD (or one pass) can stand for several exits:
     standard signals do not queue. Stops at pid 0 (children remain, none
     finished) or ``ChildProcessError`` (no children left, or someone else
-    collected them), which is the normal end, not an error.
+    collected them), which is the normal end, not an error. ``waitpid`` is
+    looked up when called (tests script it; ``_record`` wraps it).
     """
+    waitpid = waitpid or os.waitpid
     reaped = 0
     while True:
         try:
@@ -96,8 +98,9 @@ def reap_pending(waitpid: Callable[[int, int], tuple[int, int]] = os.waitpid) ->
         reaped += 1
 
 
-def reap_all(waitpid: Callable[[int, int], tuple[int, int]] = os.waitpid) -> int:
+def reap_all(waitpid: Callable[[int, int], tuple[int, int]] | None = None) -> int:
     """Block until every child has exited and been collected; return how many."""
+    waitpid = waitpid or os.waitpid
     reaped = 0
     while True:
         try:
