@@ -30,7 +30,7 @@ from zombiewatch._backoff import poll_until
 from zombiewatch._text import clip
 
 if TYPE_CHECKING:
-    from zombiewatch.monitor import Sample, Zombie
+    from zombiewatch.monitor import MonitorStats, Sample, Zombie
 
 DEFAULT_SETTLE = _defaults.SETTLE  # seconds; the CLI's --settle default, same meaning
 DEFAULT_ALLOW = _defaults.MAX_LEAKED  # the CLI's --max-leaked default, same meaning
@@ -73,9 +73,10 @@ class Settings(NamedTuple):
 class LeakedZombie(NamedTuple):
     """A zombie the guarded test left, with the bounds on its age we know.
 
-    It was first seen in state Z at one look and was not a zombie at the
-    look before, so it became one between the two: ``min_age`` and
-    ``max_age`` are the seconds since each, taken when this was made.
+    Sampled, it was first seen in state Z at one look and was not a zombie
+    at the look before, so it became one between the two: ``min_age`` and
+    ``max_age`` are the seconds since each, taken when this was made. From
+    kernel events (``exact``) both are the seconds since its exit.
     """
 
     pid: int
@@ -85,6 +86,7 @@ class LeakedZombie(NamedTuple):
     max_age: float
     not_yet_at: str  # the look that did not see it as a zombie
     running_at_start: bool  # alive when the test began: someone earlier started it
+    exact: bool = False  # its age is from the kernel's exit time
 
 
 class _Look(NamedTuple):
@@ -96,7 +98,12 @@ class _TreeMonitor(Protocol):
     """What the guard uses of its monitor."""
 
     zombies: dict[int, Zombie]
-    last: dict[int, str]  # {pid: status} of the last walk, zombies included
+    stats: MonitorStats
+
+    @property
+    def last(self) -> dict[int, str]:
+        """{pid: status} of the tree at the last look, zombies included."""
+        ...
 
     def sample(self) -> Sample: ...
 
@@ -107,6 +114,21 @@ class _TreeMonitor(Protocol):
 def _tree_monitor_class() -> Callable[[int], _TreeMonitor]:
     # Imported on the first guard: psutil and click cost tens of ms, and a
     # session that guards nothing should not pay them.
+    from zombiewatch import observe
+
+    if observe.events_unavailable_reason() is None:
+        from zombiewatch.events import EventMonitor
+
+        class EventTreeMonitor(EventMonitor):
+            """Kernel events: every zombie the test makes is seen, however
+            briefly, and a leaked one's age is exact."""
+
+            @property
+            def last(self) -> dict[int, str]:
+                return self.statuses()
+
+        return EventTreeMonitor
+
     from zombiewatch.monitor import Monitor
 
     class TreeMonitor(Monitor):
@@ -234,9 +256,12 @@ class ZombieGuard:
         now = self._clock()
         found = []
         zombies = self._zombies()
+        exact = self._monitor is not None and self._monitor.stats.method == "events"
         for pid in sorted(self._new_pids()):
             zombie = zombies[pid]
             not_yet = self._not_yet.get(pid)
+            if exact:
+                not_yet = None  # its exit time is known: no bounds needed
             found.append(
                 LeakedZombie(
                     pid=pid,
@@ -246,6 +271,7 @@ class ZombieGuard:
                     max_age=now - (not_yet.started if not_yet else zombie.since),
                     not_yet_at=not_yet.label if not_yet else "?",
                     running_at_start=pid in self.baseline_pids,
+                    exact=exact,
                 )
             )
         return found
@@ -334,8 +360,12 @@ class ZombieGuard:
         parent = self._parent_text(zombie.ppid)
         lines = [
             f"  pid {zombie.pid} {zombie.name!r}, child of pid {zombie.ppid} {parent}",
-            f"    a zombie for {zombie.min_age:.2f} s at least, {zombie.max_age:.2f} s at most "
-            f"(not one yet {zombie.not_yet_at})",
+            (
+                f"    a zombie for {zombie.min_age:.3f} s (since its exit, from kernel events)"
+                if zombie.exact
+                else f"    a zombie for {zombie.min_age:.2f} s at least,"
+                f" {zombie.max_age:.2f} s at most (not one yet {zombie.not_yet_at})"
+            ),
             "    command line: none (a zombie keeps none on Linux); its parent's: "
             + self._cmdline(zombie.ppid),
         ]

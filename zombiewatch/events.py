@@ -70,20 +70,24 @@ class EventMonitor(TreeWatcher):
         connector: _cnproc.Connector | None = None,
     ) -> None:
         super().__init__(root, adopters, interval)
+        self._polling = threading.Lock()
+        # The walks (seed, resynchronisation, tree()) are the sampler's.
+        self._walker = Monitor(root, adopters, interval, source=_sampling.ProcfsSource())
+        self._open(connector if connector is not None else _cnproc.Connector())
+
+    def _open(self, connector: _cnproc.Connector) -> None:
         # Listen before the walk, so nothing forked meanwhile is missed.
-        self._conn = connector if connector is not None else _cnproc.Connector()
+        self._conn = connector
         self._epoll = select.epoll()
         self._epoll.register(self._conn.fileno(), select.EPOLLIN)
         self._procs: dict[int, _Proc] = {}
         self._by_fd: dict[int, _Proc] = {}
         self._children: dict[int, set[int]] = {}  # creator -> the pids it forked, unreaped
         self._live = 0
-        self._polling = threading.Lock()
-        # The walks (seed, resynchronisation, tree()) are the sampler's.
-        self._walker = Monitor(root, adopters, interval, source=_sampling.ProcfsSource())
+        self._lost_seen = 0
+        self._closed = False
         self._seed_ns = time.monotonic_ns()
         self._seed()
-        self._lost_seen = 0
 
     # -- the tree from /proc -----------------------------------------------------
 
@@ -300,7 +304,15 @@ class EventMonitor(TreeWatcher):
     # -- the watcher's interface ---------------------------------------------------
 
     def sample(self) -> Sample:
-        """Handle what is waiting and add a point to the timeline now."""
+        """Handle what is waiting and add a point to the timeline now.
+
+        After ``close()`` it listens again and re-reads the tree first, as
+        the sampler opens its descriptors again.
+        """
+        if self._closed:
+            with self.lock:
+                self.zombies.clear()
+                self._open(_cnproc.Connector())
         self._update(0)
         with self.lock:
             now = time.monotonic()
@@ -322,9 +334,22 @@ class EventMonitor(TreeWatcher):
         """The pids of the watched tree now, from a walk of ``/proc``."""
         return self._walker.tree()
 
-    def close(self) -> None:
-        """Release the connector, the pidfds and the walker. Idempotent."""
+    def statuses(self) -> dict[int, str]:
+        """{pid: psutil status} of the tree now: "zombie" or "running"."""
         with self.lock:
+            return {
+                pid: "running" if proc.exit_ns is None else "zombie"
+                for pid, proc in self._procs.items()
+                if proc.reaped_ns is None
+            }
+
+    def close(self) -> None:
+        """Release the connector, the pidfds and the walker. Idempotent; a
+        later ``sample()`` listens again."""
+        with self.lock:
+            if self._closed:
+                return
+            self._closed = True
             for proc in list(self._by_fd.values()):
                 self._forget_fd(proc)
             self._epoll.close()

@@ -14,7 +14,7 @@ import pytest
 
 from zombiewatch import _guard, _proctl
 from zombiewatch._guard import Settings, ZombieGuard, ZombieLeak
-from zombiewatch.monitor import Zombie
+from zombiewatch.monitor import MonitorStats, Zombie
 from zombiewatch.pytest_plugin import _validate_allow, _validate_settle
 
 Z, R = "zombie", "running"
@@ -44,6 +44,7 @@ class FakeMonitor:
         self.zombies: dict[int, Zombie] = {}
         self.last: dict[int, str] = {}
         self.samples = 0
+        self.stats = MonitorStats(method="sample")  # ages bounded by looks, as sampled
 
     def sample(self) -> None:
         self.samples += 1
