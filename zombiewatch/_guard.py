@@ -111,12 +111,20 @@ class _TreeMonitor(Protocol):
 
 
 @functools.cache
+def _with_events() -> bool:
+    """Can guards watch through kernel events here? Asked on the first guard:
+    the probe imports psutil, which a session that guards nothing should
+    not pay for."""
+    from zombiewatch import observe
+
+    return observe.events_unavailable_reason() is None
+
+
+@functools.cache
 def _tree_monitor_class() -> Callable[[int], _TreeMonitor]:
     # Imported on the first guard: psutil and click cost tens of ms, and a
     # session that guards nothing should not pay them.
-    from zombiewatch import observe
-
-    if observe.events_unavailable_reason() is None:
+    if _with_events():
         from zombiewatch.events import EventMonitor
 
         class EventTreeMonitor(EventMonitor):
@@ -213,7 +221,10 @@ class ZombieGuard:
         look = _Look(self._clock(), label)
         previous, self._last_look = self._last_look or look, look
         if self._monitor is None:
-            if not _proctl.has_children():
+            # Kernel events must be heard from the test's start, so their
+            # watcher is made at once; the sampler only when there is a
+            # child to look at.
+            if not _with_events() and not _proctl.has_children():
                 # No descendant at all, so no zombie either. Apart from
                 # this process's own, the shared monitor's kept /proc
                 # descriptors are for processes gone since its last
@@ -256,22 +267,21 @@ class ZombieGuard:
         now = self._clock()
         found = []
         zombies = self._zombies()
-        exact = self._monitor is not None and self._monitor.stats.method == "events"
         for pid in sorted(self._new_pids()):
             zombie = zombies[pid]
             not_yet = self._not_yet.get(pid)
-            if exact:
-                not_yet = None  # its exit time is known: no bounds needed
+            # From events its exit time is known: no bounds needed.
+            since = not_yet.started if not_yet and not zombie.exact else zombie.since
             found.append(
                 LeakedZombie(
                     pid=pid,
                     ppid=zombie.ppid,
                     name=zombie.name,
                     min_age=zombie.age(now),
-                    max_age=now - (not_yet.started if not_yet else zombie.since),
+                    max_age=now - since,
                     not_yet_at=not_yet.label if not_yet else "?",
                     running_at_start=pid in self.baseline_pids,
-                    exact=exact,
+                    exact=zombie.exact,
                 )
             )
         return found
@@ -361,7 +371,8 @@ class ZombieGuard:
         lines = [
             f"  pid {zombie.pid} {zombie.name!r}, child of pid {zombie.ppid} {parent}",
             (
-                f"    a zombie for {zombie.min_age:.3f} s (since its exit, from kernel events)"
+                f"    a zombie for {zombie.min_age:.3f} s since its exit (kernel events;"
+                f" not one yet {zombie.not_yet_at})"
                 if zombie.exact
                 else f"    a zombie for {zombie.min_age:.2f} s at least,"
                 f" {zombie.max_age:.2f} s at most (not one yet {zombie.not_yet_at})"

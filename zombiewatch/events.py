@@ -25,6 +25,7 @@ closed with that bound, and the new process is another one.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import select
 import threading
@@ -192,7 +193,9 @@ class EventMonitor(TreeWatcher):
         if kids:
             self._orphaned(proc.pid, kids)
         adopted = holder in self.adopters  # as the sampler says: held by a subreaper or init
-        self.zombies[proc.pid] = Zombie(proc.pid, holder, "?", ts * _NS, adopted=adopted)
+        self.zombies[proc.pid] = Zombie(
+            proc.pid, holder, "?", ts * _NS, adopted=adopted, exact=proc.exact
+        )
         stats = self.stats
         stats.zombies_seen += 1
         stats.peak_zombies = max(stats.peak_zombies, len(self.zombies))
@@ -275,9 +278,7 @@ class EventMonitor(TreeWatcher):
             if zombie.name == "?" and now - zombie.since >= self.interval:
                 stat = _procfs.read_stat(pid)
                 if stat is not None:
-                    self.zombies[pid] = Zombie(
-                        pid, zombie.ppid, stat.comm, zombie.since, zombie.adopted
-                    )
+                    self.zombies[pid] = dataclasses.replace(zombie, name=stat.comm)
 
     def _update(self, timeout: float) -> None:
         """Wait up to ``timeout`` s for events and handle what came.

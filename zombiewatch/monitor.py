@@ -89,9 +89,12 @@ class Zombie:
     name: str
     since: float
     adopted: bool = False  # its parent is an adopter (subreaper or init), not its creator
+    # ``since`` is the kernel's exit time (events), not the first look that
+    # saw it in state Z (a sample, or a zombie already there when events began).
+    exact: bool = False
 
     def age(self, now: float) -> float:
-        """Seconds since the first sample that saw it in state Z."""
+        """Seconds since it became a zombie (``exact``) or was first seen as one."""
         return now - self.since
 
 

@@ -76,6 +76,7 @@ def make_guard(monkeypatch, clock):
 
 
 def test_without_children_a_look_is_one_probe_and_no_monitor(monkeypatch, clock) -> None:
+    monkeypatch.setattr(_guard, "_with_events", lambda: False)  # the sampler's economy
     probes: list[bool] = []
 
     def has_children() -> bool:
@@ -96,7 +97,26 @@ def test_without_children_a_look_is_one_probe_and_no_monitor(monkeypatch, clock)
     assert clock.sleeps == []
 
 
+def test_with_kernel_events_the_monitor_listens_from_the_tests_start(monkeypatch, clock) -> None:
+    # A child forked and exited before the first look with children must be
+    # heard: the event watcher is made at the baseline, children or not.
+    monkeypatch.setattr(_guard, "_with_events", lambda: True)
+    monkeypatch.setattr(_proctl, "has_children", lambda: False)
+    monitor = FakeMonitor([{}], clock)
+    made: list[int] = []
+
+    def monitor_of(root: int) -> FakeMonitor:
+        made.append(root)
+        return monitor
+
+    monkeypatch.setattr(_guard, "_monitor_of", monitor_of)
+    ZombieGuard(Settings(settle=0), clock=clock, sleep=clock.sleep)
+    assert made == [os.getpid()]
+    assert monitor.samples == 1
+
+
 def test_the_monitor_starts_with_the_first_child(monkeypatch, clock) -> None:
+    monkeypatch.setattr(_guard, "_with_events", lambda: False)  # sampling
     children: list[int] = []
     monkeypatch.setattr(_proctl, "has_children", lambda: bool(children))
     monitor = FakeMonitor([{8: Z}], clock)

@@ -361,3 +361,34 @@ def test_the_no_child_probe_sees_a_zombie_and_never_collects_it() -> None:
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 7
     assert not _has_children()
+
+
+def test_with_kernel_events_a_leaked_zombies_age_is_exact(pytester, run) -> None:
+    from zombiewatch import observe
+
+    reason = observe.events_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"no kernel events here: {reason}")
+    make_tests(
+        pytester,
+        """
+        import time
+
+        def test_leak():
+            pid = fork_exit()
+            record("leak", pid)
+            exited(pid)
+            time.sleep(0.3)  # the zombie's age, before the guard's settle window
+        """,
+    )
+
+    result = run(*GUARD)
+
+    result.assert_outcomes(passed=1, errors=1)
+    [pid] = pids(pytester, "leak")
+    text = error_text(result, "test_leak")
+    assert f"pid {pid} " in text
+    age = float(text.split("a zombie for ")[1].split(" s since its exit (kernel events")[0])
+    # At least the 0.3 s the test slept after the child exited, and not the
+    # seconds since some earlier look: its exit time is the kernel's.
+    assert 0.3 <= age < 30, text
