@@ -110,6 +110,7 @@ class Connector:
         self._sock = sock
         self._buf = bytearray(256)  # one event is 76 bytes
         self.lost = 0
+        self.pending = False  # did the last read() stop at its limit, with more waiting?
         self.filtered = _kernel_filters()
 
     @staticmethod
@@ -140,10 +141,12 @@ class Connector:
         """
         events = []
         recv_into, buf, unpack = self._sock.recv_into, self._buf, _EVENT.unpack_from
+        self.pending = True  # until a read finds the socket empty
         for _ in range(limit):
             try:
                 size = recv_into(buf)
             except BlockingIOError:
+                self.pending = False
                 break
             except OSError as err:
                 if err.errno != errno.ENOBUFS:

@@ -101,8 +101,7 @@ class EventMonitor(TreeWatcher):
             origin = dict(walker._origin)
         now_ns = time.monotonic_ns()
         for proc in [p for p in self._procs.values() if p.pid not in statuses]:
-            if proc.exit_ns is None and proc.reaped_ns is None and proc.fd < 0:
-                self._reaped(proc, now_ns, exact=False)  # gone while events were lost
+            self._reconcile(proc, now_ns)
         for pid, status in statuses.items():
             known = self._procs.get(pid)
             if known is not None:
@@ -117,6 +116,23 @@ class EventMonitor(TreeWatcher):
                 # its lifetime counts from now, a lower bound.
                 proc.threads, proc.exact = 0, False
                 self._exited(proc, now_ns, origin.get(pid, 0))
+
+    def _reconcile(self, proc: _Proc, now_ns: int) -> None:
+        """``proc``, known from events, is not where the walk looked: while
+        events were lost it was reaped, or it left the tree for an adopter."""
+        if self._procs.get(proc.pid) is not proc:
+            return  # taken out already, with a parent reconciled before it
+        stat = _procfs.read_stat(proc.pid)
+        if stat is not None:
+            if stat.ppid != self.root and stat.ppid not in self._procs:
+                self._adopted_by(proc, stat.ppid)
+            return  # else it was listed after the walk passed: next time
+        kids = self._children.pop(proc.pid, None)
+        if kids:
+            self._orphaned(proc.pid, kids)
+        if proc.exit_ns is None or proc.reaped_ns is not None or proc.fd < 0:
+            self._reaped(proc, proc.reaped_ns or now_ns, exact=False)
+        # else a zombie with its pidfd: its HUP says when it was reaped.
 
     def _add(self, pid: int, creator: int, threads: int = 1) -> _Proc:
         proc = self._procs[pid] = _Proc(pid, creator, threads)
@@ -146,12 +162,12 @@ class EventMonitor(TreeWatcher):
             events = conn.read()
             # fork: parent pid, tgid, child pid, tgid; exit: pid, tgid,
             # code, signal, parent pid, tgid (see _cnproc).
-            for what, ts, _pid, tgid, c, d, _e, f in events:
+            for what, ts, pid, tgid, c, d, _e, f in events:
                 if what == _cnproc.FORK:
                     self._fork(tgid, c, d, ts)
                 else:
-                    self._exit(tgid, f, ts)
-            if len(events) < 4096:
+                    self._exit(pid, tgid, f, ts)
+            if not conn.pending:
                 break
         if conn.lost != self._lost_seen:
             self._lost_seen = self.stats.events_lost = conn.lost
@@ -173,9 +189,12 @@ class EventMonitor(TreeWatcher):
             self._reaped(old, ts, exact=False)
         self._add(child_pid, parent_tgid)
 
-    def _exit(self, tgid: int, holder: int, ts: int) -> None:
+    def _exit(self, pid: int, tgid: int, holder: int, ts: int) -> None:
         if tgid == self.root:
-            self._orphaned(self.root, list(self._children.get(self.root, ())))
+            # The root's main thread (not any thread of it) ending: its
+            # children go to an adopter.
+            if pid == tgid:
+                self._orphaned(self.root, list(self._children.get(self.root, ())))
             return
         proc = self._procs.get(tgid)
         if proc is None or proc.exit_ns is not None:
@@ -192,6 +211,10 @@ class EventMonitor(TreeWatcher):
         kids = self._children.pop(proc.pid, None)
         if kids:
             self._orphaned(proc.pid, kids)
+        if holder != self.root and holder not in self._procs and holder not in self.adopters:
+            # Held outside the tree by a process nobody watches: out of scope.
+            self._adopted_by(proc, holder)
+            return
         adopted = holder in self.adopters  # as the sampler says: held by a subreaper or init
         self.zombies[proc.pid] = Zombie(
             proc.pid, holder, "?", ts * _NS, adopted=adopted, exact=proc.exact
@@ -216,9 +239,12 @@ class EventMonitor(TreeWatcher):
                 continue
             # The kernel reparented them before it sent the exit event.
             stat = _procfs.read_stat(pid)
-            adopter = stat.ppid if stat is not None else (self.adopters or (1,))[0]
+            if stat is None:
+                continue  # collected already: its pidfd tells when
+            adopter = stat.ppid
             if adopter == self.root or adopter in self._procs:
                 continue  # a subreaper inside the tree took it: still ours to see
+            self._adopted_by(proc, adopter)
             stats = self.stats
             stats.escaped[adopter] = stats.escaped.get(adopter, 0) + 1
             # As the sampler blames: the starter of the exited parent, where
@@ -229,6 +255,25 @@ class EventMonitor(TreeWatcher):
                 self._parent(parent, adopter=False)
                 key = (parent, False)
             stats.orphaned_by[key] = stats.orphaned_by.get(key, 0) + 1
+
+    def _adopted_by(self, proc: _Proc, adopter: int) -> None:
+        """``proc`` left the tree for ``adopter``. Watched adopters (the
+        runner as subreaper, init under ``watch``) keep it in view as an
+        adopted process, as the sampler does; any other takes it out of
+        scope: its zombie is that adopter's to collect, not the tree's."""
+        if adopter in self.adopters:
+            zombie = self.zombies.get(proc.pid)
+            if zombie is not None:
+                self.zombies[proc.pid] = dataclasses.replace(zombie, ppid=adopter, adopted=True)
+            return
+        self._forget_fd(proc)
+        del self._procs[proc.pid]
+        self._children.pop(proc.pid, None)
+        kids = self._children.get(proc.creator)
+        if kids is not None:
+            kids.discard(proc.pid)
+        if self.zombies.pop(proc.pid, None) is None and proc.exit_ns is None:
+            self._live -= 1
 
     def _hup(self, fd: int, now_ns: int) -> None:
         proc = self._by_fd.get(fd)

@@ -276,3 +276,37 @@ def test_serve_records_each_childs_fork_exit_and_reap(serve, tmp_path) -> None:
     for times in children.values():
         assert times.keys() == {"F", "X", "R"}
         assert times["X"] <= times["R"]  # exited before it was collected
+
+
+def test_a_thread_of_the_root_ending_orphans_nobody(spawn, watchers) -> None:
+    # Only the root's main thread ending hands its children to an adopter.
+    # Here a thread of the root ends while its child S lives; S's own
+    # children exit, then S exits and is collected, and only then does the
+    # monitor read its events: S's zombies went with S, out of the tree.
+    script = r"""
+import os, sys, threading
+r, w = os.pipe()
+s = os.fork()
+if s == 0:
+    os.close(w)
+    for _ in range(3):
+        if os.fork() == 0:
+            os._exit(0)
+    os.read(r, 1)
+    os._exit(0)
+os.close(r)
+t = threading.Thread(target=int)
+t.start()
+t.join()
+os.close(w)
+os.waitpid(s, 0)
+print(s, flush=True)
+sys.stdin.readline()
+"""
+    proc = spawn([PYTHON, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    w = watchers(proc.pid)
+    server = int(proc.stdout.readline())
+    w.sample()
+    assert w.zombies == {}, w.zombies  # S's zombies are init's now, not the tree's
+    assert server not in w.tree()
+    assert w.stats.escaped  # they were counted as escaped
