@@ -4,7 +4,7 @@
     python benchmarks/bench.py --quick    # about 1 minute
 
 Prints one table and writes it, with the machine facts, between the markers
-of ``docs/BENCHMARKS.md`` (the text around them is kept). Six parts, one
+of ``docs/BENCHMARKS.md`` (the text around them is kept). Seven parts, one
 file each:
 
 0. anatomy (``part_anatomy.py``): what a fork costs a bare interpreter and
@@ -25,7 +25,10 @@ file each:
    ``reaper-thread`` under the runner, beside the sampling interval and the
    C server watched the same way;
 5. overhead (``part_overhead.py``): a server's rate with and without
-   ``zombiewatch watch`` sampling it.
+   ``zombiewatch watch`` sampling it;
+6. events (``part_events.py``): the same with ``--observe events`` beside
+   ``--observe sample``: the watcher's CPU per child, the share of reaps
+   observed exactly, exact lifetimes (#14).
 
 Every figure is a ratio to a baseline measured in the same run, the two
 interleaved (A B A B ...), the median of at least three rounds, because the
@@ -67,6 +70,7 @@ from _harness import (
     write_doc,
 )
 from part_anatomy import part_anatomy
+from part_events import part_events
 from part_flooder import part_flooder
 from part_monitor import part_monitor
 from part_overhead import part_overhead
@@ -80,6 +84,7 @@ PARTS: dict[str, Callable[[Table, Procs, Tools, Plan], None]] = {
     "monitor": part_monitor,
     "reap": part_reap,
     "overhead": part_overhead,
+    "events": part_events,
 }
 
 

@@ -9,6 +9,8 @@ import contextlib
 import json
 import signal
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import psutil
 from _harness import (
@@ -82,20 +84,37 @@ def watched_flood(
     Returns the rate, the watcher's CPU time per second of flood, and the
     number of samples it reported (None if its report could not be read).
     """
-    argv = [PY, "-m", "zombiewatch", "watch", str(pid), "--json"]
+    watch = watched(procs, tools, port, pid, plan.overhead_seconds, "sample")
+    return watch.rate, watch.share, watch.run.get("samples") if watch.run else None
+
+
+@dataclass
+class Watch:
+    """One flood under ``zombiewatch watch``: what it cost and what it saw."""
+
+    rate: float  # the server's connections per second
+    cpu: float  # the watcher's CPU seconds during the flood
+    share: float  # the same per second of flood: the share of one core
+    run: dict[str, Any] | None  # the watcher's JSON report, if it could be read
+
+
+def watched(procs: Procs, tools: Tools, port: int, pid: int, seconds: float, observe: str) -> Watch:
+    """Flood the server on ``port`` for ``seconds`` while ``zombiewatch watch
+    --observe OBSERVE`` watches ``pid``."""
+    argv = [PY, "-m", "zombiewatch", "watch", str(pid), "--json", "--observe", observe]
     watcher = procs.start([*argv, "--interval", "0.01", "--settle", "0"])
     try:
         wait_sampling(watcher.pid)
         cpu0, t0 = sum(psutil.Process(watcher.pid).cpu_times()[:2]), time.monotonic()
-        rate = flood(tools, port, UNTIL_DEADLINE, plan.overhead_seconds).rate
-        cpu1 = sum(psutil.Process(watcher.pid).cpu_times()[:2])
-        share = (cpu1 - cpu0) / (time.monotonic() - t0)
+        rate = flood(tools, port, UNTIL_DEADLINE, seconds).rate
+        cpu = sum(psutil.Process(watcher.pid).cpu_times()[:2]) - cpu0
+        share = cpu / (time.monotonic() - t0)
         watcher.send_signal(signal.SIGINT)
         out, _ = watcher.communicate(timeout=30)
-        count = None
+        run = None
         with contextlib.suppress(json.JSONDecodeError, KeyError, IndexError):
-            count = json.loads(out)["runs"][0]["samples"]
-        return rate, share, count
+            run = dict(json.loads(out)["runs"][0])
+        return Watch(rate, cpu, share, run)
     finally:
         procs.stop(watcher)
 

@@ -84,7 +84,8 @@ def compare(
     ``observed`` is the event monitor's ``{pid: [(exit_ns, reap_ns, exact)]}``
     (None when the run sampled: only the record's own figures are given).
     A child is *missed* when the server forked it and the monitor never saw
-    it exit. For each child timed exactly: ``error_us`` is |observed
+    it at all; *untimed* when the monitor saw it but the watch ended before
+    its reap. For each child timed exactly: ``error_us`` is |observed
     lifetime - recorded lifetime|; it splits into ``exit_after_x_us``, the
     kernel's exit event after the child's last line (the teardown of an
     exiting process, which is part of its life, not yet a zombie's), and
@@ -102,8 +103,10 @@ def compare(
     forked = [pid for pid, t in truth.items() if "F" in t]
     missed = [pid for pid in forked if pid not in observed]
     errors, exits, reaps = [], [], []
-    unwatched = 0
+    unwatched = untimed = 0
     for pid, t in complete.items():
+        if not observed.get(pid, [True]):
+            untimed += 1
         for exit_ns, reap_ns, exact in observed.get(pid, ()):
             if not exact:
                 unwatched += 1
@@ -116,6 +119,7 @@ def compare(
         missed=len(missed),
         exact=len(errors),
         unwatched=unwatched,
+        untimed=untimed,
         error_us=_summary_us(errors),
         exit_after_x_us=_summary_us(exits),
         reap_error_us=_summary_us(reaps),

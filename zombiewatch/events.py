@@ -36,6 +36,14 @@ from zombiewatch import _cnproc, _procfs, _sampling
 from zombiewatch.monitor import MAX_LIFETIMES, Monitor, Sample, TreeWatcher, Zombie
 
 _NS = 1e-9
+# Events of processes not (yet) known to be of the tree that are kept, in
+# case their parent's fork event comes later: a few milliseconds of a busy
+# host's forks and exits, a few hundred kB at most.
+EARLY_EVENTS = 4096
+# How much earlier than a fork event an event of its child may be stamped
+# and still be that child's: the race is microseconds to milliseconds, and
+# a pid comes back only after pid_max others (32,768 forks here).
+EARLY_WINDOW_NS = 100_000_000
 
 
 class _Proc:
@@ -87,6 +95,9 @@ class EventMonitor(TreeWatcher):
         self._live = 0
         self._lost_seen = 0
         self._closed = False
+        # Events of processes not (yet) in the tree: pid -> [(what, ts, other pid)].
+        self._early_events: dict[int, list[tuple[int, int, int]]] = {}
+        self._early_count = 0
         self._seed_ns = time.monotonic_ns()
         self._seed()
 
@@ -137,6 +148,8 @@ class EventMonitor(TreeWatcher):
     def _add(self, pid: int, creator: int, threads: int = 1) -> _Proc:
         proc = self._procs[pid] = _Proc(pid, creator, threads)
         self._children.setdefault(creator, set()).add(pid)
+        if self.stats.reaps is not None:
+            self.stats.reaps.setdefault(pid, [])
         self._live += 1
         try:
             proc.fd = os.pidfd_open(pid)
@@ -180,7 +193,11 @@ class EventMonitor(TreeWatcher):
                 proc.threads += 1
             return
         if parent_tgid != self.root and parent_tgid not in self._procs:
-            return  # not our tree
+            # Not our tree, or not yet: a parent's fork event is sent after
+            # its child starts running, so on another CPU the child may fork
+            # (or exit) first. Kept a moment, in case the parent joins.
+            self._early(parent_tgid, (_cnproc.FORK, ts, child_pid))
+            return
         old = self._procs.get(child_pid)
         if old is not None:
             if ts < self._seed_ns:
@@ -188,6 +205,23 @@ class EventMonitor(TreeWatcher):
             # The pid is reused, so the process that had it was reaped first.
             self._reaped(old, ts, exact=False)
         self._add(child_pid, parent_tgid)
+        for what, when, other in self._early_events.pop(child_pid, ()):
+            if when < ts - EARLY_WINDOW_NS:
+                continue  # of an earlier process that had this pid
+            if what == _cnproc.FORK:
+                self._fork(child_pid, other, other, when)
+            else:
+                self._exit(child_pid, child_pid, other, when)
+
+    def _early(self, pid: int, event: tuple[int, int, int]) -> None:
+        """Keep an event about ``pid``, not (yet) of the tree, for a moment:
+        the last ``EARLY_EVENTS`` such events, whatever process they are of."""
+        early = self._early_events
+        early.setdefault(pid, []).append(event)
+        self._early_count += 1
+        if self._early_count > EARLY_EVENTS:
+            oldest = next(iter(early))
+            self._early_count -= len(early.pop(oldest))
 
     def _exit(self, pid: int, tgid: int, holder: int, ts: int) -> None:
         if tgid == self.root:
@@ -197,7 +231,11 @@ class EventMonitor(TreeWatcher):
                 self._orphaned(self.root, list(self._children.get(self.root, ())))
             return
         proc = self._procs.get(tgid)
-        if proc is None or proc.exit_ns is not None:
+        if proc is None:
+            if pid == tgid:  # its fork event may still come (see _fork)
+                self._early(tgid, (_cnproc.EXIT, ts, holder))
+            return
+        if proc.exit_ns is not None:
             return
         proc.threads -= 1
         if proc.threads > 0:

@@ -174,7 +174,8 @@ class MonitorStats:
     # when the watch began, whose lifetimes count from then.
     events_lost: int = 0
     # Events only, when a ground truth is taken: {pid: [(exit_ns, reap_ns,
-    # exact)]} of every child reaped, to set beside the server's own record.
+    # exact)]} of every child the tree had, to set beside the server's own
+    # record; the list stays empty for one not reaped while it was watched.
     reaps: dict[int, list[tuple[int, int, bool]]] | None = None
     unwatched: int = 0
     unwatched_bound: float = 0.0

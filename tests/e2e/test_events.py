@@ -253,7 +253,8 @@ def test_every_child_the_server_forked_is_seen_and_timed(mode) -> None:
     truth = run["ground_truth"]
     assert run["observe"]["method"] == "events"
     assert truth["children"] == truth["complete"] == 2000
-    assert truth["missed"] == 0
+    assert truth["missed"] == 0, (truth, run["observe"])
+    assert truth["untimed"] == 0, (truth, run["observe"])
     # Each child timed exactly or, reaped before it could be watched, with
     # its bound: never dropped.
     assert truth["exact"] + truth["unwatched"] == 2000

@@ -1,0 +1,89 @@
+"""The event monitor fed scripted connector events (no forking): events that
+arrive in an order other than the processes' own. A parent's fork event is
+sent after its child starts running, so on another CPU the child's own
+fork or exit can come first; the monitor must still count that child."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from zombiewatch import _cnproc, observe
+from zombiewatch.events import EARLY_WINDOW_NS, EventMonitor
+
+pytestmark = pytest.mark.skipif(
+    observe.events_unavailable_reason() is not None, reason="no pidfds or /proc here"
+)
+
+ROOT = os.getpid()
+# Pids above pid_max belong to nobody: pidfd_open says ESRCH, as for a
+# child already reaped before the monitor could watch it.
+with open("/proc/sys/kernel/pid_max") as _f:
+    NOBODY = int(_f.read()) + 100
+
+
+class ScriptedConnector:
+    """Stands in for ``_cnproc.Connector``: hands out the events given."""
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe()
+        self.events: list[tuple[int, int, int, int, int, int, int, int]] = []
+        self.lost = 0
+        self.pending = False
+
+    def fork(self, ts: int, parent: int, child: int) -> None:
+        self.events.append((_cnproc.FORK, ts, parent, parent, child, child, 0, 0))
+
+    def exit(self, ts: int, pid: int, holder: int) -> None:
+        self.events.append((_cnproc.EXIT, ts, pid, pid, 0, 17, holder, holder))
+
+    def fileno(self) -> int:
+        return self._r
+
+    def read(self, limit: int = 4096) -> list[tuple[int, int, int, int, int, int, int, int]]:
+        events, self.events = self.events, []
+        return events
+
+    def close(self) -> None:
+        os.close(self._r)
+        os.close(self._w)
+
+
+@pytest.fixture
+def fed():
+    conn = ScriptedConnector()
+    monitor = EventMonitor(ROOT, connector=conn)  # type: ignore[arg-type]
+    yield conn, monitor
+    monitor.close()
+
+
+def test_a_childs_exit_before_its_fork_event_still_counts(fed) -> None:
+    conn, monitor = fed
+    child = NOBODY
+    conn.exit(2_000, child, ROOT)  # its exit came first...
+    conn.fork(2_500, ROOT, child)  # ...stamped before its parent's fork event
+    point = monitor.sample()
+    assert monitor.stats.zombies_seen == 1
+    assert monitor.stats.unwatched == 1  # reaped before it could be watched
+    assert (point.live, point.zombies) == (0, 0)
+
+
+def test_a_grandchild_forked_before_its_parents_fork_event_joins_the_tree(fed) -> None:
+    conn, monitor = fed
+    child, grandchild = NOBODY, NOBODY + 1
+    conn.fork(1_000, child, grandchild)  # the child forks before...
+    conn.fork(1_200, ROOT, child)  # ...its own fork event is sent
+    point = monitor.sample()
+    assert point.live == 2
+    assert monitor.stats.max_live_children == 2
+
+
+def test_an_earlier_processs_events_are_not_given_to_a_new_one(fed) -> None:
+    conn, monitor = fed
+    child = NOBODY
+    conn.exit(1_000, child, 1)  # some process that had this pid long ago
+    conn.fork(1_000 + 2 * EARLY_WINDOW_NS, ROOT, child)
+    point = monitor.sample()
+    assert monitor.stats.zombies_seen == 0
+    assert point.live == 1  # alive, as far as anyone told
