@@ -7,11 +7,9 @@ tree, the share of reaps observed exactly, and the exact lifetimes.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from _harness import (
-    PY,
     UNTIL_DEADLINE,
     Plan,
     Procs,
@@ -25,17 +23,9 @@ from _harness import (
     ratio_of,
     rotate,
 )
-from part_overhead import Watch, watched
+from part_overhead import Watch, watched, watched_servers
 
 METHODS = ("none", "events", "sample")
-
-
-def _targets(tools: Tools, plan: Plan) -> list[tuple[str, list[str]]]:
-    config = json.dumps({"mode": "sigchld", "child_delay": 0})
-    targets = [("zombiewatch `sigchld`", [PY, "-m", "zombiewatch.server", config])]
-    if plan.overhead_on_c and tools.fork_server:
-        targets.append(("C fork server", [tools.fork_server]))
-    return targets
 
 
 def _observe(run: dict[str, Any] | None) -> dict[str, Any]:
@@ -44,7 +34,7 @@ def _observe(run: dict[str, Any] | None) -> dict[str, Any]:
 
 def part_events(table: Table, procs: Procs, tools: Tools, plan: Plan) -> None:
     print("6. kernel events against sampling", flush=True)
-    for name, argv in _targets(tools, plan):
+    for name, argv in watched_servers(tools, plan):
         plain: list[float] = []
         watches: dict[str, list[Watch]] = {"events": [], "sample": []}
         server = procs.start(argv)

@@ -31,13 +31,19 @@ from _harness import (
 )
 
 
+def watched_servers(tools: Tools, plan: Plan) -> list[tuple[str, list[str]]]:
+    """The servers a watcher's cost is measured on: ours in ``sigchld`` mode,
+    and the C fork server where it was built (and the plan asks for it)."""
+    config = json.dumps({"mode": "sigchld", "child_delay": 0})
+    servers = [("zombiewatch `sigchld`", [PY, "-m", "zombiewatch.server", config])]
+    if plan.overhead_on_c and tools.fork_server:
+        servers.append(("C fork server", [tools.fork_server]))
+    return servers
+
+
 def part_overhead(table: Table, procs: Procs, tools: Tools, plan: Plan) -> None:
     print("5. overhead of watching", flush=True)
-    config = json.dumps({"mode": "sigchld", "child_delay": 0})
-    targets = [("zombiewatch `sigchld`", [PY, "-m", "zombiewatch.server", config])]
-    if plan.overhead_on_c and tools.fork_server:
-        targets.append(("C fork server", [tools.fork_server]))
-    for name, argv in targets:
+    for name, argv in watched_servers(tools, plan):
         plain: list[float] = []
         watched: list[float] = []
         samples: list[float] = []
