@@ -8,10 +8,12 @@ import pytest
 
 from tests.helpers import assert_nothing_left, server_pids, zombiewatch
 from zombiewatch import modes
+from zombiewatch.observe import events_unavailable_reason
 
 pytestmark = pytest.mark.e2e
 
 CONNECTIONS = 300
+EVENTS_UNAVAILABLE = events_unavailable_reason()
 
 
 def _run(mode: str, *extra: str) -> tuple[int, dict, str]:
@@ -29,14 +31,18 @@ def _run(mode: str, *extra: str) -> tuple[int, dict, str]:
     return proc.returncode, data["runs"][0], proc.stderr
 
 
+@pytest.mark.parametrize("observe", ["events", "sample"])
 @pytest.mark.parametrize("mode", modes.names())
-def test_mode_meets_its_expected_verdict(mode: str) -> None:
+def test_mode_meets_its_expected_verdict(mode: str, observe: str) -> None:
     cls = modes.get(mode)
     if not cls.available():
         pytest.skip(f"{mode} unavailable here: {cls.unavailable_reason()}")
-    code, run, stderr = _run(mode)
+    if observe == "events" and EVENTS_UNAVAILABLE:
+        pytest.skip(f"no kernel events here: {EVENTS_UNAVAILABLE}")
+    code, run, stderr = _run(mode, "--observe", observe)
 
     assert run["mode"] == mode
+    assert run["observe"]["method"] == observe
     facts = {k: run[k] for k in ("leaked", "peak_zombies", "zombies_seen", "samples", "escaped")}
     assert run["verdict"] == cls.expected, (facts, stderr)
     assert code == (0 if cls.expected == "pass" else 1), stderr
