@@ -98,6 +98,9 @@ class EventMonitor(TreeWatcher):
         # Events of processes not (yet) in the tree: pid -> [(what, ts, other pid)].
         self._early_events: dict[int, list[tuple[int, int, int]]] = {}
         self._early_count = 0
+        # Zombies not named yet: pid -> since. The name costs a read of
+        # /proc, paid only for one that outlives an interval.
+        self._unnamed: dict[int, float] = {}
         self._seed_ns = time.monotonic_ns()
         self._seed()
 
@@ -257,6 +260,7 @@ class EventMonitor(TreeWatcher):
         self.zombies[proc.pid] = Zombie(
             proc.pid, holder, "?", ts * _NS, adopted=adopted, exact=proc.exact
         )
+        self._unnamed[proc.pid] = ts * _NS
         stats = self.stats
         stats.zombies_seen += 1
         stats.peak_zombies = max(stats.peak_zombies, len(self.zombies))
@@ -310,6 +314,7 @@ class EventMonitor(TreeWatcher):
         kids = self._children.get(proc.creator)
         if kids is not None:
             kids.discard(proc.pid)
+        self._unnamed.pop(proc.pid, None)
         if self.zombies.pop(proc.pid, None) is None and proc.exit_ns is None:
             self._live -= 1
 
@@ -339,6 +344,7 @@ class EventMonitor(TreeWatcher):
             if not kids:
                 del self._children[proc.creator]
         zombie = self.zombies.pop(proc.pid, None)
+        self._unnamed.pop(proc.pid, None)
         if proc.exit_ns is None:  # reaped unseen exiting: events were lost
             self._live -= 1
             return
@@ -357,11 +363,13 @@ class EventMonitor(TreeWatcher):
     def _name_lingering(self, now: float) -> None:
         """Name the zombies that lived past one interval (a few): the name is
         read from /proc once, not at every exit."""
-        for pid, zombie in list(self.zombies.items()):
-            if zombie.name == "?" and now - zombie.since >= self.interval:
-                stat = _procfs.read_stat(pid)
-                if stat is not None:
-                    self.zombies[pid] = dataclasses.replace(zombie, name=stat.comm)
+        unnamed = self._unnamed
+        for pid in [p for p, since in unnamed.items() if now - since >= self.interval]:
+            del unnamed[pid]
+            zombie = self.zombies.get(pid)
+            stat = _procfs.read_stat(pid) if zombie is not None else None
+            if zombie is not None and stat is not None:
+                self.zombies[pid] = dataclasses.replace(zombie, name=stat.comm)
 
     def _update(self, timeout: float) -> None:
         """Wait up to ``timeout`` s for events and handle what came.

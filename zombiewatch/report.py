@@ -322,7 +322,10 @@ def _resolution(d: dict[str, Any]) -> str:
             f"sampled every {d['interval_ms']:g} ms,"
             f" {_ms(d['effective_interval_ms'])} ms in effect, {d['samples']} samples"
         )
-    text = f"exact, from kernel events: {observed['exact']} of {observed['children_exited']}"
+    text = (
+        f"exact, from kernel events: {observed['exact']} of {observed['children_exited']}"
+        " exited children reaped and timed"
+    )
     if observed["unwatched"]:
         text += (
             f"; {observed['unwatched']} reaped before they could be watched, each within"
