@@ -101,7 +101,6 @@ class EventMonitor(TreeWatcher):
         # Zombies not named yet: pid -> since. The name costs a read of
         # /proc, paid only for one that outlives an interval.
         self._unnamed: dict[int, float] = {}
-        self._seed_ns = time.monotonic_ns()
         self._seed()
 
     # -- the tree from /proc -----------------------------------------------------
@@ -203,8 +202,8 @@ class EventMonitor(TreeWatcher):
             return
         old = self._procs.get(child_pid)
         if old is not None:
-            if ts < self._seed_ns:
-                return  # the seeding walk found it already
+            if old.exit_ns is None and old.reaped_ns is None:
+                return  # alive, so this is its own fork event: a walk found it first
             # The pid is reused, so the process that had it was reaped first.
             self._reaped(old, ts, exact=False)
         self._add(child_pid, parent_tgid)
@@ -407,9 +406,18 @@ class EventMonitor(TreeWatcher):
                 self._open(_cnproc.Connector())
         self._update(0)
         with self.lock:
-            now = time.monotonic()
-            self._name_lingering(now)
-            return self._point(now, self._live, len(self.zombies))
+            return self._tick(time.monotonic())
+
+    def _tick(self, now: float) -> Sample:
+        """Add a point to the timeline (under the lock). A tree the events
+        say is empty is checked by a walk first: a fork event is sent after
+        the child runs, so a parent descheduled in ``fork()`` can hold back
+        the news of a child that is already serving, and "nothing left"
+        ends the runner's settle window."""
+        if self._live == 0 and not self.zombies:
+            self._seed()
+        self._name_lingering(now)
+        return self._point(now, self._live, len(self.zombies))
 
     def _watch(self) -> None:
         next_at = time.monotonic()
@@ -418,8 +426,7 @@ class EventMonitor(TreeWatcher):
             now = time.monotonic()
             if now >= next_at:
                 with self.lock:
-                    self._name_lingering(now)
-                    self._point(now, self._live, len(self.zombies))
+                    self._tick(now)
                 next_at = max(next_at + self.interval, now)
 
     def tree(self) -> list[int]:
