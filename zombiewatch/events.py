@@ -242,7 +242,10 @@ class EventMonitor(TreeWatcher):
         proc.threads -= 1
         if proc.threads > 0:
             return  # one thread ended; the process lives on
-        self._exited(proc, ts, holder)
+        # The kernel says parent 0 now and then (seen for children reaped
+        # within a millisecond of their exit): the parent it had is the one
+        # that forked it, unless an exit event said otherwise.
+        self._exited(proc, ts, holder or proc.creator)
 
     def _exited(self, proc: _Proc, ts: int, holder: int) -> None:
         """``proc`` is a zombie since ``ts``, held by ``holder``."""

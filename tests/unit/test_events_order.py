@@ -87,3 +87,15 @@ def test_an_earlier_processs_events_are_not_given_to_a_new_one(fed) -> None:
     point = monitor.sample()
     assert monitor.stats.zombies_seen == 0
     assert point.live == 1  # alive, as far as anyone told
+
+
+def test_an_exit_that_names_parent_0_is_held_by_the_child_s_forker(fed) -> None:
+    # The kernel says parent 0 now and then for a child reaped at once;
+    # the child stays the tree's, not a process out of scope.
+    conn, monitor = fed
+    child = NOBODY
+    conn.fork(1_000, ROOT, child)
+    conn.exit(2_000, child, 0)
+    monitor.sample()
+    assert monitor.stats.zombies_seen == 1
+    assert monitor.stats.parents[ROOT].zombies_seen == 1
