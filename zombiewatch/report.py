@@ -387,6 +387,10 @@ def render_run(run: RunResult) -> str:
         f"children   max live {d['max_live_children']}; orphans escaped {d['escaped']}"
         f" during the run, {d['orphans_at_stop']} when the target stopped",
     ]
+    histogram = d["observe"].get("histogram")
+    if histogram and any(histogram.values()):
+        buckets = ", ".join(f"{edge} {n}" for edge, n in histogram.items() if n)
+        lines.insert(-1, f"histogram  zombie lifetimes: {buckets}")
     orphans = d["orphans"]
     for adopter, count in orphans["adopted_by"].items():
         who = "PID 1 (init)" if adopter == "1" else f"pid {adopter} (a subreaper)"

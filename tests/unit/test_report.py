@@ -9,7 +9,7 @@ import pytest
 from zombiewatch import _stats
 from zombiewatch.errors import ExitCode
 from zombiewatch.monitor import MonitorStats, Zombie
-from zombiewatch.report import Report, RunResult
+from zombiewatch.report import Report, RunResult, render_run
 
 RUN_KEYS = {
     "mode",
@@ -334,3 +334,38 @@ def test_summary_ms_rounds_to_microseconds():
 
 def test_lifetime_ms_uses_summary_ms():
     assert stats(lifetimes=(0.003, 0.001)).lifetime_ms() == _stats.summary_ms([0.003, 0.001])
+
+
+# -- how the tree was observed ------------------------------------------------------
+
+
+def events_stats():
+    s = MonitorStats(method="events", interval=0.01)
+    for seconds in (0.00005, 0.0004, 0.0006, 0.003):
+        s.add_lifetime(seconds)
+    s.zombies_seen = 5
+    s.unwatched, s.unwatched_bound = 1, 0.0007
+    return s
+
+
+def test_a_sampled_run_says_its_interval_and_has_no_histogram():
+    text = render_run(run())
+    assert "(sampled every 10 ms," in text
+    assert "histogram" not in text
+    assert run().to_dict()["observe"]["method"] == "sample"
+
+
+def test_an_event_run_says_what_was_exact_and_shows_the_histogram():
+    r = run()
+    r.monitor = events_stats()
+    d = r.to_dict()["observe"]
+    assert (d["method"], d["children_exited"], d["exact"], d["unwatched"]) == ("events", 5, 4, 1)
+    assert d["unwatched_within_ms"] == 0.7
+    assert d["histogram"] == {
+        "<0.1ms": 1, "<1ms": 2, "<10ms": 1, "<100ms": 0, "<1s": 0, "<10s": 0, ">=10s": 0,
+    }  # fmt: skip
+    text = render_run(r)
+    assert "exact, from kernel events: 4 of 5 exited children reaped and timed" in text
+    assert "1 reaped before they could be watched, each within 0.7 ms of its exit" in text
+    assert "histogram  zombie lifetimes: <0.1ms 1, <1ms 2, <10ms 1" in text
+    assert "seen 5 (every child that exited)" in text
