@@ -10,22 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 from _harness import (
-    UNTIL_DEADLINE,
     Plan,
     Procs,
     Row,
     Table,
     Tools,
     X,
-    flood,
     fmt_rate,
     median,
     ratio_of,
-    rotate,
 )
-from part_overhead import Watch, watched, watched_servers
-
-METHODS = ("none", "events", "sample")
+from part_overhead import Watch, interleaved, watched_servers
 
 
 def _observe(run: dict[str, Any] | None) -> dict[str, Any]:
@@ -35,22 +30,7 @@ def _observe(run: dict[str, Any] | None) -> dict[str, Any]:
 def part_events(table: Table, procs: Procs, tools: Tools, plan: Plan) -> None:
     print("6. kernel events against sampling", flush=True)
     for name, argv in watched_servers(tools, plan):
-        plain: list[float] = []
-        watches: dict[str, list[Watch]] = {"events": [], "sample": []}
-        server = procs.start(argv)
-        try:
-            info = procs.ready(server)
-            port, pid = int(info["port"]), int(info.get("pid", server.pid))
-            flood(tools, port, 200, 2.0)
-            for rnd in range(plan.overhead_rounds):
-                for method in rotate(list(METHODS), rnd):
-                    if method == "none":
-                        plain.append(flood(tools, port, UNTIL_DEADLINE, plan.overhead_seconds).rate)
-                    else:
-                        w = watched(procs, tools, port, pid, plan.overhead_seconds, method)
-                        watches[method].append(w)
-        finally:
-            procs.stop(server)
+        plain, watches = interleaved(procs, tools, plan, argv, ("events", "sample"))
         _rows(table, name, plain, watches, C=name.startswith("C"))
     table.notes.append(
         "6: `zombiewatch watch PID --observe events|sample --interval 0.01` on a server"

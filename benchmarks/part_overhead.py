@@ -44,54 +44,50 @@ def watched_servers(tools: Tools, plan: Plan) -> list[tuple[str, list[str]]]:
 def part_overhead(table: Table, procs: Procs, tools: Tools, plan: Plan) -> None:
     print("5. overhead of watching", flush=True)
     for name, argv in watched_servers(tools, plan):
-        plain: list[float] = []
-        watched: list[float] = []
-        samples: list[float] = []
-        shares: list[float] = []  # the watcher's CPU time per second of flood
-        server = procs.start(argv)
-        try:
-            info = procs.ready(server)
-            port, pid = int(info["port"]), int(info.get("pid", server.pid))
-            flood(tools, port, 200, 2.0)
-            for rnd in range(plan.overhead_rounds):
-                for watching in rotate([False, True], rnd):
-                    if not watching:
-                        plain.append(flood(tools, port, UNTIL_DEADLINE, plan.overhead_seconds).rate)
-                        continue
-                    rate, share, count = watched_flood(procs, tools, port, pid, plan)
-                    watched.append(rate)
-                    shares.append(share)
-                    if count is not None:
-                        samples.append(count)
-        finally:
-            procs.stop(server)
-        ratio = ratio_of(watched, plain)
+        plain, watches = interleaved(procs, tools, plan, argv, ("sample",))
+        ws = watches["sample"]
+        ratio = ratio_of([w.rate for w in ws], plain)
+        samples = [float(w.run["samples"]) for w in ws if w.run and "samples" in w.run]
         table.add(
             Row(
                 "5",
                 f"{name} watched by `zombiewatch watch` (10 ms)",
-                fmt_rate(median(watched)),
+                fmt_rate(median([w.rate for w in ws])),
                 f"unwatched {fmt_rate(median(plain))}",
                 ratio,
                 f"≥ 0.95{X} (< 5% lower)",
                 ratio >= 0.95,
-                notes=f"the watcher used {median(shares):.0%} of one core;"
+                notes=f"the watcher used {median([w.share for w in ws]):.0%} of one core;"
                 f" {median(samples) if samples else 0:,.0f} samples per watch;"
                 f" {plan.overhead_rounds} rounds of {plan.overhead_seconds:g} s",
             )
         )
 
 
-def watched_flood(
-    procs: Procs, tools: Tools, port: int, pid: int, plan: Plan
-) -> tuple[float, float, float | None]:
-    """Flood the server on ``port`` while ``zombiewatch watch`` samples ``pid``.
-
-    Returns the rate, the watcher's CPU time per second of flood, and the
-    number of samples it reported (None if its report could not be read).
-    """
-    watch = watched(procs, tools, port, pid, plan.overhead_seconds, "sample")
-    return watch.rate, watch.share, watch.run.get("samples") if watch.run else None
+def interleaved(
+    procs: Procs, tools: Tools, plan: Plan, argv: list[str], methods: tuple[str, ...]
+) -> tuple[list[float], dict[str, list[Watch]]]:
+    """Start the server ``argv`` and flood it unwatched and watched by each of
+    ``methods`` (``--observe``) in turn, rotated each round; return the
+    unwatched rates and the watched floods by method."""
+    plain: list[float] = []
+    watches: dict[str, list[Watch]] = {method: [] for method in methods}
+    server = procs.start(argv)
+    try:
+        info = procs.ready(server)
+        port, pid = int(info["port"]), int(info.get("pid", server.pid))
+        flood(tools, port, 200, 2.0)  # warm-up
+        for rnd in range(plan.overhead_rounds):
+            for method in rotate([None, *methods], rnd):
+                if method is None:
+                    plain.append(flood(tools, port, UNTIL_DEADLINE, plan.overhead_seconds).rate)
+                else:
+                    watches[method].append(
+                        watched(procs, tools, port, pid, plan.overhead_seconds, method)
+                    )
+    finally:
+        procs.stop(server)
+    return plain, watches
 
 
 @dataclass
