@@ -111,7 +111,6 @@ class Connector:
         self._buf = bytearray(256)  # one event is 76 bytes
         self.lost = 0
         self.pending = False  # did the last read() stop at its limit, with more waiting?
-        self.filtered = _kernel_filters()
 
     @staticmethod
     def _size_buffer(sock: socket.socket, size: int) -> None:
