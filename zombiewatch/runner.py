@@ -33,8 +33,7 @@ from zombiewatch._text import log as log  # re-exported: the CLI logs through ru
 from zombiewatch.errors import Interrupted, ZombiewatchError
 from zombiewatch.live import CLEAR_LINE, CLEAR_SCREEN, render_live, render_progress
 from zombiewatch.loads import CommandLoad, FloodLoad, Load
-from zombiewatch.monitor import Sample
-from zombiewatch.monitor import TreeWatcher as Monitor
+from zombiewatch.monitor import Sample, TreeWatcher
 from zombiewatch.observe import open_monitor
 from zombiewatch.report import Report, RunResult
 from zombiewatch.targets import (
@@ -96,7 +95,7 @@ class _Display:
     What they say is ``live``'s; this only times and writes them.
     """
 
-    def __init__(self, monitor: Monitor, load: Load | None, opts: RunOptions) -> None:
+    def __init__(self, monitor: TreeWatcher, load: Load | None, opts: RunOptions) -> None:
         self.monitor = monitor
         self.load = load
         self.opts = opts
@@ -148,7 +147,7 @@ class Observation:
 
 
 def observe(
-    monitor: Monitor,
+    monitor: TreeWatcher,
     collector: OrphanCollector,
     opts: RunOptions,
     load_done: Callable[[], bool],
@@ -183,7 +182,7 @@ def observe(
 
 
 def _watch_load(
-    monitor: Monitor,
+    monitor: TreeWatcher,
     opts: RunOptions,
     load_done: Callable[[], bool],
     tick: Callable[[], None],
@@ -209,7 +208,9 @@ def _watch_load(
     return stopped_early
 
 
-def _settle(monitor: Monitor, opts: RunOptions, load_end: Sample, tick: Callable[[], None]) -> None:
+def _settle(
+    monitor: TreeWatcher, opts: RunOptions, load_end: Sample, tick: Callable[[], None]
+) -> None:
     """Sample through the settle window that follows the load."""
     settle_deadline = time.monotonic() + opts.settle
 
@@ -228,7 +229,7 @@ def _settle(monitor: Monitor, opts: RunOptions, load_end: Sample, tick: Callable
 
 def _result(
     name: str,
-    monitor: Monitor,
+    monitor: TreeWatcher,
     obs: Observation,
     opts: RunOptions,
     flood: dict[str, Any],
@@ -273,7 +274,7 @@ class _Measurement:
 
     target: Target
     collector: OrphanCollector
-    monitor: Monitor | None = None
+    monitor: TreeWatcher | None = None
     load: Load | None = None
     listen_before: dict[str, int] | None = None
 
