@@ -19,13 +19,14 @@ guard, not here, because pytest imports the plugin in every session.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import shlex
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from zombiewatch import _defaults, _platform, _proctl
+from zombiewatch import _defaults, _platform, _procfs, _proctl
 from zombiewatch._backoff import poll_until
 from zombiewatch._text import clip
 
@@ -36,6 +37,8 @@ DEFAULT_SETTLE = _defaults.SETTLE  # seconds; the CLI's --settle default, same m
 DEFAULT_ALLOW = _defaults.MAX_LEAKED  # the CLI's --max-leaked default, same meaning
 MAX_LISTED = 20  # zombies spelled out in one message; a `none` server has thousands
 MAX_CMDLINE = 200  # characters of a command line in the message
+_ZOMBIE = "zombie"  # psutil.STATUS_ZOMBIE, which this module does not import at load
+MAX_ESCAPES = 1000  # escaped orphans kept between two guards' looks
 
 
 @functools.cache
@@ -58,6 +61,12 @@ class ZombieLeak(AssertionError):
     """A guarded test left more zombie processes than it may."""
 
 
+class ZombiewatchWarning(UserWarning):
+    """Something a guarded test did with processes that did not fail it: a
+    process left running, an orphan that escaped its tree, a zombie that
+    only the garbage collector collected."""
+
+
 # Records are NamedTuples, not dataclasses: pytest imports this module in
 # every session, and each dataclass costs about a millisecond to create.
 
@@ -68,6 +77,8 @@ class Settings(NamedTuple):
     settle: float = DEFAULT_SETTLE
     allow: int = DEFAULT_ALLOW
     reap: bool = False
+    gc: bool = True  # run gc.collect() once before failing a test
+    fail_orphans: bool = False  # fail a test whose orphans escaped its tree
 
 
 class LeakedZombie(NamedTuple):
@@ -89,6 +100,17 @@ class LeakedZombie(NamedTuple):
     exact: bool = False  # its age is from the kernel's exit time
 
 
+class Escaped(NamedTuple):
+    """A process of the test's tree that left it: its parent exited without
+    collecting it, and an adopter (PID 1, a subreaper) holds it now."""
+
+    pid: int
+    name: str
+    orphaned_by: int  # the parent it had in the tree (0: unknown)
+    held_by: int  # its parent now (0: collected since)
+    zombie: bool  # it had exited when it left the tree (or when seen outside it)
+
+
 class _Look(NamedTuple):
     started: float  # monotonic time before the walk began
     label: str
@@ -99,6 +121,10 @@ class _TreeMonitor(Protocol):
 
     zombies: dict[int, Zombie]
     stats: MonitorStats
+    # (pid, its creator, who holds it now, a zombie then) of each process
+    # that left the tree for an adopter, as kernel events told; the sampler
+    # leaves it empty and the guard finds escapes at its looks.
+    escapes: list[tuple[int, int, int, bool]]
 
     @property
     def last(self) -> dict[int, str]:
@@ -131,9 +157,20 @@ def _tree_monitor_class() -> Callable[[int], _TreeMonitor]:
             """Kernel events: every zombie the test makes is seen, however
             briefly, and a leaked one's age is exact."""
 
+            def __init__(self, root: int) -> None:
+                self.escapes: list[tuple[int, int, int, bool]] = []
+                super().__init__(root)
+
             @property
             def last(self) -> dict[int, str]:
                 return self.statuses()
+
+            def _adopted_by(self, proc: Any, adopter: int) -> None:
+                # The one place the event monitor lets a process out of the
+                # tree (no adopters are watched here): an escaped orphan.
+                if len(self.escapes) < MAX_ESCAPES:
+                    self.escapes.append((proc.pid, proc.creator, adopter, proc.exit_ns is not None))
+                super()._adopted_by(proc, adopter)
 
         return EventTreeMonitor
 
@@ -146,6 +183,7 @@ def _tree_monitor_class() -> Callable[[int], _TreeMonitor]:
         def __init__(self, root: int) -> None:
             super().__init__(root)
             self.last: dict[int, str] = {}
+            self.escapes: list[tuple[int, int, int, bool]] = []
 
         def walk(self) -> tuple[dict[int, str], set[int]]:
             statuses, listed = super().walk()
@@ -178,7 +216,11 @@ class ZombieGuard:
     - ``zombie_guard.check()``: wait up to the settle window for them to be
       collected, then fail if more than ``allow`` remain.
 
-    Zombies that existed before the test began are never the test's.
+    A zombie is the test's when the test started it (it was not running
+    when the test began, and no longer-lived fixture started it) and it is
+    held inside the test's tree. Zombies of processes that were already
+    running are someone else's (``inherited()``); a zombie an adopter
+    holds (PID 1, a subreaper) escaped the tree (``escapes()``).
     """
 
     def __init__(
@@ -201,9 +243,18 @@ class ZombieGuard:
         self._seen: set[int] = set()  # zombies at this guard's last look
         # pid -> the last look of this guard that did not see it as a zombie
         self._not_yet: dict[int, _Look] = {}
+        # pids whose zombie is not this test's though it started them: a
+        # fixture of a wider scope did (pid -> who), set by the plugin.
+        self.foreign: dict[int, str] = {}
+        self._escaped: dict[int, Escaped] = {}
+        self._live: set[int] = set()  # the tree's live processes at the last look
+        self.baseline_pids: frozenset[int] = frozenset()
+        self.baseline_zombies: frozenset[int] = frozenset()
+        self.gc_collected: list[LeakedZombie] = []  # went away only after gc.collect()
         self._look(started_by)
         self.baseline_zombies = frozenset(self._zombies())
         self.baseline_pids = frozenset(self._statuses())
+        self._escaped.clear()  # what left the tree before the test began is not its own
 
     @property
     def settle(self) -> float:
@@ -235,12 +286,56 @@ class ZombieGuard:
                     shared.close()
                 return
             self._monitor = _monitor_of(self.pid)
-        self._monitor.sample()
+            if _with_events():
+                del self._monitor.escapes[:]  # escapes from before this guard
+        monitor = self._monitor
+        monitor.sample()
         # Compared with this guard's own last look, not the monitor's: the
         # monitor is shared, and a nested session (pytester) samples it too.
-        for pid in self._monitor.zombies.keys() - self._seen:
+        for pid in monitor.zombies.keys() - self._seen:
             self._not_yet[pid] = previous
-        self._seen = set(self._monitor.zombies)
+        self._seen = set(monitor.zombies)
+        self._find_escapes(monitor)
+
+    def _find_escapes(self, monitor: _TreeMonitor) -> None:
+        """Note the processes that left the tree since the last look.
+
+        Kernel events say each one. The sampler does not (it watches no
+        adopter, which would mean reading PID 1's children at every look),
+        so the guard checks what it can see: a zombie whose holder is no
+        longer in the tree, and a process it saw running that the walk no
+        longer finds. Only those are read from /proc, so a clean look
+        costs nothing more. An escape between two looks is seen only by
+        kernel events.
+        """
+        for pid, creator, held_by, zombie in monitor.escapes:
+            self._escape(pid, creator, held_by, zombie)
+        del monitor.escapes[:]
+        statuses = monitor.last
+        for pid, found in monitor.zombies.items():
+            if pid in self.baseline_zombies or pid in self._escaped or found.ppid == self.pid:
+                continue  # this process is alive, so a child of its own is still its own
+            if statuses.get(found.ppid, _ZOMBIE) != _ZOMBIE:
+                continue  # its holder is alive in the tree: still its child
+            stat = _procfs.read_stat(pid)
+            if stat is not None and stat.ppid != self.pid and stat.ppid not in statuses:
+                self._escape(pid, found.ppid, stat.ppid, True, stat.comm)
+        live = {pid for pid, status in statuses.items() if status != _ZOMBIE}
+        for pid in self._live - live:
+            if pid in statuses or pid in self._escaped:
+                continue  # a zombie of the tree now, or known
+            stat = _procfs.read_stat(pid)
+            if stat is not None and stat.ppid != self.pid and stat.ppid not in statuses:
+                self._escape(pid, 0, stat.ppid, stat.state == "Z", stat.comm)
+        self._live = live
+
+    def _escape(
+        self, pid: int, orphaned_by: int, held_by: int, zombie: bool, name: str | None = None
+    ) -> None:
+        if name is None:
+            stat = _procfs.read_stat(pid)
+            name = stat.comm if stat is not None else "?"
+        self._escaped[pid] = Escaped(pid, name, orphaned_by, held_by, zombie)
 
     def _zombies(self) -> dict[int, Zombie]:
         return self._monitor.zombies if self._monitor is not None else {}
@@ -249,25 +344,35 @@ class ZombieGuard:
         return self._monitor.last if self._monitor is not None else {}
 
     def _new_pids(self) -> set[int]:
-        return set(self._zombies()) - self.baseline_zombies
+        """The zombies that are this test's: see the class docstring."""
+        return (
+            set(self._zombies())
+            - self.baseline_zombies
+            - self.baseline_pids
+            - self.foreign.keys()
+            - self._escaped.keys()
+        )
 
     def _running(self) -> set[int]:
-        """Live processes that were not in the tree when the test began."""
+        """Live processes the test started (not a wider fixture's)."""
         if self._monitor is None:
             return set()
-        import psutil
-
         return {
             pid
             for pid, status in self._monitor.last.items()
-            if status != psutil.STATUS_ZOMBIE and pid not in self.baseline_pids
+            if status != _ZOMBIE and pid not in self.baseline_pids and pid not in self.foreign
         }
 
-    def _leaked(self) -> list[LeakedZombie]:
+    def running(self, label: str) -> set[int]:
+        """Look now, and return the live processes the test started."""
+        self._look(label)
+        return self._running()
+
+    def _describe_zombies(self, pids: Iterable[int]) -> list[LeakedZombie]:
         now = self._clock()
         found = []
         zombies = self._zombies()
-        for pid in sorted(self._new_pids()):
+        for pid in sorted(pids):
             zombie = zombies[pid]
             not_yet = self._not_yet.get(pid)
             # From events its exit time is known: no bounds needed.
@@ -285,6 +390,27 @@ class ZombieGuard:
                 )
             )
         return found
+
+    def _leaked(self) -> list[LeakedZombie]:
+        return self._describe_zombies(self._new_pids())
+
+    def inherited(self) -> list[LeakedZombie]:
+        """Zombies held in the tree that are not this test's: of processes
+        running when it began, or started by a fixture of a wider scope."""
+        zombies = self._zombies().keys() - self.baseline_zombies - self._escaped.keys()
+        return self._describe_zombies(zombies & (self.baseline_pids | self.foreign.keys()))
+
+    def escapes(self) -> list[Escaped]:
+        """Processes the test started that left its tree, in pid order."""
+        return [
+            e
+            for pid, e in sorted(self._escaped.items())
+            if pid not in self.baseline_pids and pid not in self.foreign
+        ]
+
+    def left_running(self) -> list[int]:
+        """Processes the test started that run on after it (at the last look)."""
+        return sorted(self._running())
 
     @property
     def zombies(self) -> list[LeakedZombie]:
@@ -310,6 +436,13 @@ class ZombieGuard:
         no process the test started is still running (a running one may
         become a zombie a moment later). Polls with exponential backoff
         against a deadline, never one fixed sleep.
+
+        If too many are left, the garbage collector runs once (unless the
+        settings say not to) and the guard looks once more: a child kept by an
+        object in a reference cycle (pexpect, ptyprocess) is collected by
+        that object's ``__del__``, which otherwise runs whenever the
+        collector happens to, and the verdict would depend on it. Those
+        that went away only then are in ``gc_collected``.
         """
         settle = self.settle if settle is None else settle
         allow = self.allow if allow is None else allow
@@ -322,7 +455,15 @@ class ZombieGuard:
             return len(self._new_pids()) <= allow and not self._running()
 
         poll_until(quiet, settle, clock=self._clock, sleep=self._sleep)
-        return self._leaked()
+        leaked = self._leaked()
+        if len(leaked) > allow and self.settings.gc and gc.collect():
+            # One more look, no second window: a __del__ that collects its
+            # child has done so by the time collect() returns.
+            self._look("after gc.collect()")
+            left = self._new_pids()
+            self.gc_collected = [z for z in leaked if z.pid not in left]
+            leaked = self._leaked()
+        return leaked
 
     def check(self, settle: float | None = None, allow: int | None = None) -> None:
         """Fail (``ZombieLeak``) if this test has left more than ``allow`` zombies.
@@ -340,18 +481,28 @@ class ZombieGuard:
     # -- reporting -------------------------------------------------------------
 
     def describe(
-        self, leaked: list[LeakedZombie], settle: float, allow: int, reaped: str = ""
+        self,
+        leaked: list[LeakedZombie],
+        settle: float,
+        allow: int,
+        reaped: str = "",
+        escaped: list[Escaped] | None = None,
     ) -> str:
         """Write the failure message: one entry per zombie, then advice."""
-        noun = "zombie process" if len(leaked) == 1 else "zombie processes"
-        lines = [
-            f"zombiewatch: this test left {len(leaked)} {noun} (allowed: {allow}), "
-            f"still there after a {settle:g} s settle window:"
-        ]
+        if leaked:
+            lines = [
+                f"zombiewatch: this test left {_plural(len(leaked), 'zombie process')} "
+                f"(allowed: {allow}), still there after a {settle:g} s settle window:"
+            ]
+        else:
+            lines = ["zombiewatch: this test orphaned processes (--zombiewatch-fail-orphans):"]
         for zombie in leaked[:MAX_LISTED]:
             lines.extend(self._describe_one(zombie))
         if len(leaked) > MAX_LISTED:
             lines.append(f"  ... and {len(leaked) - MAX_LISTED} more")
+        lines.extend(self.escape_lines(escaped or []))
+        if self.gc_collected:
+            lines.append(self.gc_text(self.gc_collected))
         running = sorted(self._running())
         if running:
             lines.append(
@@ -365,6 +516,30 @@ class ZombieGuard:
             "os.waitpid(pid, 0), multiprocessing's Process.join()."
         )
         return "\n".join(lines)
+
+    def escape_lines(self, escaped: list[Escaped]) -> list[str]:
+        """One line per escaped orphan: who it is, who orphaned it, who holds it."""
+        lines = []
+        for e in escaped[:MAX_LISTED]:
+            state = "a zombie" if e.zombie else "still running"
+            by = f"its parent pid {e.orphaned_by}" if e.orphaned_by else "its parent"
+            held = f"pid {e.held_by} holds it now" if e.held_by else "collected since"
+            lines.append(
+                f"  pid {e.pid} {e.name!r} escaped this test's tree, {state}: "
+                f"{by} exited without collecting it; {held}"
+            )
+        if len(escaped) > MAX_LISTED:
+            lines.append(f"  ... and {len(escaped) - MAX_LISTED} more escaped")
+        return lines
+
+    @staticmethod
+    def gc_text(collected: list[LeakedZombie]) -> str:
+        """Say which zombies went away only when the garbage collector ran."""
+        pids = ", ".join(f"pid {z.pid} {z.name!r}" for z in collected[:MAX_LISTED])
+        return (
+            f"{pids}: collected only after gc.collect(), so held by an object in a "
+            "reference cycle: close it explicitly (its close(), wait() or join())"
+        )
 
     def _describe_one(self, zombie: LeakedZombie) -> list[str]:
         parent = self._parent_text(zombie.ppid)
@@ -380,11 +555,6 @@ class ZombieGuard:
             "    command line: none (a zombie keeps none on Linux); its parent's: "
             + self._cmdline(zombie.ppid),
         ]
-        if zombie.running_at_start:
-            lines.append(
-                "    it was already running when this test began: an earlier test "
-                "or a fixture started it, this test only saw it exit"
-            )
         return lines
 
     def _parent_text(self, ppid: int) -> str:
@@ -396,12 +566,8 @@ class ZombieGuard:
 
     @staticmethod
     def _name(pid: int) -> str:
-        import psutil
-
-        try:
-            return psutil.Process(pid).name()
-        except psutil.Error:
-            return "?"  # gone since the last look, or unreadable
+        stat = _procfs.read_stat(pid)
+        return stat.comm if stat is not None else "?"  # gone since the last look
 
     @staticmethod
     def _cmdline(pid: int) -> str:
@@ -445,6 +611,13 @@ class ZombieGuard:
                 reaped.append(pid)
             # else pid 0: the pid is a live child now, the zombie is gone
         return reaped, not_ours
+
+
+def _plural(count: int, noun: str) -> str:
+    """``1 zombie process``, ``2 zombie processes``, ``3 tests``."""
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count} {noun}es" if noun.endswith("s") else f"{count} {noun}s"
 
 
 def reap_text(reaped: list[int], not_ours: list[LeakedZombie]) -> str:

@@ -75,20 +75,23 @@ if TYPE_CHECKING:
 from zombiewatch._guard import (
     DEFAULT_ALLOW,
     DEFAULT_SETTLE,
+    Escaped,
     LeakedZombie,
     Settings,
     ZombieGuard,
     ZombieLeak,
+    ZombiewatchWarning,
+    _plural,
     reap_text,
     unavailable_reason,
 )
 
-__all__ = ["LeakedZombie", "ZombieGuard", "ZombieLeak"]
+__all__ = ["Escaped", "LeakedZombie", "ZombieGuard", "ZombieLeak", "ZombiewatchWarning"]
 
 MARKER = "zombiewatch"
 FIXTURE = "zombie_guard"
-MARKER_ARGS = ("settle", "allow", "enabled")
-REPORT_ATTR = "zombiewatch"  # on teardown reports of guarded tests
+MARKER_ARGS = ("settle", "allow", "enabled", "gc", "fail_orphans")
+REPORT_ATTR = "zombiewatch"  # on teardown reports of guarded tests, and in xdist's workeroutput
 
 
 class _Defaults(NamedTuple):
@@ -98,19 +101,64 @@ class _Defaults(NamedTuple):
     settings: Settings
 
 
-class _Totals:
-    """What the summary line counts."""
+class _Owner(NamedTuple):
+    """Who started a process that outlived its test or fixture."""
+
+    who: str  # a test's node id, or "fixture 'name' (module scope)"
+    name: str
+    start_ticks: int  # with the pid, the process's identity
+
+
+class _Session:
+    """What one process of the session remembers between its guarded tests:
+    the processes tests and wide fixtures left running, so that a zombie
+    one of them becomes later is blamed on who started it, never on the
+    test that happened to be running."""
 
     def __init__(self) -> None:
-        self.guarded = 0
-        self.leaky = 0  # tests that failed for their zombies
-        self.zombies = 0  # zombies in those tests
-        self.reaped = 0
+        self.left: dict[int, _Owner] = {}  # pid -> who started it
+        self.current: ZombieGuard | None = None  # the guard of the running test
+        self.fixtures_watched = False
+
+    def remember(self, pid: int, who: str) -> None:
+        from zombiewatch import _procfs
+
+        stat = _procfs.read_stat(pid)
+        if stat is not None:
+            self.left[pid] = _Owner(who, stat.comm, stat.start_ticks)
+
+    def claim(self, zombie: LeakedZombie, found: str) -> dict[str, Any]:
+        """The late leak of ``zombie``: who started it, as a report entry."""
+        owner = self.left.pop(zombie.pid, None)
+        who = owner.who if owner is not None else ""
+        return {"who": who, "pid": zombie.pid, "name": zombie.name, "found": found}
+
+    def at_end(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Look at what was left running, once, when the session's tests are
+        done: (late leaks, still running)."""
+        import os
+
+        from zombiewatch import _procfs
+
+        late, running = [], []
+        me = os.getpid()
+        for pid, owner in sorted(self.left.items()):
+            stat = _procfs.read_stat(pid)
+            if stat is None or stat.start_ticks != owner.start_ticks:
+                continue  # collected: no leak
+            entry = {"who": owner.who, "pid": pid, "name": owner.name}
+            if stat.state != "Z":
+                running.append(entry)
+            elif me in _procfs.ancestors(stat.ppid):
+                late.append({**entry, "found": "when the session's tests were done"})
+        self.left.clear()
+        return late, running
 
 
 _DEFAULTS = pytest.StashKey[_Defaults]()
+_SESSION = pytest.StashKey[_Session]()
 _GUARD = pytest.StashKey[ZombieGuard]()
-_OUTCOME = pytest.StashKey[dict[str, int]]()
+_OUTCOME = pytest.StashKey[dict[str, Any]]()
 
 
 # -- validation: every value says where it came from ------------------------------
@@ -147,10 +195,10 @@ def _validate_allow(value: object, where: str) -> int:
     return allow
 
 
-def _validate_enabled(value: object, where: str) -> bool:
+def _validate_bool(value: object, where: str, name: str = "enabled") -> bool:
     if not isinstance(value, bool):
         raise pytest.UsageError(
-            f"zombiewatch: {where}: enabled must be True or False, got {value!r}"
+            f"zombiewatch: {where}: {name} must be True or False, got {value!r}"
         )
     return value
 
@@ -175,7 +223,15 @@ def _ini_bool(config: pytest.Config, name: str) -> bool:
     except (pytest.UsageError, TypeError, ValueError) as err:
         raise pytest.UsageError(
             f"zombiewatch: {_ini_where(config, name)}: expected true or false ({err})"
-        ) from err
+        ) from None
+
+
+def _option_or_ini(config: pytest.Config, option: str, ini: str) -> bool:
+    """A boolean setting: the option if given, else the ini key (always
+    validated: a bad ini value is an error even when the option wins)."""
+    from_ini = _ini_bool(config, ini)
+    given = config.getoption(option)
+    return bool(given) if given is not None else from_ini
 
 
 def _session_defaults(config: pytest.Config) -> _Defaults:
@@ -194,9 +250,12 @@ def _session_defaults(config: pytest.Config) -> _Defaults:
     opt_allow = config.getoption("zombiewatch_allow")
     if opt_allow is not None:
         allow = _validate_allow(opt_allow, f"--zombiewatch-allow={opt_allow}")
-    enabled = bool(config.getoption("zombiewatch")) or _ini_bool(config, "zombiewatch")
-    reap = bool(config.getoption("zombiewatch_reap")) or _ini_bool(config, "zombiewatch_reap")
-    return _Defaults(enabled, Settings(settle=settle, allow=allow, reap=reap))
+    enabled = _option_or_ini(config, "zombiewatch", "zombiewatch")
+    reap = _option_or_ini(config, "zombiewatch_reap", "zombiewatch_reap")
+    fail_orphans = _option_or_ini(config, "zombiewatch_fail_orphans", "zombiewatch_fail_orphans")
+    collect = _ini_bool(config, "zombiewatch_gc") and not config.getoption("zombiewatch_no_gc")
+    settings = Settings(settle, allow, reap, collect, fail_orphans)
+    return _Defaults(enabled, settings)
 
 
 def _item_settings(item: pytest.Item) -> tuple[Settings, bool]:
@@ -207,24 +266,30 @@ def _item_settings(item: pytest.Item) -> tuple[Settings, bool]:
     marker = item.get_closest_marker(MARKER)
     if marker is not None:
         where = f"@pytest.mark.zombiewatch on {item.nodeid}"
-        if marker.args:
+        kwargs = dict(marker.kwargs)
+        if len(marker.args) > 1 or (marker.args and "settle" in kwargs):
             raise pytest.UsageError(
-                f"zombiewatch: {where}: takes keyword arguments only "
-                f"({', '.join(MARKER_ARGS)}), got {marker.args!r}"
+                f"zombiewatch: {where}: takes at most one positional argument, the "
+                f"settle window (as zombiewatch(0.5)), got {marker.args!r} and {kwargs!r}"
             )
-        unknown = sorted(set(marker.kwargs) - set(MARKER_ARGS))
+        if marker.args:
+            kwargs["settle"] = marker.args[0]
+        unknown = sorted(set(kwargs) - set(MARKER_ARGS))
         if unknown:
             raise pytest.UsageError(
                 f"zombiewatch: {where}: unknown argument {', '.join(unknown)} "
                 f"(expected {', '.join(MARKER_ARGS)})"
             )
-        enabled = _validate_enabled(marker.kwargs.get("enabled", True), where)
-        settle, allow = settings.settle, settings.allow
-        if "settle" in marker.kwargs:
-            settle = _validate_settle(marker.kwargs["settle"], where)
-        if "allow" in marker.kwargs:
-            allow = _validate_allow(marker.kwargs["allow"], where)
-        settings = Settings(settle=settle, allow=allow, reap=settings.reap)
+        enabled = _validate_bool(kwargs.get("enabled", True), where)
+        changes: dict[str, Any] = {}
+        if "settle" in kwargs:
+            changes["settle"] = _validate_settle(kwargs["settle"], where)
+        if "allow" in kwargs:
+            changes["allow"] = _validate_allow(kwargs["allow"], where)
+        for name in ("gc", "fail_orphans"):
+            if name in kwargs:
+                changes[name] = _validate_bool(kwargs[name], where, name)
+        settings = settings._replace(**changes)
     return settings, enabled
 
 
@@ -232,7 +297,38 @@ def _start_guard(item: pytest.Item, settings: Settings, started_by: str) -> Zomb
     reason = unavailable_reason()
     if reason is not None:
         pytest.fail(f"zombiewatch cannot guard this test: {reason}", pytrace=False)
-    return ZombieGuard(settings, started_by=started_by)
+    session = item.config.stash[_SESSION]
+    if not session.fixtures_watched:
+        # Registered with the first guard: a session that guards nothing
+        # pays nothing per fixture.
+        session.fixtures_watched = True
+        item.config.pluginmanager.register(_FixtureWatch(session), "zombiewatch-fixtures")
+    guard = ZombieGuard(settings, started_by=started_by)
+    session.current = guard
+    return guard
+
+
+class _FixtureWatch:
+    """Tells the guard which processes a fixture of a wider scope than the
+    test starts: they live on by design, and their fate is the fixture's."""
+
+    def __init__(self, session: _Session) -> None:
+        self.session = session
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> Generator[None, None, None]:
+        guard = self.session.current
+        if guard is None or fixturedef.scope == "function":
+            yield
+            return
+        who = f"fixture {fixturedef.argname!r} ({fixturedef.scope} scope)"
+        before = guard.running(f"before {who} was set up")
+        yield
+        for pid in guard.running(f"after {who} was set up") - before:
+            guard.foreign[pid] = who
+            self.session.remember(pid, who)
 
 
 # -- hooks ------------------------------------------------------------------------
@@ -267,24 +363,49 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="after reporting a test's zombies, collect those that are this "
         "process's children, so they do not outlive the test",
     )
+    group.addoption(
+        "--zombiewatch-fail-orphans",
+        action="store_true",
+        default=None,
+        help="also fail a test whose processes left orphans: children that "
+        "escaped its tree to PID 1 or a subreaper (by default a warning)",
+    )
+    group.addoption(
+        "--zombiewatch-no-gc",
+        action="store_true",
+        default=False,
+        help="do not run gc.collect() before failing a test: a zombie kept by an "
+        "object in a reference cycle then fails it or not as the collector runs",
+    )
     parser.addini(
         "zombiewatch", "guard every test (like --zombiewatch)", type="bool", default=False
     )
     parser.addini("zombiewatch_settle", "like --zombiewatch-settle", default="")
     parser.addini("zombiewatch_allow", "like --zombiewatch-allow", default="")
     parser.addini("zombiewatch_reap", "like --zombiewatch-reap", type="bool", default=False)
+    parser.addini(
+        "zombiewatch_fail_orphans", "like --zombiewatch-fail-orphans", type="bool", default=False
+    )
+    parser.addini(
+        "zombiewatch_gc",
+        "run gc.collect() before failing a test (false: like --zombiewatch-no-gc)",
+        type="bool",
+        default=True,
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the marker, resolve the session's settings, check they can work."""
     config.addinivalue_line(
         "markers",
-        "zombiewatch(settle=None, allow=None, enabled=True): fail this test if it "
-        "leaves zombie processes; settle: seconds to wait for them to be collected; "
-        "allow: how many it may leave; enabled=False exempts it from --zombiewatch",
+        "zombiewatch(settle=None, allow=None, enabled=True, gc=True, fail_orphans=False): "
+        "fail this test if it leaves zombie processes; settle (also the one positional "
+        "argument): seconds to wait for them to be collected; allow: how many it may "
+        "leave; enabled=False exempts it from --zombiewatch",
     )
     defaults = _session_defaults(config)
     config.stash[_DEFAULTS] = defaults
+    config.stash[_SESSION] = _Session()
     if defaults.enabled:
         reason = unavailable_reason()
         if reason is not None:
@@ -300,8 +421,13 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if defaults is None or not defaults.enabled:
         return None
     s = defaults.settings
-    reap = ", reaping its own children" if s.reap else ""
-    return f"zombiewatch: guarding every test (settle {s.settle:g} s, allow {s.allow}{reap})"
+    extra = [", reaping its own children"] if s.reap else []
+    if s.fail_orphans:
+        extra.append(", failing on orphans")
+    if not s.gc:
+        extra.append(", no gc.collect()")
+    how = f"settle {s.settle:g} s, allow {s.allow}{''.join(extra)}"
+    return f"zombiewatch: guarding every test ({how})"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -310,10 +436,29 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     try:
         settings, guarded = _item_settings(item)
     except pytest.UsageError as err:
-        # A bad marker fails its own test at setup; the session goes on.
-        pytest.fail(str(err), pytrace=False)
-    if guarded:
-        item.stash[_GUARD] = _start_guard(item, settings, "when the test began")
+        error = str(err)
+    else:
+        if guarded:
+            guard = item.stash[_GUARD] = _start_guard(item, settings, "when the test began")
+            _claim_baseline(item, guard)
+        return
+    # A bad marker fails its own test at setup; the session goes on. Out of
+    # the except block, so that it is reported once, not as a chain.
+    pytest.fail(error, pytrace=False)
+
+
+def _claim_baseline(item: pytest.Item, guard: ZombieGuard) -> None:
+    """A process an earlier test left running that is a zombie already when
+    this one begins (it exited during an unguarded test): its leak."""
+    session = item.config.stash[_SESSION]
+    if not session.left:
+        return
+    late = [
+        session.claim(z, f"before {item.nodeid} began")
+        for z in guard._describe_zombies(guard.baseline_zombies & session.left.keys())
+    ]
+    if late:
+        item.stash[_OUTCOME] = {"late": late}
 
 
 @pytest.hookimpl(trylast=True)
@@ -323,19 +468,47 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     if guard is None:
         return
     del item.stash[_GUARD]  # done with it: items live as long as the session
+    session = item.config.stash[_SESSION]
+    session.current = None
     settings = guard.settings
     leaked = guard.settled(label="when the test ended")
-    outcome = {"leaked": 0, "zombies": len(leaked), "reaped": 0}
+    outcome: dict[str, Any] = item.stash.get(_OUTCOME, {})
+    outcome.update(leaked=0, zombies=len(leaked), reaped=0)
     item.stash[_OUTCOME] = outcome
+    # Zombies of processes the test did not start: whose they are.
+    late = [session.claim(z, f"during {item.nodeid}") for z in guard.inherited()]
+    if late:
+        outcome["late"] = outcome.get("late", []) + late
+    for pid in guard.left_running():
+        session.remember(pid, item.nodeid)
+        item.warn(
+            ZombiewatchWarning(
+                f"zombiewatch: left pid {pid} {guard._name(pid)!r} running; if it exits "
+                "and is never collected, its zombie is reported against this test"
+            )
+        )
+    escaped = guard.escapes()
+    outcome["escaped"] = len(escaped)
+    fail_orphans = settings.fail_orphans and escaped
+    if escaped and not fail_orphans:
+        lines = "\n".join(guard.escape_lines(escaped))
+        item.warn(ZombiewatchWarning(f"zombiewatch: orphans escaped this test's tree:\n{lines}"))
     if len(leaked) <= settings.allow:
-        return
+        if guard.gc_collected:
+            item.warn(ZombiewatchWarning("zombiewatch: " + guard.gc_text(guard.gc_collected)))
+        if not fail_orphans:
+            return
+        leaked = []
     outcome["leaked"] = len(leaked)
     reaped = ""
-    if settings.reap:
+    if settings.reap and leaked:
         pids, left = guard.reap(leaked)
         outcome["reaped"] = len(pids)
         reaped = reap_text(pids, left)
-    pytest.fail(guard.describe(leaked, settings.settle, settings.allow, reaped), pytrace=False)
+    message = guard.describe(
+        leaked, settings.settle, settings.allow, reaped, escaped if fail_orphans else None
+    )
+    pytest.fail(message, pytrace=False)
 
 
 # An old-style wrapper, which every pluggy has: pytest 7.4 (our floor) may
@@ -348,11 +521,13 @@ def pytest_runtest_makereport(
     report = (yield).get_result()
     if call.when == "setup" and report.skipped and _GUARD in item.stash:
         del item.stash[_GUARD]  # a skipped test was not guarded
+        item.config.stash[_SESSION].current = None
     elif call.when == "teardown":
         if _GUARD in item.stash:
             # A fixture's teardown raised, so ours never ran: its cleanup did
             # not finish, and a verdict on it would blame the wrong thing.
             del item.stash[_GUARD]
+            item.config.stash[_SESSION].current = None
         outcome = item.stash.get(_OUTCOME, None)
         if outcome is not None:
             del item.stash[_OUTCOME]
@@ -360,34 +535,101 @@ def pytest_runtest_makereport(
             setattr(report, REPORT_ATTR, outcome)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, None, None]:
+    """When every test is done: what tests left running, once more."""
+    yield
+    config = session.config
+    state = config.stash.get(_SESSION, None)
+    if state is None or not state.left:
+        return
+    late, running = state.at_end()
+    if hasattr(config, "workerinput"):
+        workeroutput: dict[str, Any] = config.workeroutput  # type: ignore[attr-defined]
+        workeroutput[REPORT_ATTR] = {"late": late, "running": running}
+        return
+    summary = config.pluginmanager.get_plugin("zombiewatch-summary")
+    if summary is not None:
+        summary.add_late(late)
+        summary.running.extend(running)
+        summary.fail_session(session)
+
+
 class _Summary:
-    """Counts guarded tests from their reports and prints the summary line."""
+    """Counts guarded tests from their reports and prints the summary."""
 
     def __init__(self, defaults: _Defaults) -> None:
         self.defaults = defaults
-        self.totals = _Totals()
+        self.guarded = 0
+        self.leaky: set[str] = set()  # tests (and fixtures) that leaked
+        self.zombies = 0
+        self.reaped = 0
+        self.escaped = 0
+        self.late: list[dict[str, Any]] = []  # leaks found after their test ended
+        self.running: list[dict[str, Any]] = []  # left running when the session ended
+
+    def add_late(self, late: list[dict[str, Any]]) -> None:
+        for entry in late:
+            self.late.append(entry)
+            self.leaky.add(entry["who"] or "?")
+            self.zombies += 1
+
+    def fail_session(self, session: pytest.Session) -> None:
+        """A leak found after its test passed still fails the run."""
+        if self.late and not session.testsfailed:
+            session.testsfailed += 1
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        outcome: dict[str, int] | None = getattr(report, REPORT_ATTR, None)
+        outcome: dict[str, Any] | None = getattr(report, REPORT_ATTR, None)
         if report.when != "teardown" or outcome is None:
             return
-        totals = self.totals
-        totals.guarded += 1
-        if outcome["leaked"]:
-            totals.leaky += 1
-            totals.zombies += outcome["leaked"]
-        totals.reaped += outcome["reaped"]
+        if "zombies" in outcome:
+            self.guarded += 1
+        if outcome.get("leaked"):
+            self.leaky.add(report.nodeid)
+            self.zombies += outcome["leaked"]
+        self.reaped += outcome.get("reaped", 0)
+        self.escaped += outcome.get("escaped", 0)
+        self.add_late(outcome.get("late", []))
+
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """An xdist worker is done: what it found after its last test."""
+        found = getattr(node, "workeroutput", {}).get(REPORT_ATTR)
+        if found:
+            self.add_late(found["late"])
+            self.running.extend(found["running"])
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, None, None]:
+        yield
+        self.fail_session(session)  # after every worker has reported
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        totals = self.totals
-        if not (self.defaults.enabled or totals.guarded):
-            return
-        tests = "test" if totals.guarded == 1 else "tests"
-        line = f"zombiewatch: {totals.guarded} {tests} guarded, {totals.leaky} leaked zombies"
-        if totals.leaky:
-            line += f" ({totals.zombies} zombies in all"
-            line += f", {totals.reaped} reaped)" if self.defaults.settings.reap else ")"
-        terminalreporter.write_line(line, red=bool(totals.leaky), green=not totals.leaky)
+        if not self.guarded:
+            return  # nothing ran (--collect-only, or every test deselected)
+        line = f"zombiewatch: {_plural(self.guarded, 'test')} guarded, "
+        if self.leaky:
+            line += f"{_plural(len(self.leaky), 'test')} leaked {_plural(self.zombies, 'zombie')}"
+            if self.defaults.settings.reap:
+                line += f" ({self.reaped} reaped)"
+        else:
+            line += "no test leaked a zombie"
+        if self.escaped:
+            line += f", {_plural(self.escaped, 'orphan')} escaped"
+        terminalreporter.write_line(line, red=bool(self.leaky), green=not self.leaky)
+        for entry in self.late:
+            who = entry["who"] or "a process running before any guarded test saw it start"
+            terminalreporter.write_line(
+                f"zombiewatch: {who} leaked pid {entry['pid']} {entry['name']!r}: it was still "
+                f"running when its test ended, and its zombie was found {entry['found']}",
+                red=True,
+            )
+        for entry in self.running:
+            terminalreporter.write_line(
+                f"zombiewatch: {entry['who']} left pid {entry['pid']} {entry['name']!r} "
+                "running when the session's tests were done",
+                yellow=True,
+            )
 
 
 @pytest.fixture

@@ -161,7 +161,7 @@ def test_the_header_and_summary_say_it_is_on(pytester, run) -> None:
     assert "zombiewatch: guarding every test (settle 1 s, allow 2, reaping its own children)" in (
         result.outlines
     )
-    assert "zombiewatch: 1 test guarded, 0 leaked zombies" in result.outlines
+    assert "zombiewatch: 1 test guarded, no test leaked a zombie" in result.outlines
 
 
 # -- precedence: marker > option > ini > default -------------------------------------
@@ -246,6 +246,8 @@ def test_precedence_of_the_settle_window(pytester, run, ini, cli, decorator, set
         ("zombiewatch_allow = many", [], "ini key zombiewatch_allow in *tox.ini: allow must*"),
         ("zombiewatch = maybe", [], "ini key zombiewatch in *tox.ini: expected true or false*"),
         ("zombiewatch_reap = sure", [], "ini key zombiewatch_reap in *tox.ini: expected true*"),
+        ("zombiewatch_gc = often", [], "ini key zombiewatch_gc in *tox.ini: expected true*"),
+        ("zombiewatch_fail_orphans = x", [], "ini key zombiewatch_fail_orphans in *: expected*"),
         ("", ["-o", "zombiewatch_settle=-2"], "-o zombiewatch_settle: settle must be*got '-2'"),
     ],
 )
@@ -267,8 +269,15 @@ def test_a_bad_option_or_ini_value_is_a_usage_error(pytester, ini, cli, message)
         ("zombiewatch(allow=-1)", "allow must be a whole number of zombies >= 0, got -1"),
         ("zombiewatch(allow=True)", "allow must be a whole number*got True"),
         ("zombiewatch(enabled='no')", "enabled must be True or False, got 'no'"),
-        ("zombiewatch(1.0)", "takes keyword arguments only*got (1.0,)"),
-        ("zombiewatch(setle=1)", "unknown argument setle (expected settle, allow, enabled)"),
+        ("zombiewatch(1.0, 2)", "takes at most one positional argument*got (1.0, 2)*"),
+        ("zombiewatch(0.5, settle=1)", "takes at most one positional argument*"),
+        ("zombiewatch(-1)", "settle must be a number of seconds >= 0, got -1"),
+        ("zombiewatch(gc='off')", "gc must be True or False, got 'off'"),
+        ("zombiewatch(fail_orphans=1)", "fail_orphans must be True or False, got 1"),
+        (
+            "zombiewatch(setle=1)",
+            "unknown argument setle (expected settle, allow, enabled, gc, fail_orphans)",
+        ),
     ],
 )
 def test_a_bad_marker_fails_its_own_test_naming_the_marker(pytester, marker, message) -> None:
@@ -295,3 +304,37 @@ def test_a_bad_marker_fails_its_own_test_naming_the_marker(pytester, marker, mes
             + message,
         ]
     )
+    # Said once, not again as the cause of a second exception.
+    errors = result.stdout.str().split("short test summary info")[0]
+    assert errors.count("zombiewatch: @pytest.mark.zombiewatch on") == 1
+    assert "During handling" not in result.stdout.str()
+
+
+def test_the_settle_window_may_be_the_markers_one_positional_argument(pytester, run) -> None:
+    # As pytest-timeout takes timeout(5).
+    leak(pytester, "@pytest.mark.zombiewatch(0.1)")
+
+    result = run()
+
+    assert "after a 0.1 s settle window" in error_text(result, "test_leak")
+
+
+def test_a_bad_ini_value_is_an_error_even_when_the_option_is_given(pytester) -> None:
+    pytester.makepyfile("def test_one(): pass")
+
+    result = pytester.runpytest("--zombiewatch", "-o", "zombiewatch=maybe")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: zombiewatch: -o zombiewatch: expected true or false*"])
+
+
+@pytest.mark.parametrize("args", [["--collect-only"], ["-k", "nothing_matches"]])
+def test_no_summary_line_when_no_test_ran(pytester, run, args) -> None:
+    leak(pytester)
+
+    result = run("--zombiewatch", *args)
+
+    assert not [
+        line for line in result.outlines if line.startswith("zombiewatch: ") and "guarded" in line
+    ]
+    assert "0 tests guarded" not in result.stdout.str()

@@ -44,6 +44,7 @@ class FakeMonitor:
         self.zombies: dict[int, Zombie] = {}
         self.last: dict[int, str] = {}
         self.samples = 0
+        self.escapes: list[tuple[int, int, int, bool]] = []
         self.stats = MonitorStats(method="sample")  # ages bounded by looks, as sampled
 
     def sample(self) -> None:
@@ -208,13 +209,27 @@ def test_the_age_bounds_come_from_the_looks_around_the_change(make_guard, clock)
     assert leaked.not_yet_at == "when zombie_guard looked"
 
 
-def test_a_zombie_that_was_running_when_the_test_began_says_so(make_guard) -> None:
-    guard = make_guard([{5: R}, {5: Z}], settle=0)
+def test_a_zombie_that_was_running_when_the_test_began_is_not_its_own(make_guard, clock) -> None:
+    # A bystander: the process was running when the test began; its zombie
+    # is whoever started it's, and the test is not kept waiting for it.
+    guard = make_guard([{5: R}, {5: Z}], settle=1)
 
-    [leaked] = guard.settled()
+    assert guard.settled() == []
+    assert clock.sleeps == []
+    [inherited] = guard.inherited()
+    assert inherited.pid == 5
+    assert inherited.running_at_start
 
-    assert leaked.running_at_start
-    assert "already running when this test began" in guard.describe([leaked], 0, 0)
+
+def test_a_process_a_wider_fixture_started_is_not_waited_for(make_guard, clock) -> None:
+    guard = make_guard([{}, {6: R}, {6: Z}], settle=1)
+    assert guard.running("after the fixture") == {6}
+    guard.foreign[6] = "fixture 'server' (module scope)"
+
+    assert guard.settled() == []
+    assert clock.sleeps == []
+    assert guard.left_running() == []
+    assert [z.pid for z in guard.inherited()] == [6]
 
 
 def test_check_raises_an_assertion_with_the_pids(make_guard) -> None:

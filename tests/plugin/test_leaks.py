@@ -96,7 +96,7 @@ def test_a_child_never_collected_fails_its_test_with_its_pid(pytester, run, how:
     assert "pytest" in text.split("its parent's: ")[1]
     if how == "popen":
         assert f"pid {pid} 'true'" in text
-    assert "zombiewatch: 1 test guarded, 1 leaked zombies (1 zombies in all)" in result.outlines
+    assert "zombiewatch: 1 test guarded, 1 test leaked 1 zombie" in result.outlines
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
@@ -115,7 +115,7 @@ def test_the_same_child_collected_passes(pytester, run, how: str) -> None:
     result = run(*GUARD)
 
     result.assert_outcomes(passed=1)
-    assert "zombiewatch: 1 test guarded, 0 leaked zombies" in result.outlines
+    assert "zombiewatch: 1 test guarded, no test leaked a zombie" in result.outlines
     assert result.ret == pytest.ExitCode.OK
 
 
@@ -162,7 +162,7 @@ def test_only_the_test_that_leaks_fails_not_the_next(pytester, run) -> None:
     result.assert_outcomes(passed=3, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_leak*"])
     assert "ERROR at teardown of test_next" not in result.stdout.str()
-    assert "zombiewatch: 3 tests guarded, 1 leaked zombies (1 zombies in all)" in result.outlines
+    assert "zombiewatch: 3 tests guarded, 1 test leaked 1 zombie" in result.outlines
 
 
 def test_a_zombie_grandchild_is_named_with_its_parent(pytester, run) -> None:
@@ -233,7 +233,7 @@ def test_allow_tolerates_that_many_zombies(pytester, run, allow: int, fails: boo
         assert all(f"pid {pid} " in text for pid in pids(pytester, "two"))
     else:
         result.assert_outcomes(passed=1)
-        assert "zombiewatch: 1 test guarded, 0 leaked zombies" in result.outlines
+        assert "zombiewatch: 1 test guarded, no test leaked a zombie" in result.outlines
 
 
 def test_the_settle_window_lets_a_late_reaper_collect(pytester, run) -> None:
@@ -261,7 +261,7 @@ def test_the_settle_window_lets_a_late_reaper_collect(pytester, run) -> None:
     result = run("--zombiewatch", "--zombiewatch-settle=30")
 
     result.assert_outcomes(passed=1)
-    assert "zombiewatch: 1 test guarded, 0 leaked zombies" in result.outlines
+    assert "zombiewatch: 1 test guarded, no test leaked a zombie" in result.outlines
 
 
 @pytest.mark.parametrize("reap", [True, False])
@@ -342,7 +342,7 @@ def test_zombie_guard_in_a_test_body(pytester, run) -> None:
         ]
     )
     assert "not reached" not in result.stdout.str()
-    assert "zombiewatch: 2 tests guarded, 1 leaked zombies" in result.stdout.str()
+    assert "zombiewatch: 2 tests guarded, 1 test leaked 1 zombie" in result.stdout.str()
 
 
 def test_the_no_child_probe_sees_a_zombie_and_never_collects_it() -> None:

@@ -51,4 +51,4 @@ def test_each_worker_guards_its_own_tests(pytester, run) -> None:
         line for line in result.outlines if line.startswith("ERROR")
     )
     # The controller counts the tests of both workers.
-    assert "zombiewatch: 4 tests guarded, 2 leaked zombies (2 zombies in all)" in result.outlines
+    assert "zombiewatch: 4 tests guarded, 2 tests leaked 2 zombies" in result.outlines
