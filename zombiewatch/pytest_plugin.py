@@ -13,38 +13,58 @@ Turning it on, and precedence. Each setting comes from the first of these
 that gives it; a bad value is a usage error that names its source:
 
 1. the marker, per test: ``@pytest.mark.zombiewatch(settle=0.5, allow=1)``
-   guards the test; ``enabled=False`` exempts it from a suite-wide guard.
-   Requesting the ``zombie_guard`` fixture guards the test like a bare
-   marker does.
+   (or ``zombiewatch(0.5)``: the settle window is its one positional
+   argument, as pytest-timeout takes ``timeout(5)``) guards the test;
+   ``enabled=False`` exempts it from a suite-wide guard; ``gc`` and
+   ``fail_orphans`` as below. Requesting the ``zombie_guard`` fixture
+   guards the test like a bare marker does.
 2. the options: ``--zombiewatch``, ``--zombiewatch-settle=SECONDS``,
-   ``--zombiewatch-allow=N``, ``--zombiewatch-reap``.
+   ``--zombiewatch-allow=N``, ``--zombiewatch-reap``,
+   ``--zombiewatch-fail-orphans``, ``--zombiewatch-no-gc``.
 3. the ini keys: ``zombiewatch = true``, ``zombiewatch_settle``,
-   ``zombiewatch_allow``, ``zombiewatch_reap``.
-4. the defaults: off, settle 1.0 s, allow 0, no reaping.
+   ``zombiewatch_allow``, ``zombiewatch_reap``, ``zombiewatch_fail_orphans``,
+   ``zombiewatch_gc``. A bad ini value is an error even when an option
+   overrides it.
+4. the defaults: off, settle 1.0 s, allow 0, no reaping, orphans warned
+   about, gc on.
 
 What a guarded test is held to. Before its setup, the guard looks at the
 descendants of the test process (with pytest-xdist, of the worker that runs
 it). After its teardown, once every fixture has cleaned up, it waits at
 most the settle window for processes the test started to finish and for
-zombies to be collected, then fails the test if more than ``allow``
-zombies remain that were not zombies when it began. Zombies an earlier
-test left are therefore never the next test's. The plugin only observes;
-with ``--zombiewatch-reap`` it then collects the zombies that are its own
+zombies to be collected, then fails the test if more than ``allow`` of its
+zombies remain. Before failing it runs ``gc.collect()`` once and looks
+again: a child that an object in a reference cycle collects in its
+``__del__`` (pexpect, ptyprocess) goes then, and the test passes with a
+warning to close it explicitly. The plugin only observes; with
+``--zombiewatch-reap`` it then collects the zombies that are its own
 children (the test's grandchildren only their parents can collect).
 
-Limits, stated in the failure message where they matter. A process the
-test orphaned (double fork) belongs to PID 1 or a subreaper, not to the
-test, and is out of view. A process still running after the settle window
-does not fail the test; if it dies during a later test, that test reports
-its zombie and says it was already running when it began. A process that
-a test's setup starts for longer (a session-scoped server) makes that one
-test wait the whole settle window. If a fixture's teardown raises, the
-check of that test is skipped: its cleanup did not finish. To turn a
-suite-wide ini setting off for one run, use ``-o zombiewatch=false``.
+Whose a zombie is. A test's zombies are those of processes it started: not
+running when it began, not started by a fixture of a wider scope, and held
+inside its tree. Never a bystander's:
+
+- a process the test leaves running gets a warning at its end ("left pid
+  N running"), and is remembered for the session; if it exits later and is
+  never collected, the leak is reported against that test, in the session
+  summary, wherever the zombie is found (in a later test, or when the
+  tests are done), and the run fails; the test running then passes;
+- a process that a module-, class-, package- or session-scoped fixture
+  starts (the guard looks before and after such a fixture's setup) is
+  that fixture's, the same way, and no test waits for it;
+- an orphan that escaped the tree (its parent exited; PID 1 or a
+  subreaper holds it now) is a warning naming who orphaned it, and fails
+  the test only with ``--zombiewatch-fail-orphans``. Kernel events see
+  every escape; the sampler only those its looks catch.
+
+If a fixture's teardown raises, the check of that test is skipped: its
+cleanup did not finish. To turn a suite-wide ini setting off for one run,
+use ``-o zombiewatch=false``.
 
 Cost: when the test process has no child, a look is one ``waitid`` call
 (WNOWAIT: it collects nothing); otherwise one walk of its tree, O(its
-descendants), through ``/proc/PID/task/*/children``.
+descendants), through ``/proc/PID/task/*/children``, or, with kernel
+events, the events since the last look.
 
 How a leak is reported: as an error at teardown (``pytest.fail`` from a
 ``trylast`` ``pytest_runtest_teardown``), the way a failing fixture
@@ -53,12 +73,15 @@ failure of the call phase, because the check must run after the fixtures
 are torn down: they are what usually collects the children (a fixture
 that stops a server and waits for it), and teardown comes after the call
 phase is reported. ``zombie_guard.check()`` in a test body fails the call
-phase instead, with an ``AssertionError``.
+phase instead, with an ``AssertionError``. Everything else is a
+``ZombiewatchWarning`` of the test.
 
-The session summary ends with one line, ``zombiewatch: N tests guarded,
-M leaked zombies``. Counts travel on the teardown report (an attribute
-pytest-xdist serializes), so the controller of an xdist run counts the
-tests of every worker.
+The session summary says ``zombiewatch: N tests guarded, K tests leaked M
+zombies``, then one line per leak found after its test ended and per
+process still running when the tests were done; nothing when no test ran.
+Counts travel on the teardown report (an attribute pytest-xdist
+serializes) and what a worker finds after its last test in its
+``workeroutput``, so the controller of an xdist run counts every worker's.
 """
 
 from __future__ import annotations
@@ -130,8 +153,10 @@ class _Session:
     def claim(self, zombie: LeakedZombie, found: str) -> dict[str, Any]:
         """The late leak of ``zombie``: who started it, as a report entry."""
         owner = self.left.pop(zombie.pid, None)
-        who = owner.who if owner is not None else ""
-        return {"who": who, "pid": zombie.pid, "name": zombie.name, "found": found}
+        if owner is None:
+            return {"who": "", "pid": zombie.pid, "name": zombie.name, "found": found}
+        # Named when it was left running: a zombie's name may not be read yet.
+        return {"who": owner.who, "pid": zombie.pid, "name": owner.name, "found": found}
 
     def at_end(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Look at what was left running, once, when the session's tests are

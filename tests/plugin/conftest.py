@@ -15,13 +15,25 @@ from collections.abc import Callable
 
 import pytest
 
-# Written into every inner run's directory. Collects leftover zombies with
-# WNOHANG only: it never blocks, and it never kills what is still running.
+# Written into every inner run's directory. Kills the children the inner
+# tests left running on purpose and listed in ``kill-at-exit.pid``, then
+# collects leftover zombies with WNOHANG only: it never blocks.
 REAP_AT_EXIT = textwrap.dedent(
     """
     import os
+    import pathlib
+    import signal
 
     def pytest_unconfigure(config):
+        path = pathlib.Path("kill-at-exit.pid")
+        if path.exists():
+            for pid in map(int, path.read_text().split()):
+                try:
+                    if os.waitpid(pid, os.WNOHANG)[0] == 0:  # ours, still running
+                        os.kill(pid, signal.SIGKILL)
+                        os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass  # collected already, or not our child
         while True:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)

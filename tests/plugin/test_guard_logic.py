@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from zombiewatch import _guard, _proctl
+from zombiewatch import _guard, _procfs, _proctl
 from zombiewatch._guard import Settings, ZombieGuard, ZombieLeak
 from zombiewatch.monitor import MonitorStats, Zombie
 from zombiewatch.pytest_plugin import _validate_allow, _validate_settle
@@ -309,3 +309,52 @@ def test_valid_allow_values(value: object, expected: int) -> None:
 def test_invalid_allow_values_name_where(value: object) -> None:
     with pytest.raises(pytest.UsageError, match=r"^zombiewatch: here: allow must be"):
         _validate_allow(value, "here")
+
+
+# -- escaped orphans (the sampler's view) --------------------------------------------
+
+
+class FakeStat:
+    def __init__(self, pid: int, ppid: int, state: str = "Z", comm: str = "true") -> None:
+        self.pid, self.ppid, self.state, self.comm = pid, ppid, state, comm
+
+
+def test_a_zombie_whose_holder_exited_escaped_and_is_not_the_tests(
+    make_guard, monkeypatch, clock
+) -> None:
+    # 9 is a zombie of 20 (a process the test started); 20 exits and is
+    # collected, so 9 goes to PID 1: outside the tree, not a leak.
+    guard = make_guard([{}, {20: R, 9: Z}, {9: Z}], settle=0.5)
+    monitor = _guard._monitor_of(0)
+    stats = {9: FakeStat(9, ppid=1)}
+    monkeypatch.setattr(_procfs, "read_stat", stats.get)
+    guard.count()  # held by 20 at this look
+    monitor.zombies[9] = Zombie(pid=9, ppid=20, name="true", since=clock())
+
+    assert guard.settled() == []
+    [escaped] = guard.escapes()
+    assert escaped == _guard.Escaped(9, "true", orphaned_by=20, held_by=1, zombie=True)
+    assert (
+        "its parent pid 20 exited without collecting it; pid 1 holds it now"
+        in (guard.escape_lines([escaped])[0])
+    )
+
+
+def test_a_zombie_held_by_a_live_process_of_the_tree_is_the_tests(make_guard, monkeypatch) -> None:
+    guard = make_guard([{}, {20: R, 9: Z}], settle=0)
+    monkeypatch.setattr(_procfs, "read_stat", lambda pid: pytest.fail("no read needed"))
+    guard.count()
+    monitor = _guard._monitor_of(0)
+    monitor.zombies[9] = Zombie(pid=9, ppid=20, name="true", since=0)
+
+    assert [z.pid for z in guard.settled()] == [9]
+    assert guard.escapes() == []
+
+
+def test_a_running_child_that_left_the_tree_escaped(make_guard, monkeypatch) -> None:
+    guard = make_guard([{}, {30: R}, {}], settle=0)
+    monkeypatch.setattr(_procfs, "read_stat", {30: FakeStat(30, 1, "S", "daemon")}.get)
+    guard.count()
+
+    assert guard.settled() == []
+    assert guard.escapes() == [_guard.Escaped(30, "daemon", 0, 1, False)]

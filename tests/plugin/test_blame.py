@@ -1,0 +1,301 @@
+"""Each leak is blamed on the test or fixture that started the process, never
+on a bystander; escaped orphans and the garbage collector (#17).
+
+Each case runs a generated test file in a fresh pytest process
+(``runpytest_subprocess``): the zombies are that process's children.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+import pytest
+
+from tests.plugin.conftest import error_text, pids
+
+pytest_plugins = ["pytester"]
+
+PRELUDE = textwrap.dedent(
+    """
+    import gc
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    import pytest
+
+    KEEP = []
+
+    # A child that runs until its stdin closes: the test decides when it exits.
+    UNTIL_EOF = [sys.executable, "-c", "import sys; sys.stdin.read()"]
+
+
+    def record(name, pid):
+        with open(name + ".pid", "a") as f:
+            f.write(f"{pid}\\n")
+
+
+    def exited(pid):
+        # Until the child has exited, without collecting it.
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+
+    """
+)
+
+
+def make_tests(pytester, body: str) -> None:
+    pytester.makepyfile(test_inner=PRELUDE + textwrap.dedent(body))
+
+
+def summary_lines(result: pytest.RunResult) -> list[str]:
+    return [line for line in result.outlines if line.startswith("zombiewatch: ")]
+
+
+# -- a bystander is never blamed -----------------------------------------------------
+
+BYSTANDER = """
+def test_c():
+    p = subprocess.Popen(UNTIL_EOF, stdin=subprocess.PIPE)
+    KEEP.append(p)
+    record("child", p.pid)
+    record("kill-at-exit", p.pid)
+
+def test_d():
+    # C's child exits now, while D runs, and nobody collects it.
+    p = KEEP[0]
+    p.stdin.close()
+    exited(p.pid)
+"""
+
+
+@pytest.mark.parametrize("xdist", [False, True])
+def test_a_zombie_is_blamed_on_the_test_that_started_it(pytester, run, xdist: bool) -> None:
+    make_tests(pytester, BYSTANDER)
+    args = ["-n", "1"] if xdist else []
+
+    result = run("--zombiewatch", "--zombiewatch-settle=0.2", *args)
+
+    # D passes: the zombie is C's, who left its child running.
+    result.assert_outcomes(passed=2)
+    assert "ERROR at teardown" not in result.stdout.str()
+    [pid] = pids(pytester, "child")
+    out = result.stdout.str()
+    # A warning at C's end, with C's node id ...
+    assert re.search(
+        r"test_inner.py::test_c\n.*ZombiewatchWarning: zombiewatch: left pid " + str(pid), out
+    ), out
+    # ... and the leak in the summary, against C, and the run fails.
+    lines = summary_lines(result)
+    assert "zombiewatch: 2 tests guarded, 1 test leaked 1 zombie" in lines
+    assert any(
+        line.startswith(f"zombiewatch: test_inner.py::test_c leaked pid {pid} 'python")
+        and line.endswith(
+            "it was still running when its test ended, and its zombie was found "
+            "during test_inner.py::test_d"
+        )
+        for line in lines
+    ), lines
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_a_zombie_found_when_the_tests_are_done_is_blamed_too(pytester, run) -> None:
+    make_tests(
+        pytester,
+        BYSTANDER.replace("def test_d", "@pytest.mark.zombiewatch(enabled=False)\ndef test_d"),
+    )
+
+    result = run("--zombiewatch", "--zombiewatch-settle=0.2")
+
+    result.assert_outcomes(passed=2)
+    [pid] = pids(pytester, "child")
+    assert any(
+        line.startswith(f"zombiewatch: test_inner.py::test_c leaked pid {pid} ")
+        and line.endswith("found when the session's tests were done")
+        for line in summary_lines(result)
+    ), result.outlines
+    assert "zombiewatch: 1 test guarded, 1 test leaked 1 zombie" in result.outlines
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_a_child_still_running_at_the_end_is_named_not_blamed(pytester, run) -> None:
+    make_tests(pytester, BYSTANDER.split("def test_d")[0])
+
+    result = run("--zombiewatch", "--zombiewatch-settle=0.2")
+
+    result.assert_outcomes(passed=1)
+    [pid] = pids(pytester, "child")
+    assert any(
+        line.startswith(f"zombiewatch: test_inner.py::test_c left pid {pid} ")
+        and line.endswith("running when the session's tests were done")
+        for line in summary_lines(result)
+    ), result.outlines
+    assert "zombiewatch: 1 test guarded, no test leaked a zombie" in result.outlines
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_a_wider_fixtures_child_is_blamed_on_the_fixture(pytester, run) -> None:
+    make_tests(
+        pytester,
+        """
+        @pytest.fixture(scope="module")
+        def server():
+            p = subprocess.Popen(UNTIL_EOF, stdin=subprocess.PIPE)
+            record("server", p.pid)
+            yield p
+            p.stdin.close()
+            exited(p.pid)  # stopped, never collected
+
+        def test_one(server):
+            pass
+
+        def test_two(server):
+            pass
+        """,
+    )
+
+    result = run("--zombiewatch", "--zombiewatch-settle=0.2")
+
+    # Neither test fails for it: the fixture, set up in test_one and torn
+    # down in test_two, is what leaked.
+    result.assert_outcomes(passed=2)
+    [pid] = pids(pytester, "server")
+    assert "left pid" not in result.stdout.str()  # not test_one's to collect
+    assert any(
+        line.startswith(f"zombiewatch: fixture 'server' (module scope) leaked pid {pid} ")
+        for line in summary_lines(result)
+    ), result.outlines
+    assert "zombiewatch: 2 tests guarded, 1 test leaked 1 zombie" in result.outlines
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+# -- a zombie outside the test's tree --------------------------------------------------
+
+
+# The inner run's orphans escape this test's tree too.
+ESCAPES_HERE = pytest.mark.filterwarnings("ignore::zombiewatch.pytest_plugin.ZombiewatchWarning")
+
+
+@ESCAPES_HERE
+def test_an_orphan_that_escaped_the_tree_does_not_fail_the_test(pytester, run) -> None:
+    # The case of #17: sh's child `true` exits at once; sh became `sleep`,
+    # which never collects it; when sleep exits (a thread waits for it) the
+    # zombie goes to PID 1, outside the test's tree.
+    make_tests(
+        pytester,
+        """
+        @pytest.mark.parametrize("i", range(3))
+        def test_orphan(i):
+            p = subprocess.Popen(["sh", "-c", "true & exec sleep 0.3"])
+            threading.Thread(target=p.wait).start()
+        """,
+    )
+
+    result = run("--zombiewatch")
+
+    result.assert_outcomes(passed=3)
+    assert "zombiewatch: 3 tests guarded, no test leaked a zombie" in " ".join(
+        summary_lines(result)
+    )
+
+
+def events_or_skip() -> None:
+    from zombiewatch import observe
+
+    reason = observe.events_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"only kernel events see every escape: {reason}")
+
+
+ORPHAN = '''
+MIDDLE = """
+import os, sys
+g = os.fork()
+if g == 0:
+    os._exit(0)
+os.waitid(os.P_PID, g, os.WEXITED | os.WNOWAIT)
+print(g, flush=True)
+sys.stdin.read()
+"""  # then exits without collecting g
+
+def test_orphan():
+    p = subprocess.Popen(
+        [sys.executable, "-c", MIDDLE], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    record("middle", p.pid)
+    record("orphan", int(p.stdout.readline()))
+    p.stdin.close()
+    p.wait()
+'''
+
+
+@ESCAPES_HERE
+@pytest.mark.parametrize("fail", [False, True])
+def test_an_escaped_orphan_is_reported_and_fails_only_if_asked(pytester, run, fail) -> None:
+    events_or_skip()
+    make_tests(pytester, ORPHAN)
+
+    result = run("--zombiewatch", *(["--zombiewatch-fail-orphans"] if fail else []))
+
+    [middle], [orphan] = pids(pytester, "middle"), pids(pytester, "orphan")
+    said = (
+        f"pid {orphan} 'python3' escaped this test's tree, a zombie: its parent pid "
+        f"{middle} exited without collecting it; pid "
+    )
+    if fail:
+        result.assert_outcomes(passed=1, errors=1)
+        text = error_text(result, "test_orphan")
+        assert "this test orphaned processes (--zombiewatch-fail-orphans)" in text
+        assert said in text.replace("'python'", "'python3'")
+    else:
+        result.assert_outcomes(passed=1, warnings=1)
+        assert said in result.stdout.str().replace("'python'", "'python3'")
+        assert "1 orphan escaped" in " ".join(summary_lines(result))
+
+
+# -- the garbage collector -----------------------------------------------------------
+
+CYCLE = """
+class Spawn:
+    # As pexpect and ptyprocess do: the child is collected in __del__, and
+    # the object sits in a reference cycle, so only the collector frees it.
+    def __init__(self):
+        self.proc = subprocess.Popen(["true"])
+        self.me = self
+
+    def __del__(self):
+        self.proc.wait()
+
+def test_cycle():
+    gc.disable()  # the collector runs when the guard says, not by chance
+    spawn = Spawn()
+    record("cycle", spawn.proc.pid)
+    exited(spawn.proc.pid)
+    del spawn
+"""
+
+
+def test_a_zombie_held_by_a_reference_cycle_goes_after_gc_and_says_so(pytester, run) -> None:
+    make_tests(pytester, CYCLE)
+
+    result = run("--zombiewatch", "--zombiewatch-settle=0.2")
+
+    result.assert_outcomes(passed=1, warnings=1)
+    [pid] = pids(pytester, "cycle")
+    result.stdout.fnmatch_lines(
+        [
+            f"*zombiewatch: pid {pid} 'true': collected only after gc.collect(), so held by "
+            "an object in a reference cycle: close it explicitly*"
+        ]
+    )
+
+
+def test_without_gc_the_same_zombie_fails_the_test(pytester, run) -> None:
+    make_tests(pytester, CYCLE)
+
+    result = run("--zombiewatch", "--zombiewatch-settle=0.2", "--zombiewatch-no-gc")
+
+    result.assert_outcomes(passed=1, errors=1)
+    [pid] = pids(pytester, "cycle")
+    assert f"pid {pid} 'true'" in error_text(result, "test_cycle")

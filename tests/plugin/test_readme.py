@@ -1,0 +1,56 @@
+"""The README's plugin example is what the plugin prints for that test (#17)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_example() -> tuple[str, list[str]]:
+    """The plugin section's example test and the output shown for it."""
+    section = README.read_text().split("## In your tests: the pytest plugin")[1]
+    code = section.split("```python\n")[1].split("```")[0]
+    shown = section.split("ends with:\n\n```\n")[1].split("```")[0]
+    return code, shown.splitlines()
+
+
+def as_pattern(line: str) -> re.Pattern[str]:
+    """A line of the README with what varies between runs left open: pids,
+    ages, the width of pytest's rule, the parent's command line, and which
+    look first saw the zombie."""
+    if line.startswith("_"):
+        title = line.strip("_ ")
+        return re.compile(rf"_+ {re.escape(title)} _+")
+    if "its parent's: " in line:
+        line = line.split("its parent's: ")[0] + "its parent's: "
+        return re.compile(re.escape(line) + ".*python.*pytest.*")
+    parts = re.split(r"(\d+(?:\.\d+)?)", line)
+    pattern = "".join(r"\d+(?:\.\d+)?" if i % 2 else re.escape(p) for i, p in enumerate(parts))
+    # Whether `true` had exited by the last look of the test is a race.
+    return re.compile(pattern.replace("test\\ began", "test\\ (?:began|ended)") + "$")
+
+
+def test_the_readme_example_is_what_the_plugin_prints(pytester, run) -> None:
+    from zombiewatch import observe
+
+    if observe.events_unavailable_reason() is not None:
+        pytest.skip("the README shows the message with kernel events")
+    code, shown = readme_example()
+    pytester.makepyfile(test_popen=code)
+
+    result = run("--zombiewatch")
+
+    result.assert_outcomes(passed=1, errors=1)
+    out = result.outlines
+    start = next(i for i, line in enumerate(out) if as_pattern(shown[0]).match(line))
+    # Line for line, in order: only the summary line comes after pytest's
+    # own short summary, so it is looked for anywhere below.
+    for offset, line in enumerate(shown[:-1]):
+        assert as_pattern(line).match(out[start + offset]), (line, out[start + offset])
+    assert any(as_pattern(shown[-1]).match(line) for line in out[start:]), out
