@@ -31,6 +31,7 @@ from zombiewatch._backoff import poll_until
 from zombiewatch._text import clip
 
 if TYPE_CHECKING:
+    from zombiewatch._starts import Recorder
     from zombiewatch.monitor import MonitorStats, Sample, Zombie
 
 DEFAULT_SETTLE = _defaults.SETTLE  # seconds; the CLI's --settle default, same meaning
@@ -98,6 +99,9 @@ class LeakedZombie(NamedTuple):
     not_yet_at: str  # the look that did not see it as a zombie
     running_at_start: bool  # alive when the test began: someone earlier started it
     exact: bool = False  # its age is from the kernel's exit time
+    # Where the call that started it is: "tests/test_x.py:42 in test_y
+    # (subprocess.Popen(['true']))"; "" if no call of the test matched it.
+    started_at: str = ""
 
 
 class Escaped(NamedTuple):
@@ -251,6 +255,9 @@ class ZombieGuard:
         self.baseline_pids: frozenset[int] = frozenset()
         self.baseline_zombies: frozenset[int] = frozenset()
         self.gc_collected: list[LeakedZombie] = []  # went away only after gc.collect()
+        # The test's process-starting calls (set by the plugin), to say
+        # where each leaked process was started.
+        self.starts: Recorder | None = None
         self._look(started_by)
         self.baseline_zombies = frozenset(self._zombies())
         self.baseline_pids = frozenset(self._statuses())
@@ -329,6 +336,18 @@ class ZombieGuard:
                 self._escape(pid, 0, stat.ppid, stat.state == "Z", stat.comm)
         self._live = live
 
+    def started_at(self, pid: int, ppid: int = 0) -> str:
+        """Where the test started ``pid``, or the process that started it (its
+        holder, when that is not this process); "" if unknown."""
+        if self.starts is None:
+            return ""
+        found = self.starts.started(pid)
+        if not found and ppid and ppid != self.pid:
+            parent = self.starts.started(ppid)
+            if parent:
+                found = f"its parent pid {ppid}, by {parent}"
+        return found
+
     def _escape(
         self, pid: int, orphaned_by: int, held_by: int, zombie: bool, name: str | None = None
     ) -> None:
@@ -387,6 +406,7 @@ class ZombieGuard:
                     not_yet_at=not_yet.label if not_yet else "?",
                     running_at_start=pid in self.baseline_pids,
                     exact=zombie.exact,
+                    started_at=self.started_at(pid, zombie.ppid),
                 )
             )
         return found
@@ -528,6 +548,13 @@ class ZombieGuard:
                 f"  pid {e.pid} {e.name!r} escaped this test's tree, {state}: "
                 f"{by} exited without collecting it; {held}"
             )
+            where = self.started_at(e.orphaned_by) if e.orphaned_by else ""
+            if where:
+                lines.append(f"    its parent was started at {where}")
+            else:
+                where = self.started_at(e.pid)
+                if where:
+                    lines.append(f"    started at {where}")
         if len(escaped) > MAX_LISTED:
             lines.append(f"  ... and {len(escaped) - MAX_LISTED} more escaped")
         return lines
@@ -555,6 +582,12 @@ class ZombieGuard:
             "    command line: none (a zombie keeps none on Linux); its parent's: "
             + self._cmdline(zombie.ppid),
         ]
+        if self.starts is not None:
+            lines.append(
+                f"    started at {zombie.started_at}"
+                if zombie.started_at
+                else "    started at: unknown (no process-starting call of this test matched it)"
+            )
         return lines
 
     def _parent_text(self, ppid: int) -> str:

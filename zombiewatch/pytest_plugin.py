@@ -130,6 +130,7 @@ class _Owner(NamedTuple):
     who: str  # a test's node id, or "fixture 'name' (module scope)"
     name: str
     start_ticks: int  # with the pid, the process's identity
+    started_at: str  # the line that started it, as the guard says it
 
 
 class _Session:
@@ -143,12 +144,12 @@ class _Session:
         self.current: ZombieGuard | None = None  # the guard of the running test
         self.fixtures_watched = False
 
-    def remember(self, pid: int, who: str) -> None:
+    def remember(self, pid: int, who: str, started_at: str) -> None:
         from zombiewatch import _procfs
 
         stat = _procfs.read_stat(pid)
         if stat is not None:
-            self.left[pid] = _Owner(who, stat.comm, stat.start_ticks)
+            self.left[pid] = _Owner(who, stat.comm, stat.start_ticks, started_at)
 
     def claim(self, zombie: LeakedZombie, found: str) -> dict[str, Any]:
         """The late leak of ``zombie``: who started it, as a report entry."""
@@ -156,7 +157,13 @@ class _Session:
         if owner is None:
             return {"who": "", "pid": zombie.pid, "name": zombie.name, "found": found}
         # Named when it was left running: a zombie's name may not be read yet.
-        return {"who": owner.who, "pid": zombie.pid, "name": owner.name, "found": found}
+        return {
+            "who": owner.who,
+            "pid": zombie.pid,
+            "name": owner.name,
+            "found": found,
+            "started_at": owner.started_at,
+        }
 
     def at_end(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Look at what was left running, once, when the session's tests are
@@ -171,7 +178,12 @@ class _Session:
             stat = _procfs.read_stat(pid)
             if stat is None or stat.start_ticks != owner.start_ticks:
                 continue  # collected: no leak
-            entry = {"who": owner.who, "pid": pid, "name": owner.name}
+            entry = {
+                "who": owner.who,
+                "pid": pid,
+                "name": owner.name,
+                "started_at": owner.started_at,
+            }
             if stat.state != "Z":
                 running.append(entry)
             elif me in _procfs.ancestors(stat.ppid):
@@ -328,7 +340,13 @@ def _start_guard(item: pytest.Item, settings: Settings, started_by: str) -> Zomb
         # pays nothing per fixture.
         session.fixtures_watched = True
         item.config.pluginmanager.register(_FixtureWatch(session), "zombiewatch-fixtures")
+    from zombiewatch import _starts
+
+    # Recording from before the baseline: no start of the test is missed.
+    starts = _starts.recorder(str(item.config.rootpath))
+    starts.begin()
     guard = ZombieGuard(settings, started_by=started_by)
+    guard.starts = starts
     session.current = guard
     return guard
 
@@ -353,7 +371,7 @@ class _FixtureWatch:
         yield
         for pid in guard.running(f"after {who} was set up") - before:
             guard.foreign[pid] = who
-            self.session.remember(pid, who)
+            self.session.remember(pid, who, guard.started_at(pid))
 
 
 # -- hooks ------------------------------------------------------------------------
@@ -495,6 +513,14 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     del item.stash[_GUARD]  # done with it: items live as long as the session
     session = item.config.stash[_SESSION]
     session.current = None
+    try:
+        _judge(item, guard, session)
+    finally:
+        _stop_recording(guard)
+
+
+def _judge(item: pytest.Item, guard: ZombieGuard, session: _Session) -> None:
+    """Settle, then warn about and fail the test for what it left."""
     settings = guard.settings
     leaked = guard.settled(label="when the test ended")
     outcome: dict[str, Any] = item.stash.get(_OUTCOME, {})
@@ -505,11 +531,13 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     if late:
         outcome["late"] = outcome.get("late", []) + late
     for pid in guard.left_running():
-        session.remember(pid, item.nodeid)
+        where = guard.started_at(pid)
+        session.remember(pid, item.nodeid, where)
+        started = f", started at {where}" if where else ""
         item.warn(
             ZombiewatchWarning(
-                f"zombiewatch: left pid {pid} {guard._name(pid)!r} running; if it exits "
-                "and is never collected, its zombie is reported against this test"
+                f"zombiewatch: left pid {pid} {guard._name(pid)!r} running{started}; if it "
+                "exits and is never collected, its zombie is reported against this test"
             )
         )
     escaped = guard.escapes()
@@ -536,6 +564,11 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     pytest.fail(message, pytrace=False)
 
 
+def _stop_recording(guard: ZombieGuard) -> None:
+    if guard.starts is not None:
+        guard.starts.end()
+
+
 # An old-style wrapper, which every pluggy has: pytest 7.4 (our floor) may
 # come with a pluggy older than 1.2, which added wrapper=True.
 @pytest.hookimpl(hookwrapper=True)
@@ -545,12 +578,14 @@ def pytest_runtest_makereport(
     """Put the guard's outcome on the teardown report, for the summary."""
     report = (yield).get_result()
     if call.when == "setup" and report.skipped and _GUARD in item.stash:
+        _stop_recording(item.stash[_GUARD])
         del item.stash[_GUARD]  # a skipped test was not guarded
         item.config.stash[_SESSION].current = None
     elif call.when == "teardown":
         if _GUARD in item.stash:
             # A fixture's teardown raised, so ours never ran: its cleanup did
             # not finish, and a verdict on it would blame the wrong thing.
+            _stop_recording(item.stash[_GUARD])
             del item.stash[_GUARD]
             item.config.stash[_SESSION].current = None
         outcome = item.stash.get(_OUTCOME, None)
@@ -646,15 +681,21 @@ class _Summary:
             who = entry["who"] or "a process running before any guarded test saw it start"
             terminalreporter.write_line(
                 f"zombiewatch: {who} leaked pid {entry['pid']} {entry['name']!r}: it was still "
-                f"running when its test ended, and its zombie was found {entry['found']}",
+                f"running when its test ended, and its zombie was found {entry['found']}"
+                + _started(entry),
                 red=True,
             )
         for entry in self.running:
             terminalreporter.write_line(
                 f"zombiewatch: {entry['who']} left pid {entry['pid']} {entry['name']!r} "
-                "running when the session's tests were done",
+                "running when the session's tests were done" + _started(entry),
                 yellow=True,
             )
+
+
+def _started(entry: dict[str, Any]) -> str:
+    where = entry.get("started_at")
+    return f"; started at {where}" if where else ""
 
 
 @pytest.fixture

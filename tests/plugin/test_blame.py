@@ -91,10 +91,11 @@ def test_a_zombie_is_blamed_on_the_test_that_started_it(pytester, run, xdist: bo
     assert "zombiewatch: 2 tests guarded, 1 test leaked 1 zombie" in lines
     assert any(
         line.startswith(f"zombiewatch: test_inner.py::test_c leaked pid {pid} 'python")
-        and line.endswith(
+        and (
             "it was still running when its test ended, and its zombie was found "
-            "during test_inner.py::test_d"
+            "during test_inner.py::test_d; started at test_inner.py:"
         )
+        in line
         for line in lines
     ), lines
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -112,7 +113,7 @@ def test_a_zombie_found_when_the_tests_are_done_is_blamed_too(pytester, run) -> 
     [pid] = pids(pytester, "child")
     assert any(
         line.startswith(f"zombiewatch: test_inner.py::test_c leaked pid {pid} ")
-        and line.endswith("found when the session's tests were done")
+        and "found when the session's tests were done; started at test_inner.py:" in line
         for line in summary_lines(result)
     ), result.outlines
     assert "zombiewatch: 1 test guarded, 1 test leaked 1 zombie" in result.outlines
@@ -128,7 +129,7 @@ def test_a_child_still_running_at_the_end_is_named_not_blamed(pytester, run) -> 
     [pid] = pids(pytester, "child")
     assert any(
         line.startswith(f"zombiewatch: test_inner.py::test_c left pid {pid} ")
-        and line.endswith("running when the session's tests were done")
+        and "running when the session's tests were done; started at test_inner.py:" in line
         for line in summary_lines(result)
     ), result.outlines
     assert "zombiewatch: 1 test guarded, no test leaked a zombie" in result.outlines
