@@ -1,19 +1,29 @@
 """Measure what ``--zombiewatch`` costs a suite of trivial tests (#4).
 
-Generates N trivial tests in a temporary directory and runs pytest on them
-in a fresh process, without and with ``--zombiewatch``, interleaved
-(A B A B ...) so that whatever else the machine does hits both alike.
-Prints the median of each, their ratio and the overhead per test, for the
-wall time of the whole command and for the session time pytest reports
-(which leaves out interpreter start-up and plugin loading).
+Generates N trivial tests (and a suite a tenth that size) in a temporary
+directory and runs pytest on them in a fresh process, without and with
+``--zombiewatch``, interleaved (A B A B ...) so that whatever else the
+machine does hits both alike. The cost per test is the slope between the
+two sizes, guarded minus unguarded: what a session pays once (importing
+the plugin and psutil) cancels out. Printed, as the median over the
+rounds, for the CPU time the pytest process used (user + system, from
+``getrusage``), the session time pytest reports and the wall time of the
+whole command: on a machine shared with other jobs the last two swing by
+a second from one run to the next, the CPU time far less.
 
 With ``--child``, the session keeps one long-lived child process (started
 before the first test, as a daemon a conftest starts would be): every look
 then walks the tree through the monitor instead of finding no child at all.
 
+With ``--compare DIR`` (repeatable), each round also runs the suite with
+``--zombiewatch`` and the ``zombiewatch`` package found in DIR first on
+``PYTHONPATH`` (say, ``git archive main zombiewatch | tar -x -C DIR``): the
+cost per test of another version, measured in the same rounds, so that a
+busy machine hits both alike, and their ratio.
+
 Not part of the test suite: a timing is a measurement, not an assertion.
 
-    python benchmarks/plugin_overhead.py [--tests 500] [--rounds 5] [--child]
+    python benchmarks/plugin_overhead.py [--tests 2000] [--rounds 7] [--child] [--compare DIR]
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -56,62 +67,123 @@ def write_suite(root: Path, tests: int, child: bool) -> None:
         (root / f"test_trivial_{start // per_file:03d}.py").write_text(body)
 
 
-def run_once(root: Path, tests: int, guarded: bool) -> tuple[float, float]:
-    """Run the suite once; return (wall seconds, session seconds pytest reports)."""
+def run_once(
+    root: Path, tests: int, guarded: bool, package: str | None = None
+) -> tuple[float, float, float]:
+    """Run the suite once; return (wall seconds, session seconds pytest
+    reports, CPU seconds of the pytest process).
+
+    ``package``: a directory holding another ``zombiewatch`` to measure.
+    """
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     if guarded:
         args.append("--zombiewatch")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    if package is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package, env.get("PYTHONPATH")]))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=600)
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     out = proc.stdout
     if proc.returncode != 0 or f"{tests} passed" not in out:
         raise SystemExit(f"the suite did not pass ({proc.returncode}):\n{out}{proc.stderr}")
-    if guarded and f"zombiewatch: {tests} tests guarded, 0 leaked zombies" not in out:
+    # The summary's wording of before #17, and since.
+    said = (f"{tests} tests guarded, 0 leaked zombies", f"{tests} tests guarded, no test leaked")
+    if guarded and not any(f"zombiewatch: {line}" in out for line in said):
         raise SystemExit(f"--zombiewatch did not guard every test:\n{out}")
     match = SESSION_TIME.findall(out)
     if not match:
         raise SystemExit(f"no session time in pytest's output:\n{out}")
-    return wall, float(match[-1])
+    return wall, float(match[-1]), cpu
+
+
+def per_test_us(
+    big: list[tuple[float, float, float]],
+    small: list[tuple[float, float, float]],
+    base_big: list[tuple[float, float, float]],
+    base_small: list[tuple[float, float, float]],
+    index: int,
+    extra_tests: int,
+) -> float:
+    """The median over rounds of what one more test costs on top of the
+    baseline: the slope between the two suite sizes, so that what a
+    session pays once (importing the plugin, psutil) cancels out."""
+    return statistics.median(
+        ((b[index] - s[index]) - (bb[index] - bs[index])) / extra_tests * 1e6
+        for b, s, bb, bs in zip(big, small, base_big, base_small, strict=True)
+    )
 
 
 def main() -> None:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tests", type=int, default=500, help="trivial tests in the suite")
-    parser.add_argument("--rounds", type=int, default=5, help="A/B pairs (at least 3)")
+    parser.add_argument("--tests", type=int, default=2000, help="trivial tests in the suite")
+    parser.add_argument("--small", type=int, default=0, help="the small suite (default tests/10)")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (at least 3)")
     parser.add_argument("--child", action="store_true", help="keep one child for the session")
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also measure the zombiewatch package in DIR (repeatable)",
+    )
     opts = parser.parse_args()
     if opts.rounds < 3:
         parser.error("--rounds must be at least 3: a median of fewer says little")
+    small = opts.small or max(1, opts.tests // 10)
+    arms: list[tuple[str, bool, str | None]] = [("off", False, None), ("on", True, None)]
+    arms += [(package, True, package) for package in opts.compare]
 
     with tempfile.TemporaryDirectory(prefix="zombiewatch-bench-") as tmp:
-        root = Path(tmp)
-        write_suite(root, opts.tests, opts.child)
-        run_once(root, opts.tests, guarded=False)  # warm the page cache and .pyc files
-        run_once(root, opts.tests, guarded=True)
-        off: list[tuple[float, float]] = []
-        on: list[tuple[float, float]] = []
+        roots = {opts.tests: Path(tmp) / "big", small: Path(tmp) / "small"}
+        for size, root in roots.items():
+            root.mkdir()
+            write_suite(root, size, opts.child)
+            for _, guarded, package in arms:  # warm the page cache and .pyc files
+                run_once(root, size, guarded, package)
+        runs: dict[tuple[str, int], list[tuple[float, float, float]]] = {
+            (name, size): [] for name, _, _ in arms for size in roots
+        }
         for i in range(opts.rounds):
-            off.append(run_once(root, opts.tests, guarded=False))
-            on.append(run_once(root, opts.tests, guarded=True))
+            for size, root in roots.items():
+                for name, guarded, package in arms:
+                    runs[name, size].append(run_once(root, size, guarded, package))
             print(
-                f"round {i + 1}: off {off[-1][0]:.3f} s (session {off[-1][1]:.2f} s), "
-                f"on {on[-1][0]:.3f} s (session {on[-1][1]:.2f} s)",
+                f"round {i + 1}: CPU s, {opts.tests}/{small} tests: "
+                + ", ".join(
+                    f"{name} {runs[name, opts.tests][-1][2]:.3f}/{runs[name, small][-1][2]:.3f}"
+                    for name, _, _ in arms
+                ),
                 file=sys.stderr,
             )
 
     child = ", one live child in the tree" if opts.child else ""
-    print(f"{opts.tests} trivial tests{child}, {opts.rounds} interleaved rounds, medians:")
-    for label, index in (("wall time", 0), ("session time", 1)):
-        a = statistics.median(r[index] for r in off)
-        b = statistics.median(r[index] for r in on)
-        per_test_ms = (b - a) / opts.tests * 1000
-        print(
-            f"  {label:12}  off {a:.3f} s  on {b:.3f} s  ratio {b / a:.3f}  "
-            f"overhead {per_test_ms:.3f} ms per test"
-        )
+    print(
+        f"{opts.tests} and {small} trivial tests{child}, {opts.rounds} interleaved rounds; "
+        "cost per guarded test (the slope between the two sizes, minus the unguarded "
+        "slope), median of the rounds:"
+    )
+    extra = opts.tests - small
+    off_big, off_small = runs["off", opts.tests], runs["off", small]
+    for label, index in (("CPU time", 2), ("session time", 1), ("wall time", 0)):
+        figures = {
+            name: per_test_us(
+                runs[name, opts.tests], runs[name, small], off_big, off_small, index, extra
+            )
+            for name, guarded, _ in arms
+            if guarded
+        }
+        text = ", ".join(f"{name} {us:.1f} µs" for name, us in figures.items())
+        if opts.compare:
+            first = opts.compare[0]
+            if figures[first] > 0:
+                text += f"; on / {first}: {figures['on'] / figures[first]:.2f}"
+        off_us = statistics.median(r[index] for r in off_big) / opts.tests * 1e6
+        print(f"  {label:12}  {text}  (an unguarded test: {off_us:.0f} µs)")
 
 
 if __name__ == "__main__":

@@ -243,6 +243,7 @@ class ZombieGuard:
         # and for them a look is one system call, with no psutil, no
         # monitor and no read of /proc.
         self._monitor: _TreeMonitor | None = None
+        self._tree: dict[int, str] = {}  # {pid: status} of the tree at the last look
         self._last_look: _Look | None = None
         self._seen: set[int] = set()  # zombies at this guard's last look
         # pid -> the last look of this guard that did not see it as a zombie
@@ -297,6 +298,8 @@ class ZombieGuard:
                 del self._monitor.escapes[:]  # escapes from before this guard
         monitor = self._monitor
         monitor.sample()
+        # Read once per look: from events, ``last`` is built on each read.
+        self._tree = monitor.last
         # Compared with this guard's own last look, not the monitor's: the
         # monitor is shared, and a nested session (pytester) samples it too.
         for pid in monitor.zombies.keys() - self._seen:
@@ -318,7 +321,7 @@ class ZombieGuard:
         for pid, creator, held_by, zombie in monitor.escapes:
             self._escape(pid, creator, held_by, zombie)
         del monitor.escapes[:]
-        statuses = monitor.last
+        statuses = self._tree
         for pid, found in monitor.zombies.items():
             if pid in self.baseline_zombies or pid in self._escaped or found.ppid == self.pid:
                 continue  # this process is alive, so a child of its own is still its own
@@ -360,7 +363,7 @@ class ZombieGuard:
         return self._monitor.zombies if self._monitor is not None else {}
 
     def _statuses(self) -> dict[int, str]:
-        return self._monitor.last if self._monitor is not None else {}
+        return self._tree
 
     def _new_pids(self) -> set[int]:
         """The zombies that are this test's: see the class docstring."""
@@ -378,7 +381,7 @@ class ZombieGuard:
             return set()
         return {
             pid
-            for pid, status in self._monitor.last.items()
+            for pid, status in self._tree.items()
             if status != _ZOMBIE and pid not in self.baseline_pids and pid not in self.foreign
         }
 
