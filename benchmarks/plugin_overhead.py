@@ -21,14 +21,24 @@ With ``--compare DIR`` (repeatable), each round also runs the suite with
 cost per test of another version, measured in the same rounds, so that a
 busy machine hits both alike, and their ratio.
 
+With ``--within``, one suite whose every other test the marker guards,
+each test timed in the pytest process itself (thread CPU time and wall
+time around its whole protocol): per run, the median guarded test minus
+the median unguarded one. Guarded and unguarded tests then share the
+process and the moment, which whole-run timings on a shared machine
+cannot resolve below tens of microseconds. With ``--compare``, the same
+for each other version, in the same rounds.
+
 Not part of the test suite: a timing is a measurement, not an assertion.
 
     python benchmarks/plugin_overhead.py [--tests 2000] [--rounds 7] [--child] [--compare DIR]
+    python benchmarks/plugin_overhead.py --within [--tests 2000] [--compare DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import resource
@@ -53,6 +63,99 @@ def pytest_unconfigure(config):
     config.zw_child.kill()
     config.zw_child.wait()
 """
+
+
+# --within: every other test guarded by the marker, each test's protocol
+# timed in the process itself, so that guarded and unguarded tests share
+# the process, its caches and the machine's state of the moment.
+WITHIN_CONFTEST = """
+import json, os, time
+import pytest
+
+TIMES = {"guarded": [], "plain": []}
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    cpu, wall = time.thread_time_ns(), time.perf_counter_ns()
+    yield
+    cpu, wall = time.thread_time_ns() - cpu, time.perf_counter_ns() - wall
+    kind = "guarded" if item.get_closest_marker("zombiewatch") else "plain"
+    TIMES[kind].append((cpu, wall))
+
+def pytest_unconfigure(config):
+    with open(os.environ["ZW_TIMES"], "w") as f:
+        json.dump(TIMES, f)
+"""
+
+
+def write_within_suite(root: Path, tests: int) -> None:
+    """``tests`` trivial tests, every other one guarded by the marker."""
+    (root / "pytest.ini").write_text("[pytest]\n")
+    (root / "conftest.py").write_text(WITHIN_CONFTEST)
+    per_file = 50
+    for start in range(0, tests, per_file):
+        body = "import pytest\n\n\n"
+        for i in range(start, min(start + per_file, tests)):
+            mark = "@pytest.mark.zombiewatch\n" if i % 2 else ""
+            body += f"{mark}def test_{i}():\n    assert True\n\n\n"
+        (root / f"test_trivial_{start // per_file:03d}.py").write_text(body)
+
+
+def run_within(root: Path, package: str | None) -> tuple[float, float]:
+    """One run: the median guarded minus the median unguarded test, in µs of
+    (thread CPU time, wall time)."""
+    times = root / "times.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["ZW_TIMES"] = str(times)
+    if package is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package, env.get("PYTHONPATH")]))
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    proc = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise SystemExit(f"the suite did not pass ({proc.returncode}):\n{proc.stdout}")
+    found = json.loads(times.read_text())
+    guarded, plain = found["guarded"], found["plain"]
+    return tuple(  # type: ignore[return-value]
+        (statistics.median(g[i] for g in guarded) - statistics.median(p[i] for p in plain)) / 1000
+        for i in (0, 1)
+    )
+
+
+def within(opts: argparse.Namespace) -> None:
+    """The --within measurement: print the cost per guarded test of each version."""
+    arms: list[tuple[str, str | None]] = [("this tree", None)]
+    arms += [(package, package) for package in opts.compare]
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in arms}
+    with tempfile.TemporaryDirectory(prefix="zombiewatch-bench-") as tmp:
+        root = Path(tmp)
+        write_within_suite(root, opts.tests)
+        for _, package in arms:
+            run_within(root, package)  # warm the page cache and .pyc files
+        for i in range(opts.rounds):
+            for name, package in arms:
+                results[name].append(run_within(root, package))
+            print(
+                f"round {i + 1}: "
+                + ", ".join(f"{n} {r[-1][0]:.1f}/{r[-1][1]:.1f} µs" for n, r in results.items()),
+                file=sys.stderr,
+            )
+    print(
+        f"{opts.tests} trivial tests, every other one guarded by the marker, {opts.rounds} "
+        "interleaved runs; per run the median guarded test minus the median unguarded one, "
+        "then the median of the runs (thread CPU time / wall time):"
+    )
+    first = opts.compare[0] if opts.compare else None
+    for name, runs in results.items():
+        cpu = statistics.median(r[0] for r in runs)
+        wall = statistics.median(r[1] for r in runs)
+        line = f"  {name:20}  {cpu:6.1f} µs / {wall:6.1f} µs"
+        if first is not None and name != first:
+            base = results[first]
+            paired = statistics.median(
+                a[0] / b[0] for a, b in zip(runs, base, strict=True) if b[0] > 0
+            )
+            line += f"  (CPU, per run, against {first}: median ratio {paired:.2f})"
+        print(line)
 
 
 def write_suite(root: Path, tests: int, child: bool) -> None:
@@ -131,9 +234,17 @@ def main() -> None:
         metavar="DIR",
         help="also measure the zombiewatch package in DIR (repeatable)",
     )
+    parser.add_argument(
+        "--within",
+        action="store_true",
+        help="guard every other test by the marker and time each test in the process",
+    )
     opts = parser.parse_args()
     if opts.rounds < 3:
         parser.error("--rounds must be at least 3: a median of fewer says little")
+    if opts.within:
+        within(opts)
+        return
     small = opts.small or max(1, opts.tests // 10)
     arms: list[tuple[str, bool, str | None]] = [("off", False, None), ("on", True, None)]
     arms += [(package, True, package) for package in opts.compare]

@@ -318,10 +318,13 @@ class ZombieGuard:
         costs nothing more. An escape between two looks is seen only by
         kernel events.
         """
-        for pid, creator, held_by, zombie in monitor.escapes:
-            self._escape(pid, creator, held_by, zombie)
-        del monitor.escapes[:]
+        if monitor.escapes:
+            for pid, creator, held_by, zombie in monitor.escapes:
+                self._escape(pid, creator, held_by, zombie)
+            del monitor.escapes[:]
         statuses = self._tree
+        if not statuses and not self._live and not monitor.zombies:
+            return  # the clean test's look: nothing in the tree, nothing before
         for pid, found in monitor.zombies.items():
             if pid in self.baseline_zombies or pid in self._escaped or found.ppid == self.pid:
                 continue  # this process is alive, so a child of its own is still its own
@@ -367,6 +370,8 @@ class ZombieGuard:
 
     def _new_pids(self) -> set[int]:
         """The zombies that are this test's: see the class docstring."""
+        if not self._zombies():
+            return set()
         return (
             set(self._zombies())
             - self.baseline_zombies
@@ -377,7 +382,7 @@ class ZombieGuard:
 
     def _running(self) -> set[int]:
         """Live processes the test started (not a wider fixture's)."""
-        if self._monitor is None:
+        if not self._tree:
             return set()
         return {
             pid
@@ -420,11 +425,15 @@ class ZombieGuard:
     def inherited(self) -> list[LeakedZombie]:
         """Zombies held in the tree that are not this test's: of processes
         running when it began, or started by a fixture of a wider scope."""
+        if not self._zombies():
+            return []
         zombies = self._zombies().keys() - self.baseline_zombies - self._escaped.keys()
         return self._describe_zombies(zombies & (self.baseline_pids | self.foreign.keys()))
 
     def escapes(self) -> list[Escaped]:
         """Processes the test started that left its tree, in pid order."""
+        if not self._escaped:
+            return []
         return [
             e
             for pid, e in sorted(self._escaped.items())

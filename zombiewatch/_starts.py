@@ -149,8 +149,8 @@ class Recorder:
     # -- recording (in the audit hook) --------------------------------------------
 
     def record(self, event: str, args: tuple[Any, ...]) -> None:
-        if not self.active or os.getpid() != self.pid or len(self.starts) >= MAX_STARTS:
-            return  # a forked child inherits the hook, but its records would be lost
+        if not self.active or len(self.starts) >= MAX_STARTS:
+            return
         caller = sys._getframe(2)  # above this method and the hook
         start = Start(event, _what(event, args), _comm(event, args), self._frames(caller))
         if event == "subprocess.Popen" and caller.f_code is _POPEN_CODE:
@@ -159,6 +159,15 @@ class Recorder:
         elif event in ("os.fork", "os.forkpty"):
             self._forking[threading.get_ident()] = start
         self.starts.append(start)
+
+    def in_child(self) -> None:
+        """In a forked child: it inherits the hook, but what it would record
+        is lost with it; a pytest that forks a test (pytest-forked) begins
+        again there."""
+        self.active = False
+        self.pid = os.getpid()
+        self.starts = []
+        self._forking = {}
 
     def after_fork(self) -> None:
         """In the parent, in the thread that forked: its newest child is the one."""
@@ -255,7 +264,7 @@ _RECORDER: Recorder | None = None
 def recorder(root: str) -> Recorder:
     """The process's recorder, made (with its audit hook) on first use."""
     global _RECORDER
-    if _RECORDER is None or _RECORDER.pid != os.getpid():
+    if _RECORDER is None:
         rec = _RECORDER = Recorder(root)
         record = rec.record
 
@@ -264,5 +273,5 @@ def recorder(root: str) -> Recorder:
                 record(event, args)
 
         sys.addaudithook(hook)
-        os.register_at_fork(after_in_parent=rec.after_fork)
+        os.register_at_fork(after_in_parent=rec.after_fork, after_in_child=rec.in_child)
     return _RECORDER

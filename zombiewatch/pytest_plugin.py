@@ -95,6 +95,8 @@ import pytest
 if TYPE_CHECKING:
     import pluggy
 
+    from zombiewatch._starts import Recorder
+
 from zombiewatch._guard import (
     DEFAULT_ALLOW,
     DEFAULT_SETTLE,
@@ -142,6 +144,7 @@ class _Session:
     def __init__(self) -> None:
         self.left: dict[int, _Owner] = {}  # pid -> who started it
         self.current: ZombieGuard | None = None  # the guard of the running test
+        self.starts: Recorder | None = None  # made with the first guard: an audit hook
         self.fixtures_watched = False
 
     def remember(self, pid: int, who: str, started_at: str) -> None:
@@ -340,10 +343,12 @@ def _start_guard(item: pytest.Item, settings: Settings, started_by: str) -> Zomb
         # pays nothing per fixture.
         session.fixtures_watched = True
         item.config.pluginmanager.register(_FixtureWatch(session), "zombiewatch-fixtures")
-    from zombiewatch import _starts
-
     # Recording from before the baseline: no start of the test is missed.
-    starts = _starts.recorder(str(item.config.rootpath))
+    starts = session.starts
+    if starts is None:
+        from zombiewatch import _starts
+
+        starts = session.starts = _starts.recorder(str(item.config.rootpath))
     starts.begin()
     guard = ZombieGuard(settings, started_by=started_by)
     guard.starts = starts
