@@ -23,7 +23,7 @@ import gc
 import os
 import shlex
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from zombiewatch import _defaults, _platform, _procfs, _proctl
@@ -395,7 +395,9 @@ class ZombieGuard:
         self._look(label)
         return self._running()
 
-    def _describe_zombies(self, pids: Iterable[int]) -> list[LeakedZombie]:
+    def _describe_zombies(self, pids: Collection[int]) -> list[LeakedZombie]:
+        if not pids:
+            return []
         now = self._clock()
         found = []
         zombies = self._zombies()
@@ -439,6 +441,11 @@ class ZombieGuard:
             for pid, e in sorted(self._escaped.items())
             if pid not in self.baseline_pids and pid not in self.foreign
         ]
+
+    def clean(self) -> bool:
+        """Nothing in the tree and nothing escaped at the last look: nothing
+        to say about this test."""
+        return not (self._tree or self._escaped or self._zombies() or self.gc_collected)
 
     def left_running(self) -> list[int]:
         """Processes the test started that run on after it (at the last look)."""

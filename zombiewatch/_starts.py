@@ -139,8 +139,9 @@ class Recorder:
 
     def begin(self) -> None:
         """A guarded test begins: record from now on."""
-        self.starts.clear()
-        self._forking.clear()
+        if self.starts:
+            self.starts.clear()
+            self._forking.clear()
         self.active = True
 
     def end(self) -> None:

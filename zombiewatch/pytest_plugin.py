@@ -488,7 +488,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     else:
         if guarded:
             guard = item.stash[_GUARD] = _start_guard(item, settings, "when the test began")
-            _claim_baseline(item, guard)
+            if guard.baseline_zombies and item.config.stash[_SESSION].left:
+                _claim_baseline(item, guard)
         return
     # A bad marker fails its own test at setup; the session goes on. Out of
     # the except block, so that it is reported once, not as a chain.
@@ -499,8 +500,6 @@ def _claim_baseline(item: pytest.Item, guard: ZombieGuard) -> None:
     """A process an earlier test left running that is a zombie already when
     this one begins (it exited during an unguarded test): its leak."""
     session = item.config.stash[_SESSION]
-    if not session.left:
-        return
     late = [
         session.claim(z, f"before {item.nodeid} began")
         for z in guard._describe_zombies(guard.baseline_zombies & session.left.keys())
@@ -519,18 +518,28 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     session = item.config.stash[_SESSION]
     session.current = None
     try:
-        _judge(item, guard, session)
+        leaked = guard.settled(label="when the test ended")
+        outcome: dict[str, Any] | None = item.stash.get(_OUTCOME, None)
+        if outcome is None:
+            outcome = item.stash[_OUTCOME] = {"leaked": 0, "zombies": len(leaked), "reaped": 0}
+        else:
+            outcome.update(leaked=0, zombies=len(leaked), reaped=0)
+        if leaked or not guard.clean():  # most tests: no process at all, nothing to say
+            _judge(item, guard, session, leaked, outcome)
     finally:
-        _stop_recording(guard)
+        if guard.starts is not None:
+            guard.starts.active = False
 
 
-def _judge(item: pytest.Item, guard: ZombieGuard, session: _Session) -> None:
-    """Settle, then warn about and fail the test for what it left."""
+def _judge(
+    item: pytest.Item,
+    guard: ZombieGuard,
+    session: _Session,
+    leaked: list[LeakedZombie],
+    outcome: dict[str, Any],
+) -> None:
+    """Warn about and fail the test for what it left."""
     settings = guard.settings
-    leaked = guard.settled(label="when the test ended")
-    outcome: dict[str, Any] = item.stash.get(_OUTCOME, {})
-    outcome.update(leaked=0, zombies=len(leaked), reaped=0)
-    item.stash[_OUTCOME] = outcome
     # Zombies of processes the test did not start: whose they are.
     late = [session.claim(z, f"during {item.nodeid}") for z in guard.inherited()]
     if late:
