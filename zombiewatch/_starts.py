@@ -134,7 +134,8 @@ class Recorder:
         self.active = False
         self.pid = os.getpid()
         self.starts: list[Start] = []
-        self._kinds: dict[str, int] = {}  # code filename -> _SKIP, _LIBRARY, _USER, _RUNNER
+        # code filename -> (_SKIP, _LIBRARY, _USER or _RUNNER; the path as shown)
+        self._kinds: dict[str, tuple[int, str]] = {}
         self._forking: dict[int, Start] = {}  # thread ident -> its fork waiting for a pid
 
     def begin(self) -> None:
@@ -189,21 +190,17 @@ class Recorder:
         kept: list[tuple[str, int, str, bool]] = []
         kinds = self._kinds
         while frame is not None and len(kept) < MAX_FRAMES:
-            path = frame.f_code.co_filename
-            kind = kinds.get(path)
-            if kind is None:
-                kind = kinds[path] = self._kind(path)
+            code = frame.f_code
+            path = code.co_filename
+            known = kinds.get(path)
+            if known is None:
+                kind = self._kind(path)
+                known = kinds[path] = (kind, self._shown(path, kind))
+            kind, shown = known
             if kind == _RUNNER and kept:
                 break  # pytest called the test or fixture: what is below is pytest's
             if kind in (_USER, _LIBRARY):
-                kept.append(
-                    (
-                        self._shown(path, kind),
-                        frame.f_lineno,
-                        frame.f_code.co_name,
-                        kind == _LIBRARY,
-                    )
-                )
+                kept.append((shown, frame.f_lineno, code.co_name, kind == _LIBRARY))
             frame = frame.f_back
         return tuple(kept)
 
