@@ -60,6 +60,60 @@ def run(pytester, monkeypatch) -> Callable[..., pytest.RunResult]:
     return run_pytest
 
 
+# The top of the generated test files of test_blame and test_starts.
+PRELUDE = textwrap.dedent(
+    """
+    import asyncio
+    import gc
+    import multiprocessing
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    import pytest
+
+    KEEP = []  # leaked children stay referenced, as in a real suite
+
+    # A child that runs until its stdin closes: the test decides when it exits.
+    UNTIL_EOF = [sys.executable, "-c", "import sys; sys.stdin.read()"]
+
+
+    def record(name, pid):
+        with open(name + ".pid", "a") as f:
+            f.write(f"{pid}\\n")
+
+
+    def exited(pid):
+        # Until the child has exited, without collecting it.
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+
+
+    def leak(proc):
+        # Keep it, say its pid, and let it exit: a zombie until the end.
+        KEEP.append(proc)
+        record("leak", proc.pid)
+        exited(proc.pid)
+
+    """
+)
+
+# A process that forks a child which exits at once, prints the child's pid,
+# keeps it a zombie until its own stdin closes, then exits, collecting it
+# or not (COLLECT).
+MIDDLE = """
+import os, sys
+g = os.fork()
+if g == 0:
+    os._exit(0)
+os.waitid(os.P_PID, g, os.WEXITED | os.WNOWAIT)
+print(g, flush=True)
+sys.stdin.read()
+if COLLECT:
+    os.waitpid(g, 0)
+"""
+
+
 def pids(pytester, name: str) -> list[int]:
     """Pids the inner tests wrote to ``NAME.pid``, one a line."""
     return [int(line) for line in (pytester.path / f"{name}.pid").read_text().split()]

@@ -12,37 +12,9 @@ import textwrap
 
 import pytest
 
-from tests.plugin.conftest import error_text, pids
+from tests.plugin.conftest import MIDDLE, PRELUDE, error_text, pids
 
 pytest_plugins = ["pytester"]
-
-PRELUDE = textwrap.dedent(
-    """
-    import gc
-    import os
-    import subprocess
-    import sys
-    import threading
-
-    import pytest
-
-    KEEP = []
-
-    # A child that runs until its stdin closes: the test decides when it exits.
-    UNTIL_EOF = [sys.executable, "-c", "import sys; sys.stdin.read()"]
-
-
-    def record(name, pid):
-        with open(name + ".pid", "a") as f:
-            f.write(f"{pid}\\n")
-
-
-    def exited(pid):
-        # Until the child has exited, without collecting it.
-        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-
-    """
-)
 
 
 def make_tests(pytester, body: str) -> None:
@@ -51,6 +23,15 @@ def make_tests(pytester, body: str) -> None:
 
 def summary_lines(result: pytest.RunResult) -> list[str]:
     return [line for line in result.outlines if line.startswith("zombiewatch: ")]
+
+
+def assert_summary_names(result: pytest.RunResult, who: str, when: str) -> None:
+    """A summary line begins ``zombiewatch: WHO`` and says WHEN, then where
+    the process was started."""
+    assert any(
+        line.startswith(f"zombiewatch: {who}") and f"{when}; started at test_inner.py:" in line
+        for line in summary_lines(result)
+    ), result.outlines
 
 
 # -- a bystander is never blamed -----------------------------------------------------
@@ -101,39 +82,37 @@ def test_a_zombie_is_blamed_on_the_test_that_started_it(pytester, run, xdist: bo
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
-def test_a_zombie_found_when_the_tests_are_done_is_blamed_too(pytester, run) -> None:
-    make_tests(
-        pytester,
+# What is left when the tests are done: C's child exited during an
+# unguarded D and was never collected (a leak), or it still runs (named).
+AT_THE_END = {
+    "zombie": (
         BYSTANDER.replace("def test_d", "@pytest.mark.zombiewatch(enabled=False)\ndef test_d"),
-    )
+        "leaked",
+        "found when the session's tests were done",
+        "1 test guarded, 1 test leaked 1 zombie",
+        pytest.ExitCode.TESTS_FAILED,
+    ),
+    "running": (
+        BYSTANDER.split("def test_d")[0],
+        "left",
+        "running when the session's tests were done",
+        "1 test guarded, no test leaked a zombie",
+        pytest.ExitCode.OK,
+    ),
+}
+
+
+@pytest.mark.parametrize("left", AT_THE_END)
+def test_what_a_test_left_is_named_when_the_tests_are_done(pytester, run, left: str) -> None:
+    body, verb, when, counts, status = AT_THE_END[left]
+    make_tests(pytester, body)
 
     result = run("--zombiewatch", "--zombiewatch-settle=0.2")
 
-    result.assert_outcomes(passed=2)
     [pid] = pids(pytester, "child")
-    assert any(
-        line.startswith(f"zombiewatch: test_inner.py::test_c leaked pid {pid} ")
-        and "found when the session's tests were done; started at test_inner.py:" in line
-        for line in summary_lines(result)
-    ), result.outlines
-    assert "zombiewatch: 1 test guarded, 1 test leaked 1 zombie" in result.outlines
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-
-
-def test_a_child_still_running_at_the_end_is_named_not_blamed(pytester, run) -> None:
-    make_tests(pytester, BYSTANDER.split("def test_d")[0])
-
-    result = run("--zombiewatch", "--zombiewatch-settle=0.2")
-
-    result.assert_outcomes(passed=1)
-    [pid] = pids(pytester, "child")
-    assert any(
-        line.startswith(f"zombiewatch: test_inner.py::test_c left pid {pid} ")
-        and "running when the session's tests were done; started at test_inner.py:" in line
-        for line in summary_lines(result)
-    ), result.outlines
-    assert "zombiewatch: 1 test guarded, no test leaked a zombie" in result.outlines
-    assert result.ret == pytest.ExitCode.OK
+    assert_summary_names(result, f"test_inner.py::test_c {verb} pid {pid} ", when)
+    assert f"zombiewatch: {counts}" in result.outlines
+    assert result.ret == status
 
 
 def test_a_wider_fixtures_child_is_blamed_on_the_fixture(pytester, run) -> None:
@@ -209,16 +188,8 @@ def events_or_skip() -> None:
         pytest.skip(f"only kernel events see every escape: {reason}")
 
 
-ORPHAN = '''
-MIDDLE = """
-import os, sys
-g = os.fork()
-if g == 0:
-    os._exit(0)
-os.waitid(os.P_PID, g, os.WEXITED | os.WNOWAIT)
-print(g, flush=True)
-sys.stdin.read()
-"""  # then exits without collecting g
+ORPHAN = f"""
+MIDDLE = {MIDDLE.replace("COLLECT", "False")!r}
 
 def test_orphan():
     p = subprocess.Popen(
@@ -228,7 +199,7 @@ def test_orphan():
     record("orphan", int(p.stdout.readline()))
     p.stdin.close()
     p.wait()
-'''
+"""
 
 
 @ESCAPES_HERE

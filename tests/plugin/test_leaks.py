@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from tests.plugin.conftest import error_text, pids
+from tests.plugin.conftest import MIDDLE, error_text, pids
 
 pytest_plugins = ["pytester"]
 
@@ -170,17 +170,8 @@ def test_a_zombie_grandchild_is_named_with_its_parent(pytester, run) -> None:
     # until its stdin closes, then collects it.
     make_tests(
         pytester,
-        '''
-        MIDDLE = """
-        import os, sys
-        g = os.fork()
-        if g == 0:
-            os._exit(0)
-        os.waitid(os.P_PID, g, os.WEXITED | os.WNOWAIT)
-        print(g, flush=True)
-        sys.stdin.read()
-        os.waitpid(g, 0)
         """
+        MIDDLE = {middle!r}
 
         def test_grandchild():
             p = subprocess.Popen(
@@ -195,7 +186,7 @@ def test_a_zombie_grandchild_is_named_with_its_parent(pytester, run) -> None:
             p = KEEP.pop()
             p.stdin.close()
             assert p.wait() == 0
-        ''',
+        """.replace("{middle!r}", repr(MIDDLE.replace("COLLECT", "True"))),
     )
 
     result = run(*GUARD, "--zombiewatch-reap")

@@ -11,35 +11,9 @@ import textwrap
 
 import pytest
 
-from tests.plugin.conftest import error_text, pids
+from tests.plugin.conftest import PRELUDE, error_text, pids
 
 pytest_plugins = ["pytester"]
-
-PRELUDE = textwrap.dedent(
-    """
-    import asyncio
-    import multiprocessing
-    import os
-    import subprocess
-    import sys
-    import threading
-
-    import pytest
-
-    KEEP = []
-    UNTIL_EOF = [sys.executable, "-c", "import sys; sys.stdin.read()"]
-
-
-    def record(name, pid):
-        with open(name + ".pid", "a") as f:
-            f.write(f"{pid}\\n")
-
-
-    def exited(pid):
-        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-
-    """
-)
 
 GUARD = ("--zombiewatch", "--zombiewatch-settle=0.2")
 
@@ -64,10 +38,7 @@ CASES = {
     "popen": (
         """
         def test_leak():
-            p = subprocess.Popen(["true"])  # START:here
-            KEEP.append(p)
-            record("leak", p.pid)
-            exited(p.pid)
+            leak(subprocess.Popen(["true"]))  # START:here
         """,
         "test_leak",
         "subprocess.Popen(['true'])",
@@ -77,9 +48,7 @@ CASES = {
         def test_leak():
             p = multiprocessing.get_context("fork").Process(target=int)
             p.start()  # START:here
-            KEEP.append(p)
-            record("leak", p.pid)
-            exited(p.pid)
+            leak(p)
         """,
         "test_leak",
         "os.fork()",
@@ -110,11 +79,7 @@ CASES = {
         """
         @pytest.fixture
         def child():
-            p = subprocess.Popen(["true"])  # START:here
-            KEEP.append(p)
-            record("leak", p.pid)
-            exited(p.pid)
-            return p
+            leak(subprocess.Popen(["true"]))  # START:here
 
         def test_leak(child):
             pass
@@ -125,10 +90,7 @@ CASES = {
     "thread": (
         """
         def start():
-            p = subprocess.Popen(["true"])  # START:here
-            KEEP.append(p)
-            record("leak", p.pid)
-            exited(p.pid)
+            leak(subprocess.Popen(["true"]))  # START:here
 
         def test_leak():
             t = threading.Thread(target=start, name="starter")
@@ -202,10 +164,7 @@ def test_a_library_call_names_the_library_and_the_users_line(pytester, run) -> N
         import spawnlib
 
         def test_leak():
-            p = spawnlib.spawn(["true"])  # START:here
-            KEEP.append(p)
-            record("leak", p.pid)
-            exited(p.pid)
+            leak(spawnlib.spawn(["true"]))  # START:here
         """,
     )
 
