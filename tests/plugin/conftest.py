@@ -114,6 +114,31 @@ if COLLECT:
 """
 
 
+# Appended to an inner run's conftest: its guards sample /proc, as where
+# kernel events cannot be had, instead of listening to them.
+SAMPLED = textwrap.dedent(
+    """
+    import zombiewatch._guard
+
+    zombiewatch._guard._with_events = lambda: False
+    """
+)
+
+
+def observe_by(pytester, how: str) -> None:
+    """Make the inner run's guards watch by ``how``: "events" where the
+    machine has them (else the test is skipped), or "sample"."""
+    if how == "sample":
+        with (pytester.path / "conftest.py").open("a") as f:
+            f.write(SAMPLED)
+        return
+    from zombiewatch import observe
+
+    reason = observe.events_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"no kernel events here: {reason}")
+
+
 def pids(pytester, name: str) -> list[int]:
     """Pids the inner tests wrote to ``NAME.pid``, one a line."""
     return [int(line) for line in (pytester.path / f"{name}.pid").read_text().split()]

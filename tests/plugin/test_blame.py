@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from tests.plugin.conftest import MIDDLE, PRELUDE, error_text, pids
+from tests.plugin.conftest import MIDDLE, PRELUDE, error_text, observe_by, pids
 
 pytest_plugins = ["pytester"]
 
@@ -51,8 +51,9 @@ def test_d():
 """
 
 
-@pytest.mark.parametrize("xdist", [False, True])
-def test_a_zombie_is_blamed_on_the_test_that_started_it(pytester, run, xdist: bool) -> None:
+@pytest.mark.parametrize(("xdist", "how"), [(False, "events"), (True, "events"), (False, "sample")])
+def test_a_zombie_is_blamed_on_the_test_that_started_it(pytester, run, xdist, how) -> None:
+    observe_by(pytester, how)
     make_tests(pytester, BYSTANDER)
     args = ["-n", "1"] if xdist else []
 
@@ -158,7 +159,9 @@ ESCAPES_HERE = pytest.mark.filterwarnings("ignore::zombiewatch.pytest_plugin.Zom
 
 
 @ESCAPES_HERE
-def test_an_orphan_that_escaped_the_tree_does_not_fail_the_test(pytester, run) -> None:
+@pytest.mark.parametrize("how", ["events", "sample"])
+def test_an_orphan_that_escaped_the_tree_does_not_fail_the_test(pytester, run, how) -> None:
+    observe_by(pytester, how)
     # The case of #17: sh's child `true` exits at once; sh became `sleep`,
     # which never collects it; when sleep exits (a thread waits for it) the
     # zombie goes to PID 1, outside the test's tree.

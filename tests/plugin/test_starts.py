@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from tests.plugin.conftest import PRELUDE, error_text, pids
+from tests.plugin.conftest import PRELUDE, error_text, observe_by, pids
 
 pytest_plugins = ["pytester"]
 
@@ -103,8 +103,10 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("observe", ["events", "sample"])
 @pytest.mark.parametrize("how", CASES)
-def test_a_leak_names_the_line_that_started_it(pytester, run, how: str) -> None:
+def test_a_leak_names_the_line_that_started_it(pytester, run, how: str, observe: str) -> None:
+    observe_by(pytester, observe)
     body, function, call = CASES[how]
     lines = make_tests(pytester, body)
 
@@ -115,6 +117,7 @@ def test_a_leak_names_the_line_that_started_it(pytester, run, how: str) -> None:
     text = error_text(result, "test_leak")
     assert f"pid {pid} " in text
     assert started(lines["here"], function, call) in text, text
+    assert ("(kernel events;" in text) == (observe == "events")  # watched as asked
 
 
 def test_two_leaks_on_two_lines_each_name_their_own(pytester, run) -> None:
