@@ -32,7 +32,7 @@ for each other version, in the same rounds.
 Not part of the test suite: a timing is a measurement, not an assertion.
 
     python benchmarks/plugin_overhead.py [--tests 2000] [--rounds 7] [--child] [--compare DIR]
-    python benchmarks/plugin_overhead.py --within [--tests 2000] [--compare DIR]
+    python benchmarks/plugin_overhead.py --within [--sample] [--tests 2000] [--compare DIR]
 """
 
 from __future__ import annotations
@@ -88,10 +88,18 @@ def pytest_unconfigure(config):
 """
 
 
-def write_within_suite(root: Path, tests: int) -> None:
+# --sample: the guards sample /proc, as where kernel events cannot be had.
+SAMPLED = """
+import zombiewatch._guard
+
+zombiewatch._guard._with_events = lambda: False
+"""
+
+
+def write_within_suite(root: Path, tests: int, sample: bool) -> None:
     """``tests`` trivial tests, every other one guarded by the marker."""
     (root / "pytest.ini").write_text("[pytest]\n")
-    (root / "conftest.py").write_text(WITHIN_CONFTEST)
+    (root / "conftest.py").write_text(WITHIN_CONFTEST + (SAMPLED if sample else ""))
     per_file = 50
     for start in range(0, tests, per_file):
         body = "import pytest\n\n\n"
@@ -128,7 +136,7 @@ def within(opts: argparse.Namespace) -> None:
     results: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in arms}
     with tempfile.TemporaryDirectory(prefix="zombiewatch-bench-") as tmp:
         root = Path(tmp)
-        write_within_suite(root, opts.tests)
+        write_within_suite(root, opts.tests, opts.sample)
         for _, package in arms:
             run_within(root, package)  # warm the page cache and .pyc files
         for i in range(opts.rounds):
@@ -139,8 +147,9 @@ def within(opts: argparse.Namespace) -> None:
                 + ", ".join(f"{n} {r[-1][0]:.1f}/{r[-1][1]:.1f} µs" for n, r in results.items()),
                 file=sys.stderr,
             )
+    how = "sampling /proc" if opts.sample else "kernel events where they work"
     print(
-        f"{opts.tests} trivial tests, every other one guarded by the marker, {opts.rounds} "
+        f"{opts.tests} trivial tests ({how}), every other one guarded by the marker, {opts.rounds} "
         "interleaved runs; per run the median guarded test minus the median unguarded one, "
         "then the median of the runs (thread CPU time / wall time):"
     )
@@ -238,6 +247,11 @@ def main() -> None:
         "--within",
         action="store_true",
         help="guard every other test by the marker and time each test in the process",
+    )
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="with --within: the guards sample /proc instead of hearing kernel events",
     )
     opts = parser.parse_args()
     if opts.rounds < 3:

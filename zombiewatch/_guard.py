@@ -259,6 +259,7 @@ class ZombieGuard:
         # The test's process-starting calls (set by the plugin), to say
         # where each leaked process was started.
         self.starts: Recorder | None = None
+        self.session: Any = None  # the plugin's state of the session, for the plugin
         self._look(started_by)
         self.baseline_zombies = frozenset(self._zombies())
         self.baseline_pids = frozenset(self._statuses())

@@ -352,6 +352,7 @@ def _start_guard(item: pytest.Item, settings: Settings, started_by: str) -> Zomb
     starts.begin()
     guard = ZombieGuard(settings, started_by=started_by)
     guard.starts = starts
+    guard.session = session
     session.current = guard
     return guard
 
@@ -515,7 +516,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     if guard is None:
         return
     del item.stash[_GUARD]  # done with it: items live as long as the session
-    session = item.config.stash[_SESSION]
+    session = guard.session
     session.current = None
     try:
         leaked = guard.settled(label="when the test ended")
@@ -657,14 +658,16 @@ class _Summary:
         outcome: dict[str, Any] | None = getattr(report, REPORT_ATTR, None)
         if report.when != "teardown" or outcome is None:
             return
-        if "zombies" in outcome:
+        if "zombies" in outcome:  # else its check was skipped: a fixture's teardown raised
             self.guarded += 1
-        if outcome.get("leaked"):
-            self.leaky.add(report.nodeid)
-            self.zombies += outcome["leaked"]
-        self.reaped += outcome.get("reaped", 0)
-        self.escaped += outcome.get("escaped", 0)
-        self.add_late(outcome.get("late", []))
+            if outcome["leaked"]:
+                self.leaky.add(report.nodeid)
+                self.zombies += outcome["leaked"]
+            self.reaped += outcome["reaped"]
+            self.escaped += outcome.get("escaped", 0)
+        late = outcome.get("late")
+        if late:
+            self.add_late(late)
 
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         """An xdist worker is done: what it found after its last test."""
