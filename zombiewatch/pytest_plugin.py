@@ -116,6 +116,7 @@ __all__ = ["Escaped", "LeakedZombie", "ZombieGuard", "ZombieLeak", "ZombiewatchW
 MARKER = "zombiewatch"
 FIXTURE = "zombie_guard"
 MARKER_ARGS = ("settle", "allow", "enabled", "gc", "fail_orphans")
+_MARKER_ARGS = frozenset(MARKER_ARGS)
 REPORT_ATTR = "zombiewatch"  # on teardown reports of guarded tests, and in xdist's workeroutput
 
 
@@ -305,19 +306,21 @@ def _item_settings(item: pytest.Item) -> tuple[Settings, bool]:
     settings = defaults.settings
     marker = item.get_closest_marker(MARKER)
     if marker is not None:
+        if not marker.args and not marker.kwargs:
+            return settings, True  # a bare marker: guarded as the session says
         where = f"@pytest.mark.zombiewatch on {item.nodeid}"
-        kwargs = dict(marker.kwargs)
-        if len(marker.args) > 1 or (marker.args and "settle" in kwargs):
-            raise pytest.UsageError(
-                f"zombiewatch: {where}: takes at most one positional argument, the "
-                f"settle window (as zombiewatch(0.5)), got {marker.args!r} and {kwargs!r}"
-            )
+        kwargs = marker.kwargs
         if marker.args:
-            kwargs["settle"] = marker.args[0]
-        unknown = sorted(set(kwargs) - set(MARKER_ARGS))
+            if len(marker.args) > 1 or "settle" in kwargs:
+                raise pytest.UsageError(
+                    f"zombiewatch: {where}: takes at most one positional argument, the "
+                    f"settle window (as zombiewatch(0.5)), got {marker.args!r} and {kwargs!r}"
+                )
+            kwargs = {**kwargs, "settle": marker.args[0]}
+        unknown = kwargs.keys() - _MARKER_ARGS
         if unknown:
             raise pytest.UsageError(
-                f"zombiewatch: {where}: unknown argument {', '.join(unknown)} "
+                f"zombiewatch: {where}: unknown argument {', '.join(sorted(unknown))} "
                 f"(expected {', '.join(MARKER_ARGS)})"
             )
         enabled = _validate_bool(kwargs.get("enabled", True), where)
@@ -329,7 +332,8 @@ def _item_settings(item: pytest.Item) -> tuple[Settings, bool]:
         for name in ("gc", "fail_orphans"):
             if name in kwargs:
                 changes[name] = _validate_bool(kwargs[name], where, name)
-        settings = settings._replace(**changes)
+        if changes:
+            settings = settings._replace(**changes)
     return settings, enabled
 
 
