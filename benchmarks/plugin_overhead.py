@@ -154,8 +154,9 @@ def within(opts: argparse.Namespace) -> None:
             )
     how = "sampling /proc" if opts.sample else "kernel events where they work"
     print(
-        f"{opts.tests} trivial tests ({how}), every other one exempted by the marker, {opts.rounds} "
-        "interleaved runs; per run the median guarded test minus the median exempted one, "
+        f"{opts.tests} trivial tests ({how}), every other one exempted by the marker, "
+        f"{opts.rounds} interleaved runs; per run the median guarded test minus the median "
+        "exempted one, "
         "then the median of the runs (thread CPU time / wall time):"
     )
     first = opts.compare[0] if opts.compare else None
