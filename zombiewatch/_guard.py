@@ -3,9 +3,13 @@ of the pytest plugin.
 
 A ``ZombieGuard`` takes a baseline look at the descendants of the test
 process when the test begins, and later decides which zombies are the
-test's: those in state Z now that were not zombies at the baseline. It
-waits, at most the settle window, for processes the test started to finish
-and for its zombies to be collected, then writes the failure message. The
+test's: those of processes it started (not running at the baseline, not
+started by a fixture of a wider scope) that are held inside its tree. The
+others are someone else's (``inherited()``) or escaped the tree
+(``escapes()``, an adopter holds them now). It waits, at most the settle
+window, for processes the test started to finish and for its zombies to be
+collected, runs ``gc.collect()`` once before it would fail, then writes
+the failure message, with where each process was started (``_starts``). The
 tree walk is ``monitor.Monitor``'s (``/proc/PID/task/*/children``, so a look
 costs O(descendants)); when the process has no child at all, a look is one
 ``waitid`` call instead. This module adds the bookkeeping a test needs and

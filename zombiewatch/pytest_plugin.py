@@ -76,6 +76,13 @@ phase is reported. ``zombie_guard.check()`` in a test body fails the call
 phase instead, with an ``AssertionError``. Everything else is a
 ``ZombiewatchWarning`` of the test.
 
+Where each process was started: from the first guarded test on, an audit
+hook records every process-starting call of a guarded test with its stack
+(``zombiewatch._starts``), and each leak, process left running, escaped
+orphan and late leak says "started at tests/test_x.py:42 in test_y
+(subprocess.Popen(['true']))". The hook cannot be removed; outside a
+guarded test it records nothing.
+
 The session summary says ``zombiewatch: N tests guarded, K tests leaked M
 zombies``, then one line per leak found after its test ended and per
 process still running when the tests were done; nothing when no test ran.

@@ -58,6 +58,36 @@ def test_installed_but_not_asked_for_it_changes_nothing(pytester, run) -> None:
     result.stdout.fnmatch_lines(["plugins: *zombiewatch-*"])
 
 
+def test_no_audit_hook_until_a_test_is_guarded(pytester, run) -> None:
+    # The hook cannot be removed once added: a session that guards nothing
+    # never adds it, and one that guards adds it with its first guard.
+    pytester.makepyfile(
+        """
+        import sys
+
+        import pytest
+
+        def test_unguarded():
+            assert "zombiewatch._starts" not in sys.modules
+
+        @pytest.mark.zombiewatch
+        def test_guarded():
+            from zombiewatch import _starts
+
+            assert _starts._RECORDER is not None and _starts._RECORDER.active
+
+        def test_after():
+            from zombiewatch import _starts
+
+            assert not _starts._RECORDER.active  # installed, idle outside a guarded test
+        """
+    )
+
+    result = run()
+
+    result.assert_outcomes(passed=3)
+
+
 def test_importing_the_plugin_has_no_side_effects() -> None:
     # A fresh interpreter: this one imported psutil long ago.
     code = textwrap.dedent(
