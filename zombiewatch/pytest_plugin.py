@@ -708,8 +708,8 @@ class _Summary:
         for entry in self.late:
             who = entry["who"] or "a process running before any guarded test saw it start"
             terminalreporter.write_line(
-                f"zombiewatch: {who} leaked pid {entry['pid']} {entry['name']!r}: it was still "
-                f"running when its test ended, and its zombie was found {entry['found']}"
+                f"zombiewatch: {who} leaked pid {entry['pid']} {entry['name']!r}, which ran on "
+                f"after it and was never collected: its zombie was found {entry['found']}"
                 + _started(entry),
                 red=True,
             )

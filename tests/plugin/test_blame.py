@@ -74,7 +74,7 @@ def test_a_zombie_is_blamed_on_the_test_that_started_it(pytester, run, xdist, ho
     assert any(
         line.startswith(f"zombiewatch: test_inner.py::test_c leaked pid {pid} 'python")
         and (
-            "it was still running when its test ended, and its zombie was found "
+            "which ran on after it and was never collected: its zombie was found "
             "during test_inner.py::test_d; started at test_inner.py:"
         )
         in line
