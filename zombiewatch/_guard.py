@@ -129,10 +129,10 @@ class _TreeMonitor(Protocol):
 
     zombies: dict[int, Zombie]
     stats: MonitorStats
-    # (pid, its creator, who holds it now, a zombie then) of each process
+    # (pid, its creator, who holds it now, a zombie then, its name) of each process
     # that left the tree for an adopter, as kernel events told; the sampler
     # leaves it empty and the guard finds escapes at its looks.
-    escapes: list[tuple[int, int, int, bool]]
+    escapes: list[tuple[int, int, int, bool, str]]
 
     @property
     def last(self) -> dict[int, str]:
@@ -166,7 +166,7 @@ def _tree_monitor_class() -> Callable[[int], _TreeMonitor]:
             briefly, and a leaked one's age is exact."""
 
             def __init__(self, root: int) -> None:
-                self.escapes: list[tuple[int, int, int, bool]] = []
+                self.escapes: list[tuple[int, int, int, bool, str]] = []
                 super().__init__(root)
 
             @property
@@ -177,7 +177,11 @@ def _tree_monitor_class() -> Callable[[int], _TreeMonitor]:
                 # The one place the event monitor lets a process out of the
                 # tree (no adopters are watched here): an escaped orphan.
                 if len(self.escapes) < MAX_ESCAPES:
-                    self.escapes.append((proc.pid, proc.creator, adopter, proc.exit_ns is not None))
+                    # Named now: PID 1 may collect it before the guard looks.
+                    stat = _procfs.read_stat(proc.pid)
+                    name = stat.comm if stat is not None else "?"
+                    zombie = proc.exit_ns is not None
+                    self.escapes.append((proc.pid, proc.creator, adopter, zombie, name))
                 super()._adopted_by(proc, adopter)
 
         return EventTreeMonitor
@@ -191,7 +195,7 @@ def _tree_monitor_class() -> Callable[[int], _TreeMonitor]:
         def __init__(self, root: int) -> None:
             super().__init__(root)
             self.last: dict[int, str] = {}
-            self.escapes: list[tuple[int, int, int, bool]] = []
+            self.escapes: list[tuple[int, int, int, bool, str]] = []
 
         def walk(self) -> tuple[dict[int, str], set[int]]:
             statuses, listed = super().walk()
@@ -324,8 +328,8 @@ class ZombieGuard:
         kernel events.
         """
         if monitor.escapes:
-            for pid, creator, held_by, zombie in monitor.escapes:
-                self._escape(pid, creator, held_by, zombie)
+            for pid, creator, held_by, zombie, name in monitor.escapes:
+                self._escape(pid, creator, held_by, zombie, name)
             del monitor.escapes[:]
         statuses = self._tree
         if not statuses and not self._live and not monitor.zombies:

@@ -44,7 +44,7 @@ class FakeMonitor:
         self.zombies: dict[int, Zombie] = {}
         self.last: dict[int, str] = {}
         self.samples = 0
-        self.escapes: list[tuple[int, int, int, bool]] = []
+        self.escapes: list[tuple[int, int, int, bool, str]] = []
         self.stats = MonitorStats(method="sample")  # ages bounded by looks, as sampled
 
     def sample(self) -> None:
