@@ -175,12 +175,17 @@ def _enter(group: str) -> bool:
     return True
 
 
-def _empty_group(group: str, grace: float) -> int:
-    """Stop every member of ``group``, then remove it; return how many there were."""
-    first = live(_members(group))
+def _empty_group(group: str, grace: float, exclude: int = 0) -> int:
+    """Stop every member of ``group`` but ``exclude``, then remove it; return
+    how many there were."""
+
+    def members() -> list[int]:
+        return [pid for pid in live(_members(group)) if pid != exclude]
+
+    first = members()
     if first:
         _signal(first, signal.SIGTERM)
-        if not poll_until(lambda: not live(_members(group)), grace):
+        if not poll_until(lambda: not members(), grace):
             with contextlib.suppress(OSError):
                 _write(os.path.join(group, "cgroup.kill"), "1")
     # A group is removable once no task runs in it; the kernel takes a
@@ -230,7 +235,9 @@ def _guard(runner: int, pipe: int, group: str | None) -> None:
                     with contextlib.suppress(OSError):
                         sessions.add(os.getsid(pid))
     if group is not None:
-        stopped = _empty_group(group, GUARD_GRACE)
+        # The runner itself, if it closed the pipe on its way out (an
+        # interrupt before its cleanup ran), ends by itself.
+        stopped = _empty_group(group, GUARD_GRACE, exclude=runner)
     else:
         # A session id cannot be reused while any process is in the session,
         # and each was seen in use a moment ago.
@@ -373,14 +380,7 @@ def _start_guard(group: str | None) -> tuple[int, int]:
     return pid, w
 
 
-@contextlib.contextmanager
-def contain() -> Iterator[Box]:
-    """Hold everything started in the block; stop what is left at its end.
-
-    Call before starting anything, and before any thread is started (the
-    guard is a fork). On a normal end, ``Box.close`` stops whatever is
-    left; if the runner dies instead, its guard does.
-    """
+def _open_box() -> Box:
     made = _make_group()
     group, home = made if made is not None else (None, None)
     # The guard is forked before the runner enters the group: a member of
@@ -389,10 +389,28 @@ def contain() -> Iterator[Box]:
     box = Box(group, home, guard_pid, pipe)
     if group is not None and not _enter(group):
         box.close(grace=0)  # the guard was told of a group: start one without
-        _rmdir(group)
         guard_pid, pipe = _start_guard(None)
         box = Box(None, None, guard_pid, pipe)
+    return box
+
+
+@contextlib.contextmanager
+def contain() -> Iterator[Box]:
+    """Hold everything started in the block; stop what is left at its end.
+
+    Call before starting anything, and before any thread is started (the
+    guard is a fork). On a normal end, ``Box.close`` stops whatever is
+    left; if the runner dies instead, its guard does. SIGINT and SIGTERM
+    wait while the box is set up, so an interrupt never leaves a guard
+    without its ``close``.
+    """
+    box = None
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
+        box = _open_box()
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a pending one is raised here
         yield box
     finally:
-        box.close(grace=GUARD_GRACE)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        if box is not None:
+            box.close(grace=GUARD_GRACE)
