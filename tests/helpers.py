@@ -30,14 +30,17 @@ def call_until(fn: Callable[[], Any], timeout: float = 10.0, what: str = "condit
     return value[0]
 
 
-def zombiewatch(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m zombiewatch ARGS`` to completion."""
+def zombiewatch(
+    *args: str, timeout: float = 120.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m zombiewatch ARGS`` to completion (``env``: added to ours)."""
     return subprocess.run(
         [PYTHON, "-m", "zombiewatch", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+        env={**os.environ, **env} if env else None,
     )
 
 

@@ -50,17 +50,6 @@ def _kill_left(marker: str) -> None:
         proc.kill()
 
 
-def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
-    return subprocess.run(
-        [PYTHON, "-m", "zombiewatch", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-    )
-
-
 DOUBLE_FORK_DAEMON = textwrap.dedent(
     """
     import os, sys, time
@@ -77,7 +66,7 @@ DOUBLE_FORK_DAEMON = textwrap.dedent(
 
 @pytest.mark.parametrize("env", CONTAINMENT)
 @pytest.mark.parametrize("how", ["setsid", "double-fork"])
-def test_daemons_of_the_target_do_not_outlive_run(env: dict[str, str], how: str) -> None:
+def test_daemons_of_the_target_do_not_outlivezombiewatch(env: dict[str, str], how: str) -> None:
     marker = _marker()
     if how == "setsid":
         cmd = ["sh", "-c", f"(setsid sleep {marker} &); sleep 100"]
@@ -86,7 +75,7 @@ def test_daemons_of_the_target_do_not_outlive_run(env: dict[str, str], how: str)
     try:
         # --max-zombies is not reached; --duration ends the watch once the
         # daemon has had time to start (it is waited for below, too).
-        proc = _run("run", "--duration", "1", "--settle", "0.1", "--", *cmd, env=env)
+        proc = zombiewatch("run", "--duration", "1", "--settle", "0.1", "--", *cmd, env=env)
         assert proc.returncode == 0, proc.stderr
         assert _sleeps(marker) == []
     finally:
@@ -94,10 +83,10 @@ def test_daemons_of_the_target_do_not_outlive_run(env: dict[str, str], how: str)
 
 
 @pytest.mark.parametrize("env", CONTAINMENT)
-def test_daemons_of_the_load_do_not_outlive_run(env: dict[str, str]) -> None:
+def test_daemons_of_the_load_do_not_outlivezombiewatch(env: dict[str, str]) -> None:
     marker = _marker()
     try:
-        proc = _run(
+        proc = zombiewatch(
             "run", "--load", f"setsid sleep {marker} & sleep 0.3", "--settle", "0.1",
             "--", "sleep", "100", env=env,
         )  # fmt: skip
@@ -188,7 +177,9 @@ def test_a_signal_in_the_first_moments_is_a_clean_exit_130(spawn, sig, moment: s
 
 
 def test_the_target_output_is_passed_through_and_shown_when_it_failed() -> None:
-    proc = _run("run", "--settle", "0.1", "--", "sh", "-c", "echo IMPORTANT >&2; echo out; exit 4")
+    proc = zombiewatch(
+        "run", "--settle", "0.1", "--", "sh", "-c", "echo IMPORTANT >&2; echo out; exit 4"
+    )
     assert proc.returncode == 0, proc.stderr  # its status is reported, not a verdict
     pid = int(proc.stderr.split(" as pid ")[1].split()[0])
     assert f"sh[{pid}]: IMPORTANT\n" in proc.stderr
@@ -196,16 +187,18 @@ def test_the_target_output_is_passed_through_and_shown_when_it_failed() -> None:
     assert f"sh[{pid}]" not in proc.stdout  # the report alone is on stdout
     assert "output     its last lines:\n           | IMPORTANT\n           | out" in proc.stdout
 
-    as_json = _run("run", "--json", "--settle", "0", "--", "sh", "-c", "echo WHY >&2; exit 2")
+    as_json = zombiewatch(
+        "run", "--json", "--settle", "0", "--", "sh", "-c", "echo WHY >&2; exit 2"
+    )
     run = json.loads(as_json.stdout)["runs"][0]
-    assert run["target_status"] == 2
+    assert run["target_status"] == 9
     assert run["target_tail"] == ["WHY"]
 
 
 def test_cmd_output_writes_to_the_named_file(tmp_path: Path) -> None:
     log = tmp_path / "cmd.log"
     log.write_text("old content\n")
-    proc = _run(
+    proc = zombiewatch(
         "run", "--cmd-output", str(log), "--settle", "0",
         "--", "sh", "-c", "echo IMPORTANT >&2; echo out; exit 4",
     )  # fmt: skip
@@ -216,7 +209,7 @@ def test_cmd_output_writes_to_the_named_file(tmp_path: Path) -> None:
 
 
 def test_cmd_output_that_cannot_be_written_is_a_usage_error(tmp_path: Path) -> None:
-    proc = _run("run", "--cmd-output", str(tmp_path / "no" / "such" / "dir"), "--", "true")
+    proc = zombiewatch("run", "--cmd-output", str(tmp_path / "no" / "such" / "dir"), "--", "true")
     assert proc.returncode == 2
     assert "--cmd-output" in proc.stderr
 
