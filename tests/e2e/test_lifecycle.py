@@ -188,7 +188,7 @@ def test_the_target_output_is_passed_through_and_shown_when_it_failed() -> None:
     assert "output     its last lines:\n           | IMPORTANT\n           | out" in proc.stdout
 
     as_json = zombiewatch(
-        "run", "--json", "--settle", "0", "--", "sh", "-c", "echo WHY >&2; exit 2"
+        "run", "--json", "--settle", "0", "--", "sh", "-c", "echo WHY >&2; exit 9"
     )
     run = json.loads(as_json.stdout)["runs"][0]
     assert run["target_status"] == 9
