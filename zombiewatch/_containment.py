@@ -385,7 +385,12 @@ def _open_box() -> Box:
     group, home = made if made is not None else (None, None)
     # The guard is forked before the runner enters the group: a member of
     # the group would be killed with what it guards.
-    guard_pid, pipe = _start_guard(group)
+    try:
+        guard_pid, pipe = _start_guard(group)
+    except BaseException:
+        if group is not None:
+            _rmdir(group)
+        raise
     box = Box(group, home, guard_pid, pipe)
     if group is not None and not _enter(group):
         box.close(grace=0)  # the guard was told of a group: start one without

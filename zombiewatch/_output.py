@@ -55,17 +55,20 @@ class CommandOutput:
         return self._write_fd
 
     def started(self, pid: int) -> None:
-        """The program runs (with its own copy of ``writer()``): start passing on.
+        """The program runs with its own copy of ``writer()``: drop ours."""
+        os.close(self._write_fd)
+        self._write_fd = -1
+        self._prefix = f"{self.name}[{pid}]: ".encode(errors="replace")
+
+    def pass_on(self) -> None:
+        """Start passing the program's lines on (after ``started``).
 
         The reader thread starts before the load's process: it holds no
         lock and calls nothing of libc's but read/write/select, so the
         load's ``preexec_fn`` (one prctl) cannot deadlock on anything it
         holds (docs/DESIGN.md, Sessions).
         """
-        os.close(self._write_fd)
-        self._write_fd = -1
-        if self.path is None:
-            self._prefix = f"{self.name}[{pid}]: ".encode(errors="replace")
+        if self.path is None and self._thread is None:
             self._thread = threading.Thread(
                 target=self._pump, name="zombiewatch-output", daemon=True
             )
@@ -80,6 +83,8 @@ class CommandOutput:
         if self._write_fd >= 0:  # never started: the program did not run
             os.close(self._write_fd)
             self._write_fd = -1
+        if self._read_fd >= 0:
+            self.pass_on()  # if nothing did yet (an interrupt right after the start)
         if self._thread is not None:
             self._thread.join(timeout)
             self._stop.set()

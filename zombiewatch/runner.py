@@ -518,6 +518,7 @@ def run_command(
         output = CommandOutput(os.path.basename(argv[0]), opts.cmd_output)
         target = Target(argv, output=output)
         log(f"started {argv[0]} as pid {target.pid}")
+        output.pass_on()  # its lines after the line that says which pid is which
 
         def ready() -> None:
             if wait_port is not None:

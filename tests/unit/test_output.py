@@ -12,6 +12,7 @@ def _through(data: bytes, capfd) -> tuple[CommandOutput, str]:
     out = CommandOutput("prog")
     writer = os.dup(out.writer())  # the program's copy
     out.started(4242)
+    out.pass_on()
     os.write(writer, data)
     os.close(writer)
     out.finish()
