@@ -207,14 +207,16 @@ def _rmdir(group: str) -> bool:
 # -- the guard ----------------------------------------------------------------
 
 
-def _guard(runner: int, pipe: int, group: str | None) -> None:
+def _guard(runner: int, pipe: int, group: str | None, ignore: set[int], session: int) -> None:
     """The guard's life: record, wait for the runner's end, stop what is left.
 
     Without a group it records, every ``GUARD_POLL`` seconds, the runner's
     children (what it started, and the orphans it adopted) and their
     sessions. When the runner dies, the kernel's parent-death signal may
     stop a target before the guard looks, and its children go to PID 1:
-    they are found again by their session.
+    they are found again by their session. ``ignore``: children the
+    runner had before (not the run's); ``session``: the runner's own, which
+    is never the run's.
     """
     roots: dict[int, int] = {}  # the runner's children at the last look: pid -> start ticks
     sessions: set[int] = set()  # and their sessions
@@ -230,7 +232,7 @@ def _guard(runner: int, pipe: int, group: str | None) -> None:
             roots, sessions = {}, set()
             for pid in _procfs.read_children(runner):
                 stat = _procfs.read_stat(pid)
-                if pid != me and stat is not None and stat.state != "Z":
+                if pid != me and pid not in ignore and stat is not None and stat.state != "Z":
                     roots[pid] = stat.start_ticks
                     with contextlib.suppress(OSError):
                         sessions.add(os.getsid(pid))
@@ -241,7 +243,7 @@ def _guard(runner: int, pipe: int, group: str | None) -> None:
     else:
         # A session id cannot be reused while any process is in the session,
         # and each was seen in use a moment ago.
-        sessions.discard(os.getsid(0))
+        sessions -= {session, os.getsid(0)}
         found = [pid for pid, ticks in roots.items() if _same(pid, ticks)]
         stopped = _freeze_and_kill(found + _session_members(sessions, exclude={me, runner}))
     if stopped and not done:
@@ -287,8 +289,11 @@ def _freeze_and_kill(roots: list[int]) -> int:
 class Box:
     """What ``contain()`` yields: the group (if any) and the guard."""
 
-    def __init__(self, group: str | None, home: str | None, guard_pid: int, pipe: int) -> None:
+    def __init__(
+        self, group: str | None, home: str | None, guard_pid: int, pipe: int, before: set[int]
+    ) -> None:
         self.group = group
+        self.before = before  # the runner's children before the box: not the run's
         self.home = home
         self.guard_pid = guard_pid
         self._pipe = pipe
@@ -302,7 +307,7 @@ class Box:
         me = os.getpid()
         if self.group is not None:
             return [pid for pid in live(_members(self.group)) if pid != me]
-        return live(descendants(me, exclude=[self.guard_pid]))
+        return live(descendants(me, exclude=[self.guard_pid, *self.before]))
 
     def stop_all(self, grace: float) -> int:
         """Stop every member (``stop_processes``); return how many there were."""
@@ -347,13 +352,14 @@ def _reap(pid: int) -> None:
             os.waitpid(pid, 0)
 
 
-def _start_guard(group: str | None) -> tuple[int, int]:
+def _start_guard(group: str | None, before: set[int]) -> tuple[int, int]:
     """Fork the guard; return its pid and our end of its pipe.
 
     A fork, not a new interpreter: it starts in a millisecond and needs
     only ``_procfs``. Call it before any thread is started.
     """
     runner = os.getpid()
+    session = os.getsid(0)
     r, w = os.pipe()  # both ends close on exec: no program we start holds them
     sys.stdout.flush()
     sys.stderr.flush()
@@ -371,7 +377,7 @@ def _start_guard(group: str | None) -> tuple[int, int]:
             os.dup2(null, 1)  # stderr stays: the one line if the runner died
             os.closerange(3, r)
             os.closerange(r + 1, os.sysconf("SC_OPEN_MAX"))
-            _guard(runner, r, group)
+            _guard(runner, r, group, before, session)
         except BaseException:
             code = 1
         finally:
@@ -383,19 +389,20 @@ def _start_guard(group: str | None) -> tuple[int, int]:
 def _open_box() -> Box:
     made = _make_group()
     group, home = made if made is not None else (None, None)
+    before = set(_procfs.read_children(os.getpid()))
     # The guard is forked before the runner enters the group: a member of
     # the group would be killed with what it guards.
     try:
-        guard_pid, pipe = _start_guard(group)
+        guard_pid, pipe = _start_guard(group, before)
     except BaseException:
         if group is not None:
             _rmdir(group)
         raise
-    box = Box(group, home, guard_pid, pipe)
+    box = Box(group, home, guard_pid, pipe, before)
     if group is not None and not _enter(group):
         box.close(grace=0)  # the guard was told of a group: start one without
-        guard_pid, pipe = _start_guard(None)
-        box = Box(None, None, guard_pid, pipe)
+        guard_pid, pipe = _start_guard(None, before)
+        box = Box(None, None, guard_pid, pipe, before)
     return box
 
 

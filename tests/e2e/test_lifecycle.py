@@ -16,38 +16,18 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import PYTHON, call_until, zombie_children, zombiewatch
+from tests.helpers import (
+    CONTAINMENT,
+    PYTHON,
+    call_until,
+    kill_sleeping,
+    sleeping,
+    unique_sleep,
+    zombie_children,
+    zombiewatch,
+)
 
 pytestmark = pytest.mark.e2e
-
-# Both ways of holding what a run starts: a cgroup v2 group where one is
-# writable (this machine), and the guard's own records everywhere else.
-CONTAINMENT = [
-    pytest.param({}, id="cgroup-or-guard"),
-    pytest.param({"ZOMBIEWATCH_NO_CGROUP": "1"}, id="guard-only"),
-]
-
-
-def _marker() -> str:
-    """A sleep duration no other process on the machine runs."""
-    return f"{300 + os.getpid() % 1000}.{time.monotonic_ns() % 10**6:06d}"
-
-
-def _sleeps(marker: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if proc.info["cmdline"] == ["sleep", marker]:
-            try:
-                if proc.status() != psutil.STATUS_ZOMBIE:
-                    found.append(proc)
-            except psutil.NoSuchProcess:
-                continue
-    return found
-
-
-def _kill_left(marker: str) -> None:
-    for proc in _sleeps(marker):
-        proc.kill()
 
 
 DOUBLE_FORK_DAEMON = textwrap.dedent(
@@ -67,7 +47,7 @@ DOUBLE_FORK_DAEMON = textwrap.dedent(
 @pytest.mark.parametrize("env", CONTAINMENT)
 @pytest.mark.parametrize("how", ["setsid", "double-fork"])
 def test_daemons_of_the_target_do_not_outlivezombiewatch(env: dict[str, str], how: str) -> None:
-    marker = _marker()
+    marker = unique_sleep()
     if how == "setsid":
         cmd = ["sh", "-c", f"(setsid sleep {marker} &); sleep 100"]
     else:
@@ -77,28 +57,28 @@ def test_daemons_of_the_target_do_not_outlivezombiewatch(env: dict[str, str], ho
         # daemon has had time to start (it is waited for below, too).
         proc = zombiewatch("run", "--duration", "1", "--settle", "0.1", "--", *cmd, env=env)
         assert proc.returncode == 0, proc.stderr
-        assert _sleeps(marker) == []
+        assert sleeping(marker) == []
     finally:
-        _kill_left(marker)
+        kill_sleeping(marker)
 
 
 @pytest.mark.parametrize("env", CONTAINMENT)
 def test_daemons_of_the_load_do_not_outlivezombiewatch(env: dict[str, str]) -> None:
-    marker = _marker()
+    marker = unique_sleep()
     try:
         proc = zombiewatch(
             "run", "--load", f"setsid sleep {marker} & sleep 0.3", "--settle", "0.1",
             "--", "sleep", "100", env=env,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
-        assert _sleeps(marker) == []
+        assert sleeping(marker) == []
     finally:
-        _kill_left(marker)
+        kill_sleeping(marker)
 
 
 @pytest.mark.parametrize("env", CONTAINMENT)
 def test_sigkill_of_the_runner_leaves_nothing_it_started(spawn, env: dict[str, str]) -> None:
-    marker = _marker()
+    marker = unique_sleep()
     runner = spawn(
         [PYTHON, "-m", "zombiewatch", "run", "--duration", "60", "--",
          "sh", "-c", f"(setsid sleep {marker} &); sleep {marker}; :"],
@@ -106,22 +86,22 @@ def test_sigkill_of_the_runner_leaves_nothing_it_started(spawn, env: dict[str, s
     )  # fmt: skip
     try:
         # Both sleeps run: the daemon (its own session) and the target's child.
-        call_until(lambda: len(_sleeps(marker)) == 2, what="the two sleeps")
+        call_until(lambda: len(sleeping(marker)) == 2, what="the two sleeps")
         if env:
             # Without a group the guard learns of the daemon at its next look.
-            adopted = lambda: any(p.ppid() == runner.pid for p in _sleeps(marker))  # noqa: E731
+            adopted = lambda: any(p.ppid() == runner.pid for p in sleeping(marker))  # noqa: E731
             call_until(adopted, what="the daemon adopted by the runner")
             time.sleep(0.3)  # not a wait for an event: three looks of the guard (GUARD_POLL)
         started = time.monotonic()
         runner.kill()
         runner.wait(timeout=10)
-        call_until(lambda: not _sleeps(marker), timeout=5, what="nothing left (issue: 5 s)")
+        call_until(lambda: not sleeping(marker), timeout=5, what="nothing left (issue: 5 s)")
         took = time.monotonic() - started
         err = runner.stderr.read()
         assert "its guard stopped" in err, err
         print(f"stopped within {took:.3f} s of SIGKILL")
     finally:
-        _kill_left(marker)
+        kill_sleeping(marker)
 
 
 def _sigterm_caught(pid: int) -> bool:
@@ -146,7 +126,7 @@ def _descendants(pid: int) -> list[psutil.Process]:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize("moment", ["handlers-set", "guard-forked", "target-started"])
 def test_a_signal_in_the_first_moments_is_a_clean_exit_130(spawn, sig, moment: str) -> None:
-    marker = _marker()
+    marker = unique_sleep()
     runner = spawn(
         [sys.executable, "-m", "zombiewatch", "run", "--settle", "0.1", "--", "sleep", marker],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -159,7 +139,7 @@ def test_a_signal_in_the_first_moments_is_a_clean_exit_130(spawn, sig, moment: s
         elif moment == "guard-forked":
             reached = lambda: bool(_descendants(runner.pid))  # noqa: E731
         else:
-            reached = lambda: bool(_sleeps(marker))  # noqa: E731
+            reached = lambda: bool(sleeping(marker))  # noqa: E731
         while not reached():
             assert runner.poll() is None, runner.stderr.read()
         runner.send_signal(sig)
@@ -167,10 +147,10 @@ def test_a_signal_in_the_first_moments_is_a_clean_exit_130(spawn, sig, moment: s
         err = runner.stderr.read()
         assert "Traceback" not in err, err
         assert err.rstrip().endswith("zombiewatch: interrupted"), err
-        assert _sleeps(marker) == []
+        assert sleeping(marker) == []
         assert _descendants(runner.pid) == []
     finally:
-        _kill_left(marker)
+        kill_sleeping(marker)
 
 
 # -- the target's output -------------------------------------------------------
