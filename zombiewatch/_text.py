@@ -40,10 +40,17 @@ def lost_output() -> dict[str, str]:
     return dict(_lost)
 
 
+def write(stream: str, text: str) -> None:
+    """Write ``text`` to our "stdout" or "stderr" and flush; a failure is
+    recorded (``lost_output``), never raised."""
+    try:
+        out = getattr(sys, stream)
+        out.write(text)
+        out.flush()
+    except (OSError, ValueError) as err:
+        output_lost(stream, err)
+
+
 def log(message: str) -> None:
     """Write one log line to stderr; a failure is recorded, never raised."""
-    try:
-        sys.stderr.write(f"zombiewatch: {message}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError) as err:
-        output_lost("stderr", err)
+    write("stderr", f"zombiewatch: {message}\n")

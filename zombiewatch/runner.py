@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from zombiewatch import _containment, _defaults, _procfs, _proctl, _record, modes, server
+from zombiewatch import _containment, _defaults, _procfs, _proctl, _record, _text, modes, server
 from zombiewatch import flood as flooder
 from zombiewatch._backoff import poll_until
 from zombiewatch._output import CommandOutput
@@ -125,22 +124,20 @@ class _Display:
         with monitor.lock:
             zombies = list(monitor.zombies.values())
         name = " ".join(monitor.root_cmdline) or f"pid {monitor.root}"
-        sys.stdout.write(CLEAR_SCREEN + render_live(name, monitor.stats, zombies, elapsed))
-        sys.stdout.flush()
+        _text.write("stdout", CLEAR_SCREEN + render_live(name, monitor.stats, zombies, elapsed))
 
     def _draw_progress(self, elapsed: float) -> None:
         last = self.monitor.stats.last
         done = self.load.progress() if self.load is not None else None
         line = render_progress(elapsed, last.zombies if last else 0, done, self.opts.connections)
-        sys.stderr.write(line)
-        sys.stderr.flush()
+        _text.write("stderr", line)
 
     def clear(self) -> None:
         """Make room for the report."""
         if self.opts.live:
-            sys.stdout.write(CLEAR_SCREEN)  # the report replaces the live screen
+            _text.write("stdout", CLEAR_SCREEN)  # the report replaces the live screen
         if self.opts.progress:
-            sys.stderr.write(CLEAR_LINE)
+            _text.write("stderr", CLEAR_LINE)
 
 
 @dataclass
@@ -496,7 +493,7 @@ def run(names: list[str], opts: RunOptions, check: bool = False) -> Report:
                 collector.keep.add(box.guard_pid)
                 result = run_mode(name, opts, collector, box)
             if result.target_log:
-                sys.stderr.write(result.target_log)
+                _text.write("stderr", result.target_log)
             report.runs.append(result)
     return report
 
