@@ -88,7 +88,11 @@ class CommandOutput:
         if self._thread is not None:
             self._thread.join(timeout)
             self._stop.set()
-            self._thread.join()
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                # Blocked writing to our stderr (a pipe nobody reads): it
+                # keeps its descriptor, which must not be reused under it.
+                return
             self._thread = None
         if self._read_fd >= 0:
             os.close(self._read_fd)

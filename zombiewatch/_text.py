@@ -40,6 +40,11 @@ def lost_output() -> dict[str, str]:
     return dict(_lost)
 
 
+def forget_lost_output() -> None:
+    """Start a new command with nothing lost (``cli.main`` called in-process again)."""
+    _lost.clear()
+
+
 def write(stream: str, text: str) -> None:
     """Write ``text`` to our "stdout" or "stderr" and flush; a failure is
     recorded (``lost_output``), never raised."""

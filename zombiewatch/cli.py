@@ -655,6 +655,7 @@ def _open_standard_streams() -> None:
     Otherwise the next file or pipe we open would take that number, and the
     report (or a log line) would be written into it.
     """
+    _text.forget_lost_output()
     for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
         try:
             os.fstat(fd)
