@@ -13,6 +13,8 @@ logs and errors to stderr, one line each.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
 import os
 import shutil
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from zombiewatch import __version__, _defaults, modes, runner, server
+from zombiewatch import __version__, _defaults, _text, modes, runner, server
 from zombiewatch.errors import ExitCode, Interrupted, ZombiewatchError
 from zombiewatch.observe import OBSERVE_METHODS
 from zombiewatch.report import Report
@@ -193,7 +195,7 @@ def _finish(
     junit_xml: str | None = None,
     plot_png: str | None = None,
 ) -> NoReturn:
-    click.echo(report.to_json() if as_json else report.render())
+    _echo(report.to_json() if as_json else report.render())
     if junit_xml is not None:
         from zombiewatch.junit import write_junit
 
@@ -414,6 +416,15 @@ def _address(value: str, what: str) -> tuple[str, int]:
     default=None,
     help="Without a load: watch this many seconds, then stop CMD.  [default: until CMD exits]",
 )
+@click.option(
+    "--cmd-output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    callback=lambda ctx, param, value: _writable(value),
+    metavar="FILE",
+    help="Write CMD's stdout and stderr to FILE (emptied first) instead of to stderr, where"
+    " each line is prefixed with 'NAME[PID]: '.",
+)
 @flood_options
 @watch_options
 @click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
@@ -630,28 +641,91 @@ def list_modes() -> None:
         click.echo(f"{name:<14} expected {mode.expected.upper():<5} {where:<10}  {mode.summary}")
 
 
+def _echo(text: str) -> None:
+    """Write the result to stdout; a failure is recorded (exit 3), not raised."""
+    try:
+        click.echo(text)
+    except OSError as err:
+        _text.output_lost("stdout", err)
+
+
+def _open_standard_streams() -> None:
+    """Put /dev/null on a closed descriptor 0, 1 or 2, and note 1 or 2 as lost.
+
+    Otherwise the next file or pipe we open would take that number, and the
+    report (or a log line) would be written into it.
+    """
+    _text.forget_lost_output()
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:  # the lowest free number: fd itself, unless a lower one is free too
+                os.dup2(null, fd)
+                os.close(null)
+            if fd:
+                _text.output_lost(name, OSError(errno.EBADF, f"{name} is closed"))
+            if getattr(sys, name) is None:  # the interpreter found it closed at startup
+                setattr(sys, name, open(fd, "w" if fd else "r", closefd=False))  # noqa: SIM115
+
+
+def _flush_standard_streams() -> None:
+    """Flush stdout and stderr now; a stream that fails is recorded and
+    pointed at /dev/null, so the interpreter's last flush cannot fail too
+    (which would exit 120)."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        stream = getattr(sys, name)
+        if stream is None:
+            continue
+        try:
+            stream.flush()
+        except (OSError, ValueError) as err:
+            _text.output_lost(name, err)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()  # what is still buffered goes to /dev/null
+
+
+def _exit_code(code: int) -> int:
+    """The exit status once our own output is accounted for: a result that
+    could not be written in full is exit 3, never a verdict (0 or 1)."""
+    _flush_standard_streams()
+    lost = _text.lost_output()
+    if lost and code in (ExitCode.OK, ExitCode.ZOMBIES):
+        why = "; ".join(f"{stream}: {reason}" for stream, reason in lost.items())
+        runner.log(f"could not write all output ({why})")
+        code = ExitCode.NOT_MEASURED
+        _flush_standard_streams()
+    return code
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the CLI and map every outcome to an ``ExitCode``."""
     code: int
+    _open_standard_streams()
     try:
         code = cli.main(args=argv, prog_name="zombiewatch", standalone_mode=False) or 0
     except click.UsageError as err:
         # One line, as for every other error: click's default adds usage text.
         hint = f" (see '{err.ctx.command_path} --help')" if err.ctx else ""
-        click.echo(f"zombiewatch: {err.format_message()}{hint}", err=True)
+        runner.log(f"{err.format_message()}{hint}")
         code = ExitCode.USAGE
     except click.ClickException as err:
-        click.echo(f"zombiewatch: {err.format_message()}", err=True)
+        runner.log(err.format_message())
         code = err.exit_code
     except ZombiewatchError as err:
-        click.echo(f"zombiewatch: {err}", err=True)
+        runner.log(str(err))
         code = err.exit_code
     except (click.Abort, KeyboardInterrupt, Interrupted):
-        click.echo("zombiewatch: interrupted", err=True)
+        runner.log("interrupted")
         code = ExitCode.INTERRUPTED
     except Exception as err:
         if _debug:
-            traceback.print_exc()
-        click.echo(f"zombiewatch: internal error: {type(err).__name__}: {err}", err=True)
+            with contextlib.suppress(OSError, ValueError):
+                traceback.print_exc()
+        runner.log(f"internal error: {type(err).__name__}: {err}")
         code = ExitCode.NOT_MEASURED
-    sys.exit(code)
+    sys.exit(_exit_code(code))
