@@ -73,6 +73,7 @@ class RunOptions:
     subreaper: bool = True  # be the adopter of the target's orphans (Linux)
     observe: str = _defaults.OBSERVE  # auto, events or sample (see observe.py)
     ground_truth: bool = False  # the built-in server records each child (_record.py)
+    ready_timeout: float = READY_TIMEOUT  # seconds for `run`'s CMD to listen
 
     @property
     def flood_deadline(self) -> float:
@@ -479,7 +480,7 @@ def run_command(
 
         def ready() -> None:
             if wait_port is not None:
-                wait_for_port(target, *wait_port, timeout=READY_TIMEOUT)
+                wait_for_port(target, *wait_port, timeout=opts.ready_timeout)
 
         def start_load() -> Load | None:
             if flood_to is not None:
