@@ -253,3 +253,11 @@ def test_scripts_without_zombiewatch_exit_3_naming_the_fix(tmp_path, how, args) 
     else:
         assert proc.stderr.startswith(f"{script}: ZOMBIEWATCH='")
         assert "does not run zombiewatch" in proc.stderr
+
+
+def test_ci_gate_help_is_its_header() -> None:
+    proc = subprocess.run([GATE, "--help"], capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("The CI gate to copy into a pipeline")
+    assert "--no-self-check" in proc.stdout
+    assert "set -uo pipefail" not in proc.stdout  # the header only, not the code

@@ -38,8 +38,8 @@ while (($# > 0)); do
 	case $1 in
 	--no-self-check) self_check=0 ;;
 	--builtin-flood) builtin_flood=1 ;;
-	-h | --help)
-		usage
+	-h | --help) # the comment that opens this file
+		awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
 		exit 0
 		;;
 	-*) usage_error "unknown option $1 (options of zombiewatch run go after PORT)" ;;
