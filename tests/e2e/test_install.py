@@ -18,8 +18,10 @@ pytestmark = pytest.mark.e2e
 LEAKY_TEST = """
 import subprocess
 
+KEPT = []  # a Popen left to the garbage collector would be reaped by its __del__
+
 def test_leaks_a_zombie():
-    subprocess.Popen(["true"])  # never waited for
+    KEPT.append(subprocess.Popen(["true"]))  # never waited for
 
 def test_collects_its_child():
     subprocess.run(["true"], check=True)
