@@ -133,8 +133,8 @@ watch_options = _options(
                  help="Also write the result as JUnit XML (one testcase per mode or program)."),
     click.option("--plot", "plot_png", type=click.Path(dir_okay=False), default=None,
                  callback=lambda ctx, param, value: _plottable(value),
-                 help="Also draw zombies and live children over time as a PNG (needs the"
-                 " plot extra: pip install 'zombiewatch[plot]')."),
+                 help="Also draw zombies and live children over time as a PNG (needs"
+                 " matplotlib: pip install matplotlib)."),
     click.option("--live", is_flag=True,
                  help="Redraw live children, zombies and the oldest zombie's age while it runs"
                  " (when stdout is a terminal)."),

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ROOT, clean_env
+from tests.e2e.installs import ROOT, clean_env
 from tests.e2e.test_run_watch import free_port
 
 yaml = pytest.importorskip("yaml", reason="pip install pyyaml (in the test extra)")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ROOT, clean_env, make_venv
+from tests.e2e.installs import ROOT, clean_env, make_venv
 
 pytestmark = pytest.mark.e2e
 
