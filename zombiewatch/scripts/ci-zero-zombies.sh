@@ -15,13 +15,15 @@
 # it listens (with flood.sh, beside this script; with --builtin-flood, with
 # zombiewatch's own flooder, which also measures latency), and passes
 # zombiewatch's exit status through: 0 no zombie leaked, 1 zombies leaked,
-# 2 usage error, 3 could not measure, 130 interrupted. RUN-OPTIONS (between
-# PORT and --) go to `zombiewatch run` as they are: --junit-xml FILE,
-# --settle S, --max-leaked N, --ready-timeout S, ... (zombiewatch run --help).
+# 2 usage error, 3 could not measure (the port is another program's, ...),
+# 4 the load failed (flood.sh saw failed connections), 130 interrupted; a
+# zombiewatch that does not run here exits 3 before anything. RUN-OPTIONS
+# (between PORT and --) go to `zombiewatch run` as they are: --junit-xml
+# FILE, --settle S, --max-leaked N, --ready-timeout S, ... (its --help).
 #
 # CONNECTIONS (default 500) and PARALLEL (default 20) size the load;
 # ZOMBIEWATCH overrides the command (default: zombiewatch on PATH, else
-# python3 -m zombiewatch); a zombiewatch that does not run exits 3.
+# python3 -m zombiewatch).
 set -uo pipefail
 
 usage() {
