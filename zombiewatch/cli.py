@@ -13,7 +13,6 @@ logs and errors to stderr, one line each.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -462,6 +461,14 @@ def _address(value: str, what: str) -> tuple[str, int]:
     "  [default: the --flood address]",
 )
 @click.option(
+    "--ready-timeout",
+    type=FiniteFloat(min=0.1, max=86400),
+    default=READY_TIMEOUT,
+    show_default=True,
+    help="Seconds CMD may take to listen on the --wait-port (or --flood) address: raise it"
+    " for slow starters (JVMs, app servers that preload).",
+)
+@click.option(
     "--no-subreaper",
     "subreaper",
     flag_value=False,
@@ -474,14 +481,6 @@ def _address(value: str, what: str) -> tuple[str, int]:
     type=FiniteFloat(min=0.01, max=7 * 86400),
     default=None,
     help="Without a load: watch this many seconds, then stop CMD.  [default: until CMD exits]",
-)
-@click.option(
-    "--ready-timeout",
-    type=FiniteFloat(min=0.1, max=86400),
-    default=READY_TIMEOUT,
-    show_default=True,
-    help="Seconds CMD may take to listen on the --wait-port (or --flood) address: raise it"
-    " for slow starters (JVMs, app servers that preload).",
 )
 @flood_options
 @watch_options
@@ -754,6 +753,8 @@ def list_modes(as_json: bool) -> None:
     Exit status: 0; 2 usage error.
     """
     if as_json:
+        import json
+
         click.echo(json.dumps({"modes": [_mode_entry(name) for name in modes.names()]}, indent=2))
         return
     for name in modes.names():

@@ -68,12 +68,12 @@ class RunOptions:
     grace: float | None = None
     max_zombies: int | None = None
     duration: float | None = None  # how long to watch when there is no load
+    ready_timeout: float = READY_TIMEOUT  # seconds for `run`'s CMD to listen
     live: bool = False  # redraw a one-screen view on stdout (a terminal)
     progress: bool = False  # one self-overwriting progress line on stderr (a terminal)
     subreaper: bool = True  # be the adopter of the target's orphans (Linux)
     observe: str = _defaults.OBSERVE  # auto, events or sample (see observe.py)
     ground_truth: bool = False  # the built-in server records each child (_record.py)
-    ready_timeout: float = READY_TIMEOUT  # seconds for `run`'s CMD to listen
 
     @property
     def flood_deadline(self) -> float:
