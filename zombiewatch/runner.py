@@ -73,6 +73,7 @@ class RunOptions:
     grace: float | None = None
     max_zombies: int | None = None
     duration: float | None = None  # how long to watch when there is no load
+    ready_timeout: float = READY_TIMEOUT  # seconds for `run`'s CMD to listen
     live: bool = False  # redraw a one-screen view on stdout (a terminal)
     progress: bool = False  # one self-overwriting progress line on stderr (a terminal)
     subreaper: bool = True  # be the adopter of the target's orphans (Linux)
@@ -519,7 +520,7 @@ def run_command(
 
         def ready() -> None:
             if wait_port is not None:
-                wait_for_port(target, *wait_port, timeout=READY_TIMEOUT)
+                wait_for_port(target, *wait_port, timeout=opts.ready_timeout)
 
         def start_load() -> Load | None:
             if flood_to is not None:

@@ -268,7 +268,10 @@ def wait_for_port(target: Target, host: str, port: int, timeout: float) -> None:
         return _listening(host, port)
 
     if not poll_until(listening, timeout, max_step=0.1):
-        raise ServerStartError(f"the command did not listen on {host}:{port} within {timeout:g} s")
+        raise ServerStartError(
+            f"the command did not listen on {host}:{port} within {timeout:g} s"
+            " (--ready-timeout waits longer)"
+        )
 
 
 class OrphanCollector:
