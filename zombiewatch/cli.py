@@ -138,8 +138,9 @@ watch_options = _options(
 
 
 def server_options(child_delay: float | None) -> Decorator:
-    """``--max-children`` and ``--child-delay``, for the commands that start the
-    server. ``child_delay`` is the default; None lets each mode pick its own."""
+    """``--max-children``, ``--child-delay`` and ``--conn-timeout``, for the
+    commands that start the server. ``child_delay`` is the default; None lets
+    each mode pick its own."""
     mode_default = " [default: the mode's, 0.02 s; 0 for wait]" if child_delay is None else ""
     return _options(
         click.option("--max-children", type=click.IntRange(min=1), default=None,
@@ -149,6 +150,10 @@ def server_options(child_delay: float | None) -> Decorator:
                      show_default=child_delay is not None,
                      help="Keep each child alive after it replies, up to the next multiple of"
                      " this many seconds, so children exit in bursts." + mode_default),
+        click.option("--conn-timeout", type=FiniteFloat(min=0.01, max=86400),
+                     default=_defaults.CONN_TIMEOUT, show_default=True,
+                     help="Seconds a whole connection may last, however slowly its client"
+                     " sends or reads; then its worker answers ERROR and ends."),
     )  # fmt: skip
 
 
@@ -302,6 +307,7 @@ def serve(
     port: int,
     max_children: int | None,
     child_delay: float,
+    conn_timeout: float,
     idle_timeout: float,
     record: str | None,
 ) -> None:
@@ -318,6 +324,7 @@ def serve(
         max_children=max_children,
         child_delay=child_delay,
         idle_timeout=idle_timeout,
+        conn_timeout=conn_timeout,
         record=os.path.abspath(record) if record else None,
     )
     argv = server.command(config)

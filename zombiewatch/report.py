@@ -47,6 +47,7 @@ class RunResult:
     target_status: int | None = None  # exit status of a program that exited by itself
     target_log: str = ""
     fork_failures: int = 0  # connections the built-in server refused: no worker could start
+    accept_pauses: int = 0  # times it paused accepting, out of descriptors, refusing no one
     ground_truth: dict[str, Any] | None = None  # _record.compare(), with --ground-truth
 
     @property
@@ -240,6 +241,7 @@ class RunResult:
                 None if self.listen_queue is None else {**self.listen_queue, "scope": "host"}
             ),
             "fork_failures": self.fork_failures,
+            "accept_pauses": self.accept_pauses,
             "ground_truth": self.ground_truth,
             "load_status": self.load_status,
             "target_status": self.target_status,
@@ -419,6 +421,11 @@ def render_run(run: RunResult) -> str:
     if run.fork_failures:
         lines.append(
             f"refused    {run.fork_failures} connection(s): the server could not start a worker"
+        )
+    if run.accept_pauses:
+        lines.append(
+            f"paused     accepting {run.accept_pauses} time(s): the server was out of"
+            " descriptors, and clients waited unanswered"
         )
     if run.stopped_early:
         lines.append(f"stopped    the load early: {run.stopped_early}")
