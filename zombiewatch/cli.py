@@ -566,6 +566,12 @@ def _kill_signal(kill_parents: bool, signal_name: str | None, yes: bool) -> sign
 )
 @click.option("-y", "--yes", is_flag=True, help="Confirm --kill-parents without asking.")
 @click.option(
+    "--all-users",
+    is_flag=True,
+    help="As root, let --reap and --kill-parents signal other users' processes too"
+    " (without it they are listed but spared).",
+)
+@click.option(
     "--wait",
     type=FiniteFloat(min=0, max=60),
     default=_defaults.SCAN_WAIT,
@@ -583,6 +589,7 @@ def scan(
     kill_parents: bool,
     signal_name: str | None,
     yes: bool,
+    all_users: bool,
     wait: float,
 ) -> None:
     """List every zombie on the machine, grouped by the process holding it.
@@ -590,8 +597,10 @@ def scan(
     For each parent: pid, user, name, command line, how many zombies it
     holds and how long the oldest has been one at most (a process's start
     is recorded, its death is not). Zombies held by PID 1 are orphans that
-    escaped their parent. PID 1, kernel threads, this command's ancestors
-    and (unless you are root) other users' processes are never signalled.
+    escaped their parent. PID 1, kernel threads and this command's
+    ancestors are never signalled, nor other users' processes unless you
+    are root and give --all-users. --kill-parents shows its plan and asks
+    (or takes --yes) before any signal, the SIGCHLD nudge included.
     Exit status: 0 no zombie matches (with --reap: every one was
     collected); 1 zombies remain; 2 usage error.
     """
@@ -622,6 +631,7 @@ def scan(
         show=show,
         table=not as_json,
         width=shutil.get_terminal_size().columns if sys.stdout.isatty() else None,
+        all_users=all_users,
     )
     if as_json:
         click.echo(result.to_json())
