@@ -88,15 +88,15 @@ def test_fork_failure_refuses_one_connection_and_recovers(spawn, pids_cgroup: Pa
     assert result["failed"] > 0
 
     # Once the children have exited, the server serves normally again.
-    call_until(lambda: int((pids_cgroup / "pids.current").read_text()) == 1, timeout=10,
-               what="workers gone")  # fmt: skip
+    call_until(lambda: int((pids_cgroup / "pids.current").read_text()) == 1, what="workers gone")
     for n in range(5):
         assert _send(port, b"again %d\n" % n) == b"AGAIN %d\n" % n
-        call_until(lambda: int((pids_cgroup / "pids.current").read_text()) == 1, timeout=10,
-                   what="the worker gone")  # fmt: skip
+        call_until(
+            lambda: int((pids_cgroup / "pids.current").read_text()) == 1, what="the worker gone"
+        )
 
     server.send_signal(signal.SIGTERM)
-    out, err = server.communicate(timeout=10)
+    out, err = server.communicate(timeout=60)
     stopped = json.loads(out.splitlines()[-1])
     # Every failure a refused client, none a pause that left one waiting.
     assert stopped == {"event": "stopped", "refused": result["failed"], "accept_pauses": 0}
@@ -167,10 +167,12 @@ def test_hostile_clients_never_take_the_server_down(serve) -> None:
         threads = [threading.Thread(target=lambda f=f: answers.append(f())) for f in hostile]
         for thread in threads:
             thread.start()
-        # Well-behaved clients flood at the same time: every one is answered.
+        # Well-behaved clients flood at the same time: every one is answered
+        # (each given a minute: the server is busy forking for the thousand).
         good = zombiewatch(
-            "flood", "--port", str(port), "--connections", "300", "--concurrency", "20", "--json"
-        )
+            "flood", "--port", str(port), "--connections", "300", "--concurrency", "20",
+            "--timeout", "60", "--json",
+        )  # fmt: skip
         for thread in threads:
             thread.join(timeout=30)
         assert json.loads(good.stdout)["ok"] == 300, good.stdout
@@ -180,8 +182,7 @@ def test_hostile_clients_never_take_the_server_down(serve) -> None:
         for sock in silent:
             sock.close()
     # Every worker ends within its idle timeout; the server is still there.
-    call_until(lambda: not psutil.Process(server.pid).children(), timeout=10,
-               what="every worker to exit")  # fmt: skip
+    call_until(lambda: not psutil.Process(server.pid).children(), what="every worker to exit")
     assert server.poll() is None
     assert _send(port, b"still here\n") == b"STILL HERE\n"
 
@@ -214,7 +215,7 @@ def test_max_children_caps_live_children_and_drops_nothing(spawn, mode: str) -> 
     result = json.loads(proc.stdout)
     assert result["ok"] == 60, result["failures"]  # extra clients waited in the backlog
     server.send_signal(signal.SIGTERM)
-    out, _err = server.communicate(timeout=10)
+    out, _err = server.communicate(timeout=60)
     stopped = json.loads(out.splitlines()[-1])
     assert stopped["max_workers"] == 5  # the server's own count reached the cap, never more
     if mode != "thread":

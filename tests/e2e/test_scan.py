@@ -434,7 +434,7 @@ def test_kill_parents_yes_kills_only_the_chosen_parent(holder) -> None:
     # Its zombies went to the nursery (a subreaper), which collected them.
     call_until(
         lambda: not any(psutil.pid_exists(pid) for pid in chosen.children),
-        10,
+        30,
         "the nursery to collect the zombies",
     )
     assert bystander.alive()
@@ -478,7 +478,7 @@ def test_an_ancestor_of_the_scan_is_never_signalled() -> None:
     child = subprocess.Popen(["true"])
     try:
         call_until(
-            lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, 10, "a zombie"
+            lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, 30, "a zombie"
         )
         code, data, _ = scan_json("--reap", "--wait", "0.1", "--parent", str(os.getpid()))
         assert code == 1
@@ -590,7 +590,7 @@ def test_root_with_all_users_signals_other_users_processes(holder) -> None:
     assert not ignorer.alive()
     call_until(
         lambda: not any(psutil.pid_exists(pid) for pid in ignorer.children),
-        10,
+        30,
         "the nursery to collect the zombies",
     )
 
