@@ -179,27 +179,27 @@ def test_conn_timeout_ends_a_trickling_client_with_an_error_line(spawn) -> None:
 
 
 def test_conn_timeout_bounds_a_client_that_reads_slowly(spawn) -> None:
-    # Slowloris on the way back: lines sent in bulk, their answers read a
-    # few bytes at a time, so no single send of the worker blocks for the
-    # whole idle timeout. One worker only: a good client gets it only once
-    # the deadline has freed it.
+    # Slowloris on the way back: 50 MB of lines sent in bulk, their answers
+    # read 64 KiB at a time ten times a second, just fast enough that no
+    # send of the worker waits out the idle timeout, so without a deadline
+    # the worker is held for well over a minute. One worker only: a good
+    # client gets it only once the deadline has freed it.
     config = {"mode": "sigchld", "idle_timeout": 5.0, "conn_timeout": 1.0, "max_children": 1}
     server, port = _server(spawn, config)
     results: list[bytes] = []
     with socket.create_connection(("127.0.0.1", port), timeout=GOOD_TIMEOUT) as slow:
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        bulk = (b"y" * 1000 + b"\n") * 20_000
+        bulk = (b"y" * 1000 + b"\n") * 50_000
         threading.Thread(target=_send_quietly, args=(slow, bulk), daemon=True).start()
         assert slow.recv(1) == b"Y"  # it holds the worker
         good = threading.Thread(target=lambda: results.append(_ask(port, b"good\n")))
         good.start()
         while good.is_alive():
             try:
-                if not slow.recv(64):
+                if not slow.recv(65536):
                     break
             except OSError:
                 break  # reset: the worker gave up with our lines unread
-            time.sleep(0.05)
+            time.sleep(0.1)
         good.join(timeout=GOOD_TIMEOUT)
     assert results == [b"GOOD\n"]
     _stop(server)
@@ -284,9 +284,9 @@ def _unused_uid() -> int:
 
 
 def _become(uid: int) -> Callable[[], None]:
-    """A preexec_fn that drops root for good: real, effective and saved ids
-    (setpriv --reuid keeps a saved uid of 0, and with it the capabilities
-    that exempt a process from RLIMIT_NPROC)."""
+    """A preexec_fn that drops root for good, groups and real, effective and
+    saved ids alike: the process then has no capability that would exempt
+    it from RLIMIT_NPROC."""
 
     def preexec() -> None:
         os.setgroups([])
