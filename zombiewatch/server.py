@@ -275,7 +275,8 @@ class Server:
         this, a server out of descriptors (pidfd's one per child, thread's
         one per connection) leaves every new client in silence until some
         worker ends: the libev/nginx remedy of one descriptor kept in
-        reserve (docs/DESIGN.md, Server protocol).
+        reserve (docs/DESIGN.md, Server protocol; docs/FACTS.md, Slow
+        clients and running out).
         """
         assert self.listener is not None
         if self._spare is None:
@@ -525,7 +526,8 @@ class Server:
         ``idle_timeout`` seconds before the deadline the socket's timeouts
         shrink to what is left (one setsockopt per call then, none before).
         Returns True when the deadline is what bounds the next call; raises
-        ``_Expired`` once it has passed.
+        ``_Expired`` once it has passed (docs/FACTS.md, Slow clients and
+        running out).
         """
         left = deadline - time.monotonic()
         if left >= self.idle_timeout:
@@ -541,7 +543,8 @@ class Server:
         """Send all of ``data``, but not past the connection's deadline."""
         # sendall() would retry partial sends for as long as the client reads
         # a little now and then: a slow reader is slowloris on the way back.
-        # A blocking send() returns what it queued when SO_SNDTIMEO runs out.
+        # A blocking send() returns what it queued when SO_SNDTIMEO runs out
+        # (docs/FACTS.md, Slow clients and running out).
         view = memoryview(data)
         while view:
             self._bound(conn, deadline)
@@ -594,7 +597,12 @@ class _Expired(Exception):
 
 
 def _send_busy(conn: socket.socket) -> None:
-    """Tell a client no worker can start for it, and close the connection."""
+    """Tell a client no worker can start for it, and close the connection.
+
+    No lingering close, which would stall the accept loop: a reset that
+    follows still leaves the line readable on Linux (docs/FACTS.md, Slow
+    clients and running out).
+    """
     try:
         conn.sendall(BUSY)
     except OSError:
