@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -102,6 +103,23 @@ def read_ready_line(proc: subprocess.Popen[str], timeout: float = 10.0) -> dict[
                 f"server exited with {proc.returncode} before it listened"
             ) from None
         raise AssertionError(f"{err}, waiting for the server's ready line") from None
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    """Read ``sock`` until EOF, or until a reset that followed the reply.
+
+    A server that refuses a client, or stops reading a huge line, closes
+    with the client's bytes unread, which resets the connection; Linux
+    still hands over what came before the reset (docs/FACTS.md, Slow
+    clients and running out).
+    """
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        pass
+    return b"".join(chunks)
 
 
 def read_terminal(primary: int, timeout: float = 30.0) -> bytes:

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import PYTHON, call_until, read_ready_line, zombiewatch
+from tests.helpers import PYTHON, call_until, read_ready_line, read_to_end, zombiewatch
 from zombiewatch.monitor import Monitor
 
 pytestmark = pytest.mark.e2e
@@ -139,16 +139,9 @@ def _send(port: int, data: bytes, *, reset: bool = False) -> bytes:
 
         sender = threading.Thread(target=send)
         sender.start()
-        chunks = []
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except ConnectionResetError:
-            # A server that stops reading a huge line closes with our bytes
-            # unread, which resets the connection; its answer came first.
-            pass
+        answer = read_to_end(sock)
         sender.join(timeout=30)
-        return b"".join(chunks)
+        return answer
 
 
 def test_hostile_clients_never_take_the_server_down(serve) -> None:
