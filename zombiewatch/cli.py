@@ -554,8 +554,9 @@ def _kill_signal(kill_parents: bool, signal_name: str | None, yes: bool) -> sign
 @click.option(
     "--kill-parents",
     is_flag=True,
-    help="Implies --reap; then send --signal to the parents still holding zombies,"
-    " listed first and confirmed (or --yes). Their zombies pass to PID 1 or a subreaper.",
+    help="Show the plan and ask (or --yes) before any signal; then nudge as --reap does and"
+    " send --signal to the parents still holding zombies. Their zombies pass to PID 1 or a"
+    " subreaper.",
 )
 @click.option(
     "--signal",
