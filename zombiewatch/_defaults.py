@@ -13,6 +13,13 @@ HOST = "127.0.0.1"  # where the server listens and the flooder connects
 PORT = 0  # 0: the kernel picks a free port
 CHILD_DELAY = 0.0  # seconds; `serve`'s default (a measured run uses the mode's own)
 IDLE_TIMEOUT = 10.0  # seconds a client may stay silent before its worker ends it
+# Seconds a whole connection may last, however steadily its client trickles
+# bytes: the idle timeout is per read, so without this a client sending a
+# byte a second holds its worker forever (slowloris). Far above what a
+# well-behaved client of a line echo needs (the flood gives each connection
+# 10 s), and short enough that clients queued behind slow ones are served
+# within about half a minute.
+CONN_TIMEOUT = 30.0
 
 # -- the built-in flood -------------------------------------------------------
 CONNECTIONS = 1000  # connections to open in all

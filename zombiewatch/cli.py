@@ -143,8 +143,9 @@ watch_options = _options(
 
 
 def server_options(child_delay: float | None) -> Decorator:
-    """``--max-children`` and ``--child-delay``, for the commands that start the
-    server. ``child_delay`` is the default; None lets each mode pick its own."""
+    """``--max-children``, ``--child-delay`` and ``--conn-timeout``, for the
+    commands that start the server. ``child_delay`` is the default; None lets
+    each mode pick its own."""
     mode_default = " [default: the mode's, 0.02 s; 0 for wait]" if child_delay is None else ""
     return _options(
         click.option("--max-children", type=click.IntRange(min=1), default=None,
@@ -154,6 +155,10 @@ def server_options(child_delay: float | None) -> Decorator:
                      show_default=child_delay is not None,
                      help="Keep each child alive after it replies, up to the next multiple of"
                      " this many seconds, so children exit in bursts." + mode_default),
+        click.option("--conn-timeout", type=FiniteFloat(min=0.01, max=86400),
+                     default=_defaults.CONN_TIMEOUT, show_default=True,
+                     help="Seconds a whole connection may last, however slowly its client"
+                     " sends or reads; then its worker answers ERROR and ends."),
     )  # fmt: skip
 
 
@@ -346,6 +351,7 @@ def serve(
     port: int,
     max_children: int | None,
     child_delay: float,
+    conn_timeout: float,
     idle_timeout: float,
     record: str | None,
 ) -> None:
@@ -371,6 +377,7 @@ def serve(
         max_children=max_children,
         child_delay=child_delay,
         idle_timeout=idle_timeout,
+        conn_timeout=conn_timeout,
         record=os.path.abspath(record) if record else None,
     )
     argv = server.command(config)
@@ -667,8 +674,9 @@ def _kill_signal(kill_parents: bool, signal_name: str | None, yes: bool) -> sign
 @click.option(
     "--kill-parents",
     is_flag=True,
-    help="Implies --reap; then send --signal to the parents still holding zombies,"
-    " listed first and confirmed (or --yes). Their zombies pass to PID 1 or a subreaper.",
+    help="Show the plan and ask (or --yes) before any signal; then nudge as --reap does and"
+    " send --signal to the parents still holding zombies. Their zombies pass to PID 1 or a"
+    " subreaper.",
 )
 @click.option(
     "--signal",
@@ -678,6 +686,12 @@ def _kill_signal(kill_parents: bool, signal_name: str | None, yes: bool) -> sign
     help="Signal for --kill-parents: a name (TERM, KILL, ...) or number.  [default: TERM]",
 )
 @click.option("-y", "--yes", is_flag=True, help="Confirm --kill-parents without asking.")
+@click.option(
+    "--all-users",
+    is_flag=True,
+    help="As root, let --reap and --kill-parents signal other users' processes too"
+    " (without it they are listed but spared).",
+)
 @click.option(
     "--wait",
     type=FiniteFloat(min=0, max=60),
@@ -696,6 +710,7 @@ def scan(
     kill_parents: bool,
     signal_name: str | None,
     yes: bool,
+    all_users: bool,
     wait: float,
 ) -> None:
     """List every zombie on the machine, grouped by the process holding it.
@@ -703,8 +718,10 @@ def scan(
     For each parent: pid, user, name, command line, how many zombies it
     holds and how long the oldest has been one at most (a process's start
     is recorded, its death is not). Zombies held by PID 1 are orphans that
-    escaped their parent. PID 1, kernel threads, this command's ancestors
-    and (unless you are root) other users' processes are never signalled.
+    escaped their parent. PID 1, kernel threads and this command's
+    ancestors are never signalled, nor other users' processes unless you
+    are root and give --all-users. --kill-parents shows its plan and asks
+    (or takes --yes) before any signal, the SIGCHLD nudge included.
 
     \b
     Examples:
@@ -742,6 +759,7 @@ def scan(
         show=show,
         table=not as_json,
         width=shutil.get_terminal_size().columns if sys.stdout.isatty() else None,
+        all_users=all_users,
     )
     if as_json:
         click.echo(result.to_json())

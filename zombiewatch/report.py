@@ -48,6 +48,7 @@ class RunResult:
     target_log: str = ""
     target_tail: list[str] = field(default_factory=list)  # run: CMD's last lines of output
     fork_failures: int = 0  # connections the built-in server refused: no worker could start
+    accept_pauses: int = 0  # times it paused accepting, out of descriptors, refusing no one
     ground_truth: dict[str, Any] | None = None  # _record.compare(), with --ground-truth
 
     @property
@@ -241,6 +242,7 @@ class RunResult:
                 None if self.listen_queue is None else {**self.listen_queue, "scope": "host"}
             ),
             "fork_failures": self.fork_failures,
+            "accept_pauses": self.accept_pauses,
             "ground_truth": self.ground_truth,
             "load_status": self.load_status,
             "target_status": self.target_status,
@@ -421,6 +423,11 @@ def render_run(run: RunResult) -> str:
     if run.fork_failures:
         lines.append(
             f"refused    {run.fork_failures} connection(s): the server could not start a worker"
+        )
+    if run.accept_pauses:
+        lines.append(
+            f"paused     accepting {run.accept_pauses} time(s): the server was out of"
+            " descriptors, and clients waited unanswered"
         )
     if run.stopped_early:
         lines.append(f"stopped    the load early: {run.stopped_early}")

@@ -67,6 +67,7 @@ class RunOptions:
     lines: int = _defaults.LINES
     child_delay: float | None = None  # None: the mode's own default
     max_children: int | None = None
+    conn_timeout: float = _defaults.CONN_TIMEOUT  # the server's whole-connection deadline
     timeout: float = _defaults.TIMEOUT  # per connection
     host: str = _defaults.HOST
     max_leaked: int = _defaults.MAX_LEAKED
@@ -450,6 +451,7 @@ def run_mode(
         port=0,
         max_children=opts.max_children,
         child_delay=child_delay,
+        conn_timeout=opts.conn_timeout,
         record=record,
     )
     target = ServerTarget(config)
@@ -478,6 +480,7 @@ def run_mode(
     result.expected = mode.expected
     result.summary = mode.summary
     result.fork_failures = target.refused()
+    result.accept_pauses = target.accept_pauses()
     return result
 
 

@@ -234,14 +234,22 @@ class ServerTarget(Target):
     def refused(self) -> int:
         """Connections the server refused because no worker could start
         (fork failed): from its last line, after ``stop()``."""
+        return int(self._stopped().get("refused", 0))
+
+    def accept_pauses(self) -> int:
+        """Times the server, out of descriptors, paused accepting and left a
+        client waiting unanswered: from its last line, after ``stop()``."""
+        return int(self._stopped().get("accept_pauses", 0))
+
+    def _stopped(self) -> dict[str, Any]:
         for line in self.stdout_tail.splitlines():
             try:
                 event = json.loads(line)
             except ValueError:
                 continue
             if event.get("event") == "stopped":
-                return int(event["refused"])
-        return 0
+                return dict(event)
+        return {}
 
 
 def _listening(host: str, port: int) -> bool:
