@@ -122,20 +122,25 @@ class Target:
         # that nobody reads during the run. Closed in stop().
         self._log_file: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
         try:
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=self._log_file,
+            self.proc = self._popen(
+                argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=self._log_file,
                 start_new_session=True,
-                preexec_fn=_proctl.die_with_parent_preexec(signal.SIGTERM),
-            )
+            )  # fmt: skip
         except OSError as err:
             self._log_file.close()
             raise ZombiewatchError(f"cannot run {argv[0]}: {err.strerror}") from err
+        except BaseException:
+            self._log_file.close()
+            raise
         self.pid = self.proc.pid
         self.log = ""
         self.stdout_tail = b""
+
+    def _popen(self, argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
+        """Start the program (a subclass may start it elsewhere: ``pid1``)."""
+        return subprocess.Popen(
+            argv, preexec_fn=_proctl.die_with_parent_preexec(signal.SIGTERM), **popen
+        )
 
     def exited(self) -> bool:
         """True once the program itself has exited (its tree may live on)."""
