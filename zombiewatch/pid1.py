@@ -173,7 +173,7 @@ def sigterm_check(stop: Stop | None, pid1: str, stop_timeout: float, status: int
         return Check(
             "SIGTERM",
             PASS,
-            f"{pid1} stopped {stop.seconds:.3g} s after SIGTERM as PID 1"
+            f"{pid1} stopped {_duration(stop.seconds)} after SIGTERM as PID 1"
             f" (--stop-timeout {stop_timeout:g} s)",
             data,
         )
@@ -183,6 +183,10 @@ def sigterm_check(stop: Stop | None, pid1: str, stop_timeout: float, status: int
         f"{pid1} ignores SIGTERM as PID 1: `docker stop` will wait {stop_timeout:g} s then kill it",
         data,
     )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
 def measure_pid1(

@@ -312,3 +312,14 @@ def test_namespace_start_on_other_pythons(python):
     assert (pid, status) == (1, 0), out.stdout
     assert processes <= 3, out.stdout
     assert has_os == (minor >= 12), out.stdout
+
+
+def test_cmd_that_exits_by_itself_skips_the_sigterm_check():
+    tag = f"zw-{uuid.uuid4().hex}"
+    code, report, _err = _pid1("--", "sh", "-c", f"exit 3  # {tag}", tag=tag)
+    run = report["runs"][0]
+    sigterm = _check(run, "SIGTERM")
+    assert sigterm["verdict"] == "skip", sigterm
+    assert sigterm["text"] == "sh exited by itself (status 3) before the stop: SIGTERM not tried"
+    assert run["target_status"] == 3
+    assert code == 0  # a skipped check fails nothing

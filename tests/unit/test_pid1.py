@@ -141,7 +141,7 @@ def test_sigterm_check_texts():
         pid1.Stop(sigterm=True, stopped=True, seconds=0.05), "app", 10.0, 0
     )
     assert stopped.verdict == "pass"
-    assert stopped.text == "app stopped 0.05 s after SIGTERM as PID 1 (--stop-timeout 10 s)"
+    assert stopped.text == "app stopped 50 ms after SIGTERM as PID 1 (--stop-timeout 10 s)"
     gone = pid1.sigterm_check(pid1.Stop(sigterm=False), "app", 10.0, 3)
     assert gone.verdict == "skip"
     assert "exited by itself (status 3)" in gone.text
