@@ -260,8 +260,19 @@ class RunResult:
             "load_status": self.load_status,
             "target_status": self.target_status,
             "checks": [check.to_dict() for check in self.checks],
-            "ns_pids": {str(pid): ns for pid, ns in sorted(self.ns_pids.items())},
+            "ns_pids": self._named_ns_pids(),
         }
+
+    def _named_ns_pids(self) -> dict[str, int]:
+        """Host pid -> pid in its namespace, for PID 1 and the pids the run
+        names (zombie holders, leaked zombies, orphaners), not every process
+        a flood forked."""
+        named = {pid for pid, ns in self.ns_pids.items() if ns == 1}
+        named.update(self.monitor.parents)
+        named.update(pid for pid, _through in self.monitor.orphaned_by)
+        for zombie in self.leaked:
+            named.update((zombie.pid, zombie.ppid))
+        return {str(pid): self.ns_pids[pid] for pid in sorted(named) if pid in self.ns_pids}
 
 
 @dataclass
