@@ -23,13 +23,15 @@ from __future__ import annotations
 import errno
 import os
 import select
+import shutil
 import signal
 import subprocess
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
-from zombiewatch import _platform
+from zombiewatch import _platform, _procfs, _proctl
+from zombiewatch._backoff import poll_until
 from zombiewatch._proctl import PR_SET_PDEATHSIG
 from zombiewatch.errors import UnsupportedError, ZombiewatchError
 
@@ -125,11 +127,17 @@ def _pid1_preexec(libc: _Libc, report_fd: int, runner_fd: int) -> Callable[[], N
     return preexec
 
 
+class NotPermitted(UnsupportedError):
+    """This process may not create a PID namespace itself (no CAP_SYS_ADMIN)."""
+
+
+NEEDS = "creating one needs root (CAP_SYS_ADMIN), which this process does not have"
+
+
 def _refusal(err: OSError) -> UnsupportedError:
     if err.errno in (errno.EPERM, errno.EACCES):
-        return UnsupportedError(
-            "--pid1 cannot create a PID namespace: creating one needs root (CAP_SYS_ADMIN),"
-            f" which this process does not have ({os.strerror(err.errno)})"
+        return NotPermitted(
+            f"--pid1 cannot create a PID namespace: {NEEDS} ({os.strerror(err.errno)})"
         )
     return UnsupportedError(f"--pid1 cannot create a PID namespace: {err}")
 
@@ -137,9 +145,10 @@ def _refusal(err: OSError) -> UnsupportedError:
 def spawn_pid1(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
     """Start ``argv`` as PID 1 of new PID and mount namespaces; return its Popen.
 
-    The Popen's pid is the program's host pid. Raises ``UnsupportedError``
-    (exit 2) where namespaces cannot be created here, ``ZombiewatchError``
-    where the program cannot be started.
+    The Popen's pid is the program's host pid. Raises ``NotPermitted``
+    without the privilege (``spawn_pid1_in_userns`` may still do it),
+    ``UnsupportedError`` (exit 2) where namespaces cannot be created here,
+    ``ZombiewatchError`` where the program cannot be started.
     """
     if not _platform.LINUX:
         raise UnsupportedError("--pid1 needs Linux PID namespaces")
@@ -199,3 +208,64 @@ def ns_pid(pid: int) -> int | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+# PID 1 of the user-namespace path waits for one line on its stdin before
+# it becomes the program, so the runner can find its host pid first (as
+# unshare's only child) even if the program would exit at once.
+_STUB = 'read -r _ || exit 1; exec "$@" </dev/null'
+
+
+def spawn_pid1_in_userns(
+    argv: list[str], log: IO[bytes], timeout: float = 10.0, **popen: Any
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``argv`` as PID 1 of new user, PID and mount namespaces, for a
+    process without CAP_SYS_ADMIN; return unshare(1)'s Popen and PID 1's host pid.
+
+    util-linux's ``unshare --user --map-root-user --pid --fork --mount-proc
+    --kill-child`` does it (docs/FACTS.md, "PID namespaces"): this process
+    cannot, as it would have to enter the user namespace itself and could
+    not come back to start the load. unshare waits for PID 1 and exits
+    with its status; ``--kill-child`` SIGKILLs PID 1 if unshare dies, and
+    unshare gets SIGKILL if the runner dies. ``log`` is where unshare's
+    stderr goes (``popen["stderr"]``): its last line is the reason when it
+    fails. Raises ``UnsupportedError`` (exit 2) where it cannot be done.
+    """
+    helper, shell = shutil.which("unshare"), shutil.which("sh")
+    if helper is None or shell is None:
+        raise UnsupportedError(
+            f"--pid1 cannot create a PID namespace: {NEEDS}, and unshare(1) (util-linux),"
+            " which could make one in a user namespace, is not installed"
+        )
+    go_r, go_w = os.pipe()
+    command = [helper, "--user", "--map-root-user", "--pid", "--fork", "--mount-proc",
+               "--kill-child", "--", shell, "-c", _STUB, "sh", *argv]  # fmt: skip
+    try:
+        proc = subprocess.Popen(
+            command,
+            preexec_fn=_proctl.die_with_parent_preexec(signal.SIGKILL),
+            **{**popen, "stdin": go_r},
+        )
+    finally:
+        os.close(go_r)
+    try:
+
+        def started() -> list[int] | bool:
+            return _procfs.read_children(proc.pid) or proc.poll() is not None
+
+        poll_until(started, timeout, max_step=0.05)
+        children = _procfs.read_children(proc.pid)
+        if not children:
+            proc.kill()
+            proc.wait()
+            log.seek(0)
+            lines = log.read().decode(errors="replace").strip().splitlines()
+            why = lines[-1] if lines else f"it exited with status {proc.returncode}"
+            raise UnsupportedError(
+                f"--pid1 cannot create a PID namespace: {NEEDS}, and a user namespace"
+                f" failed too: {why}"
+            )
+        os.write(go_w, b"go\n")  # PID 1 becomes the program now
+    finally:
+        os.close(go_w)
+    return proc, children[0]

@@ -35,7 +35,7 @@ from zombiewatch.errors import AccessDeniedError
 from zombiewatch.modes.base import FAIL, PASS
 from zombiewatch.report import Check, Report, RunResult
 from zombiewatch.runner import RunOptions, log, measure_command
-from zombiewatch.targets import OrphanCollector, Target, sigterm_raises
+from zombiewatch.targets import OrphanCollector, Target, child_exited, sigterm_raises
 
 STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL, as `docker stop`
 SKIP = "skip"
@@ -63,14 +63,30 @@ class Pid1Target(Target):
     def __init__(self, argv: list[str], stop_timeout: float = STOP_TIMEOUT) -> None:
         self.stop_timeout = stop_timeout
         self.stop_result: Stop | None = None
+        self._pid1 = 0
         super().__init__(argv)
+        # Started through unshare(1) in a user namespace, PID 1 is its child.
+        self.pid = self._pid1 or self.pid
+        self.userns = bool(self._pid1)
 
     def _popen(self, argv: list[str], **popen: Any) -> Any:
-        return _namespace.spawn_pid1(argv, **popen)
+        try:
+            return _namespace.spawn_pid1(argv, **popen)
+        except _namespace.NotPermitted:
+            # No CAP_SYS_ADMIN: a user namespace, where the kernel allows one.
+            proc, self._pid1 = _namespace.spawn_pid1_in_userns(argv, log=self._log_file, **popen)
+            return proc
+
+    def exited(self) -> bool:
+        # The process we started: PID 1 itself, or unshare(1), which exits
+        # when PID 1 does.
+        return self.proc.returncode is not None or child_exited(self.proc.pid)
 
     def stop(self, tree: Any) -> None:
         if self.stop_result is None:
             self.stop_result = self._sigterm()
+        if not poll_until(self.exited, STOP_TIMEOUT):
+            self.proc.kill()  # unshare(1) still there: --kill-child takes PID 1 with it
         super().stop(tree)
 
     def _sigterm(self) -> Stop:
@@ -204,7 +220,8 @@ def measure_pid1(
     target = Pid1Target(pid1_argv, stop_timeout)
     collector.root = target.pid
     collector.collect()
-    log(f"started {' '.join(pid1_argv)} as PID 1 of a new PID namespace, host pid {target.pid}")
+    where = "new user and PID namespaces" if target.userns else "a new PID namespace"
+    log(f"started {' '.join(pid1_argv)} as PID 1 of {where}, host pid {target.pid}")
     result = measure_command(
         " ".join(pid1_argv), target, opts, collector, flood_to, load_command, wait_port
     )

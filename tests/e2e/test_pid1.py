@@ -11,6 +11,7 @@ import signal
 import site
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -210,14 +211,22 @@ def _free_low_port() -> int:
     raise AssertionError("no free port")
 
 
-def test_runner_killed_takes_the_namespace_with_it(spawn):
-    """SIGKILL of the runner: PID 1 gets SIGKILL (PR_SET_PDEATHSIG), and the
-    kernel kills every process of its namespace."""
+@pytest.mark.parametrize("user", ["root", "nobody"])
+def test_runner_killed_takes_the_namespace_with_it(spawn, user, request):
+    """SIGKILL of the runner: PID 1 gets SIGKILL (PR_SET_PDEATHSIG; as
+    nobody, through unshare(1) and its --kill-child), and the kernel kills
+    every process of its namespace."""
     tag = f"zw-{uuid.uuid4().hex}"
+    python, how = PYTHON, {}
+    if user == "nobody":
+        python, path = request.getfixturevalue("nobody_python")
+        how = {"user": 65534, "group": 65534, "extra_groups": [], "cwd": "/",
+               "env": {"PATH": os.environ["PATH"], "HOME": "/", "PYTHONPATH": path,
+                       "PYTHON": python}}  # fmt: skip
     runner = spawn(
-        [PYTHON, "-m", "zombiewatch", "run", "--pid1", "--duration", "120", "--",
+        [python, "-m", "zombiewatch", "run", "--pid1", "--duration", "120", "--",
          ENTRYPOINT, tag],
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE, **how,
     )  # fmt: skip
     line = runner.stderr.readline()
     assert "host pid" in line, line
@@ -249,7 +258,7 @@ def _in_namespace(link: str) -> list[int]:
 
 def _as_nobody(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        argv, capture_output=True, text=True, timeout=60, user=65534, group=65534,
+        argv, capture_output=True, text=True, timeout=120, user=65534, group=65534,
         extra_groups=[], stdin=subprocess.DEVNULL, cwd="/",
         env={"PATH": os.environ["PATH"], "HOME": "/", **env},
     )  # fmt: skip
@@ -268,18 +277,83 @@ def _python_for_nobody() -> str | None:
     return None
 
 
-def test_non_root_user_gets_one_line_and_exit_2():
-    """A real unprivileged user (nobody) cannot create a PID namespace."""
+@pytest.fixture
+def nobody_python():
+    """A Python that user nobody may run, and the PYTHONPATH that finds our
+    packages; skip where there is none."""
     python = _python_for_nobody()
     if python is None:
         pytest.skip(f"no Python {sys.version_info[:2]} that user nobody may run")
     root = str(Path(__file__).resolve().parents[2])
-    path = os.pathsep.join([root, *site.getsitepackages()])
-    proc = _as_nobody([python, "-m", "zombiewatch", "run", "--pid1", "--", "true"], PYTHONPATH=path)
+    return python, os.pathsep.join([root, *site.getsitepackages()])
+
+
+def test_non_root_user_runs_it_in_a_user_namespace(nobody_python):
+    """A real unprivileged user (nobody): unshare(1) makes the namespaces
+    inside a user namespace, and the checks are the same."""
+    probe = _as_nobody(["unshare", "--user", "--map-root-user", "--pid", "--fork", "true"])
+    if probe.returncode != 0:
+        pytest.skip(f"no user namespaces for nobody here: {probe.stderr.strip()}")
+    python, path = nobody_python
+    tag = f"zw-{uuid.uuid4().hex}"
+    proc = _as_nobody(
+        [python, "-m", "zombiewatch", "run", "--pid1", "--json", "--duration", "1",
+         "--settle", "0.5", "--stop-timeout", "2", "--",
+         python, "-c", f"import time; time.sleep(1000)  # {tag}"],
+        PYTHONPATH=path,
+    )  # fmt: skip
+    _assert_gone(tag)
+    assert "new user and PID namespaces" in proc.stderr, proc.stderr
+    run = json.loads(proc.stdout)["runs"][0]
+    assert _check(run, "SIGTERM")["verdict"] == "fail"
+    assert 1 in run["ns_pids"].values()
+    assert proc.returncode == 1
+
+
+@pytest.fixture
+def fake_path():
+    """A directory for PATH that user nobody may read (pytest's tmp_path is
+    root's alone), with sh in it."""
+    path = tempfile.mkdtemp(prefix="zw-path-")
+    os.chmod(path, 0o755)
+    os.symlink("/bin/sh", os.path.join(path, "sh"))
+    yield path
+    shutil.rmtree(path)
+
+
+def test_non_root_without_user_namespaces_gets_one_line_and_exit_2(nobody_python, fake_path):
+    """Where user namespaces are disabled (max_user_namespaces 0, or a
+    seccomp filter) unshare(1) fails with EPERM; that is simulated by an
+    unshare that says what util-linux's says there, as the machine-wide
+    switch would also stop every other user of the machine."""
+    fake = os.path.join(fake_path, "unshare")
+    with open(fake, "w") as f:
+        f.write("#!/bin/sh\necho 'unshare: unshare failed: Operation not permitted' >&2\nexit 1\n")
+    os.chmod(fake, 0o755)
+    python, path = nobody_python
+    proc = _as_nobody(
+        [python, "-m", "zombiewatch", "run", "--pid1", "--", "/bin/true"],
+        PYTHONPATH=path, PATH=fake_path,
+    )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr == (
         "zombiewatch: --pid1 cannot create a PID namespace: creating one needs root"
-        " (CAP_SYS_ADMIN), which this process does not have (Operation not permitted)\n"
+        " (CAP_SYS_ADMIN), which this process does not have, and a user namespace failed"
+        " too: unshare: unshare failed: Operation not permitted\n"
+    )
+
+
+def test_non_root_without_unshare_gets_one_line_and_exit_2(nobody_python, fake_path):
+    python, path = nobody_python
+    proc = _as_nobody(
+        [python, "-m", "zombiewatch", "run", "--pid1", "--", "/bin/true"],
+        PYTHONPATH=path, PATH=fake_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (
+        "zombiewatch: --pid1 cannot create a PID namespace: creating one needs root"
+        " (CAP_SYS_ADMIN), which this process does not have, and unshare(1) (util-linux),"
+        " which could make one in a user namespace, is not installed\n"
     )
 
 

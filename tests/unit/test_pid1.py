@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 
 import pytest
 
@@ -66,19 +67,23 @@ def test_real_ctypes_bindings():
     assert info.value.errno == errno.EBADF
 
 
-def test_no_privilege_is_one_line_and_exit_2(monkeypatch, capfd):
-    # What an unprivileged user gets (tests/e2e/test_pid1.py runs it as nobody).
+def test_no_privilege_and_no_unshare_is_one_line_and_exit_2(monkeypatch, capfd):
+    # Without CAP_SYS_ADMIN and without unshare(1) for a user namespace
+    # (tests/e2e/test_pid1.py runs the real cases as user nobody).
     def refused(flags: int) -> None:
         raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
 
     monkeypatch.setattr(_namespace, "unshare", refused)
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "unshare" else which(name))
     with pytest.raises(SystemExit) as info:
-        main(["run", "--pid1", "--", "true"])
+        main(["run", "--pid1", "--", "/bin/true"])
     err = capfd.readouterr().err
     assert info.value.code == 2, err
     assert err == (
         "zombiewatch: --pid1 cannot create a PID namespace: creating one needs root"
-        " (CAP_SYS_ADMIN), which this process does not have (Operation not permitted)\n"
+        " (CAP_SYS_ADMIN), which this process does not have, and unshare(1) (util-linux),"
+        " which could make one in a user namespace, is not installed\n"
     )
 
 
