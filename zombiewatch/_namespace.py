@@ -1,5 +1,6 @@
 """Start a program as PID 1 of a new PID namespace, with its own mount
-namespace and ``/proc``, as a container runtime does (Linux, root).
+namespace and ``/proc``, as a container runtime does (Linux: as root, else
+through ``unshare(1)`` in a user namespace, ``spawn_pid1_in_userns``).
 
 ``unshare(CLONE_NEWPID)`` does not move the caller: it makes the caller's
 *next* child PID 1 of a new namespace (docs/FACTS.md, "PID namespaces").

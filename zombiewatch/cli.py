@@ -381,7 +381,7 @@ pid1_options = _options(
     click.option("--pid1", is_flag=True,
                  help="Run CMD as PID 1 of its own PID and mount namespaces (with its own"
                  " /proc), as a container without an init does, and check what that"
-                 " changes: orphans and SIGTERM. Needs root."),
+                 " changes: orphans and SIGTERM. Needs root, or user namespaces."),
     click.option("--init", metavar="PROGRAM", default=None,
                  help="With --pid1: run 'PROGRAM -- CMD' as PID 1 instead (e.g. tini)."),
     click.option("--compare-init", metavar="PROGRAM", default=None,
@@ -484,10 +484,11 @@ def run(
     passes. At the end CMD and everything it started get SIGTERM, then
     SIGKILL. Exit status as for the default command.
 
-    With --pid1, CMD runs as PID 1 of its own PID and mount namespaces (root
-    only), as in a container without an init, and the report adds two
-    checks: orphans (did it collect what was orphaned to it) and SIGTERM
-    (did it stop on SIGTERM within --stop-timeout); exit 1 when one fails.
+    With --pid1, CMD runs as PID 1 of its own PID and mount namespaces (as
+    root, else in a user namespace), as in a container without an init, and
+    the report adds two checks: orphans (did it collect what was orphaned
+    to it) and SIGTERM (did it stop on SIGTERM within --stop-timeout); exit
+    1 when one fails.
     """
     inits = _pid1_inits(pid1, init, compare_init, stop_timeout)
     if flood_to is not None and load_command is not None:
