@@ -491,6 +491,10 @@ def run(
     1 when one fails.
     """
     inits = _pid1_inits(pid1, init, compare_init, stop_timeout)
+    if inits is not None and not options["subreaper"]:
+        raise click.UsageError(
+            "--no-subreaper does not apply with --pid1: every orphan goes to PID 1 of the namespace"
+        )
     if flood_to is not None and load_command is not None:
         raise click.UsageError("give --flood or --load, not both")
     if shutil.which(command[0]) is None:

@@ -95,6 +95,7 @@ def test_no_privilege_and_no_unshare_is_one_line_and_exit_2(monkeypatch, capfd):
         (["--compare-init", "tini"], "--compare-init needs --pid1"),
         (["--pid1", "--init", "sh", "--compare-init", "sh"], "give --init or --compare-init"),
         (["--pid1", "--init", "no-such-init-here"], "'no-such-init-here': command not found"),
+        (["--pid1", "--no-subreaper"], "--no-subreaper does not apply with --pid1"),
     ],
 )
 def test_option_errors(capsys, args, message):
