@@ -27,9 +27,10 @@ import select
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 from zombiewatch import _platform, _procfs, _proctl
 from zombiewatch._backoff import poll_until
@@ -214,11 +215,13 @@ def ns_pid(pid: int) -> int | None:
 # PID 1 of the user-namespace path waits for one line on its stdin before
 # it becomes the program, so the runner can find its host pid first (as
 # unshare's only child) even if the program would exit at once.
-_STUB = 'read -r _ || exit 1; exec "$@" </dev/null'
+# Its stderr becomes its stdout (``run``'s CMD has both on one pipe):
+# unshare's own stderr is a file of ours, read for the reason it failed.
+_STUB = 'read -r _ || exit 1; exec "$@" </dev/null 2>&1'
 
 
 def spawn_pid1_in_userns(
-    argv: list[str], log: IO[bytes], timeout: float = 10.0, **popen: Any
+    argv: list[str], timeout: float = 10.0, **popen: Any
 ) -> tuple[subprocess.Popen[bytes], int]:
     """Start ``argv`` as PID 1 of new user, PID and mount namespaces, for a
     process without CAP_SYS_ADMIN; return unshare(1)'s Popen and PID 1's host pid.
@@ -228,9 +231,8 @@ def spawn_pid1_in_userns(
     cannot, as it would have to enter the user namespace itself and could
     not come back to start the load. unshare waits for PID 1 and exits
     with its status; ``--kill-child`` SIGKILLs PID 1 if unshare dies, and
-    unshare gets SIGKILL if the runner dies. ``log`` is where unshare's
-    stderr goes (``popen["stderr"]``): its last line is the reason when it
-    fails. Raises ``UnsupportedError`` (exit 2) where it cannot be done.
+    unshare gets SIGKILL if the runner dies. The program's stderr goes to
+    its stdout. Raises ``UnsupportedError`` (exit 2) where it cannot be done.
     """
     helper, shell = shutil.which("unshare"), shutil.which("sh")
     if helper is None or shell is None:
@@ -239,14 +241,18 @@ def spawn_pid1_in_userns(
             " which could make one in a user namespace, is not installed"
         )
     go_r, go_w = os.pipe()
+    log = tempfile.TemporaryFile()  # noqa: SIM115  (closed below)
     command = [helper, "--user", "--map-root-user", "--pid", "--fork", "--mount-proc",
                "--kill-child", "--", shell, "-c", _STUB, "sh", *argv]  # fmt: skip
     try:
         proc = subprocess.Popen(
             command,
             preexec_fn=_proctl.die_with_parent_preexec(signal.SIGKILL),
-            **{**popen, "stdin": go_r},
+            **{**popen, "stdin": go_r, "stderr": log},
         )
+    except BaseException:
+        log.close()
+        raise
     finally:
         os.close(go_r)
     try:
@@ -269,4 +275,5 @@ def spawn_pid1_in_userns(
         os.write(go_w, b"go\n")  # PID 1 becomes the program now
     finally:
         os.close(go_w)
+        log.close()
     return proc, children[0]

@@ -29,8 +29,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from zombiewatch import _namespace, _procfs, _stats
+from zombiewatch import _containment, _namespace, _procfs, _stats
 from zombiewatch._backoff import poll_until
+from zombiewatch._output import CommandOutput
 from zombiewatch.errors import AccessDeniedError
 from zombiewatch.modes.base import FAIL, PASS
 from zombiewatch.report import Check, Report, RunResult
@@ -60,11 +61,16 @@ class Pid1Target(Target):
     namespace; then the usual stop finds nothing left.
     """
 
-    def __init__(self, argv: list[str], stop_timeout: float = STOP_TIMEOUT) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        stop_timeout: float = STOP_TIMEOUT,
+        output: CommandOutput | None = None,
+    ) -> None:
         self.stop_timeout = stop_timeout
         self.stop_result: Stop | None = None
         self._pid1 = 0
-        super().__init__(argv)
+        super().__init__(argv, output=output)
         # Started through unshare(1) in a user namespace, PID 1 is its child.
         self.pid = self._pid1 or self.pid
         self.userns = bool(self._pid1)
@@ -74,7 +80,7 @@ class Pid1Target(Target):
             return _namespace.spawn_pid1(argv, **popen)
         except _namespace.NotPermitted:
             # No CAP_SYS_ADMIN: a user namespace, where the kernel allows one.
-            proc, self._pid1 = _namespace.spawn_pid1_in_userns(argv, log=self._log_file, **popen)
+            proc, self._pid1 = _namespace.spawn_pid1_in_userns(argv, **popen)
             return proc
 
     def exited(self) -> bool:
@@ -216,17 +222,23 @@ def measure_pid1(
 ) -> RunResult:
     """Measure ``argv`` (or ``init -- argv``) as PID 1 of a new namespace."""
     pid1_argv = [init, "--", *argv] if init else argv
-    collector = NamespaceCollector()
-    target = Pid1Target(pid1_argv, stop_timeout)
-    collector.root = target.pid
-    collector.collect()
-    where = "new user and PID namespaces" if target.userns else "a new PID namespace"
-    log(f"started {' '.join(pid1_argv)} as PID 1 of {where}, host pid {target.pid}")
-    result = measure_command(
-        " ".join(pid1_argv), target, opts, collector, flood_to, load_command, wait_port
-    )
-    result.ns_pids = collector.ns_pids
     name = os.path.basename(pid1_argv[0])
+    collector = NamespaceCollector()
+    # The namespace's processes are members of the run's box like any other
+    # (docs/DESIGN.md, Containment): its guard stops them if we die.
+    with _containment.contain() as box:
+        collector.keep.add(box.guard_pid)
+        output = CommandOutput(name, opts.cmd_output)
+        target = Pid1Target(pid1_argv, stop_timeout, output)
+        collector.root = target.pid
+        collector.collect()
+        where = "new user and PID namespaces" if target.userns else "a new PID namespace"
+        log(f"started {' '.join(pid1_argv)} as PID 1 of {where}, host pid {target.pid}")
+        output.pass_on()
+        result = measure_command(
+            " ".join(pid1_argv), target, opts, collector, box, flood_to, load_command, wait_port
+        )
+    result.ns_pids = collector.ns_pids
     result.checks = [
         orphans_check(result, target.pid),
         sigterm_check(target.stop_result, name, stop_timeout, target.proc.returncode),

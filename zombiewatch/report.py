@@ -59,6 +59,7 @@ class RunResult:
     load_status: int | None = None  # exit status of a --load command
     target_status: int | None = None  # exit status of a program that exited by itself
     target_log: str = ""
+    target_tail: list[str] = field(default_factory=list)  # run: CMD's last lines of output
     fork_failures: int = 0  # connections the built-in server refused: no worker could start
     ground_truth: dict[str, Any] | None = None  # _record.compare(), with --ground-truth
     checks: list[Check] = field(default_factory=list)  # run --pid1
@@ -259,6 +260,7 @@ class RunResult:
             "ground_truth": self.ground_truth,
             "load_status": self.load_status,
             "target_status": self.target_status,
+            "target_tail": self.target_tail,
             "checks": [check.to_dict() for check in self.checks],
             "ns_pids": self._named_ns_pids(),
         }
@@ -463,6 +465,9 @@ def render_run(run: RunResult) -> str:
         lines.append(f"stopped    the load early: {run.stopped_early}")
     if run.target_status is not None:
         lines.append(f"exited     the target exited by itself with status {run.target_status}")
+        if run.target_status != 0 and run.target_tail:
+            lines.append("output     its last lines:")
+            lines.extend(f"           | {line}" for line in run.target_tail)
     lines.extend(f"check      {c.name}: {c.verdict.upper()}, {c.text}" for c in run.checks)
     lines.extend(f"rule       {rule}" for rule in run.failed_rules if not _is_check(run, rule))
     expected = f" (expected {run.expected.upper()})" if run.expected else ""

@@ -4,13 +4,15 @@ namespaces cannot be created, the option checks and the two checks' texts."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
+import types
 
 import pytest
 
-from zombiewatch import _namespace, _platform, pid1
+from zombiewatch import _containment, _namespace, _platform, pid1
 from zombiewatch.cli import main
 from zombiewatch.monitor import MonitorStats, Zombie
 from zombiewatch.report import RunResult
@@ -74,6 +76,9 @@ def test_no_privilege_and_no_unshare_is_one_line_and_exit_2(monkeypatch, capfd):
         raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
 
     monkeypatch.setattr(_namespace, "unshare", refused)
+    # The run's box forks a guard: none is needed to be refused.
+    box = contextlib.nullcontext(types.SimpleNamespace(guard_pid=0))
+    monkeypatch.setattr(_containment, "contain", lambda: box)
     which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda name: None if name == "unshare" else which(name))
     with pytest.raises(SystemExit) as info:
