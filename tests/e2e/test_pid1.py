@@ -330,30 +330,30 @@ def test_non_root_without_user_namespaces_gets_one_line_and_exit_2(nobody_python
     with open(fake, "w") as f:
         f.write("#!/bin/sh\necho 'unshare: unshare failed: Operation not permitted' >&2\nexit 1\n")
     os.chmod(fake, 0o755)
-    python, path = nobody_python
-    proc = _as_nobody(
-        [python, "-m", "zombiewatch", "run", "--pid1", "--", "/bin/true"],
-        PYTHONPATH=path, PATH=fake_path,
+    _refused_as_nobody(
+        nobody_python, fake_path, "a user namespace failed too: unshare: unshare failed:"
+        " Operation not permitted"
     )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr == (
-        "zombiewatch: --pid1 cannot create a PID namespace: creating one needs root"
-        " (CAP_SYS_ADMIN), which this process does not have, and a user namespace failed"
-        " too: unshare: unshare failed: Operation not permitted\n"
-    )
 
 
 def test_non_root_without_unshare_gets_one_line_and_exit_2(nobody_python, fake_path):
+    _refused_as_nobody(
+        nobody_python, fake_path, "unshare(1) (util-linux), which could make one in a user"
+        " namespace, is not installed"
+    )  # fmt: skip
+
+
+def _refused_as_nobody(nobody_python, path_dir: str, why: str) -> None:
+    """``run --pid1`` as nobody with PATH=``path_dir``: exit 2, one line."""
     python, path = nobody_python
     proc = _as_nobody(
         [python, "-m", "zombiewatch", "run", "--pid1", "--", "/bin/true"],
-        PYTHONPATH=path, PATH=fake_path,
+        PYTHONPATH=path, PATH=path_dir,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr == (
         "zombiewatch: --pid1 cannot create a PID namespace: creating one needs root"
-        " (CAP_SYS_ADMIN), which this process does not have, and unshare(1) (util-linux),"
-        " which could make one in a user namespace, is not installed\n"
+        f" (CAP_SYS_ADMIN), which this process does not have, and {why}\n"
     )
 
 
