@@ -245,6 +245,26 @@ def test_runner_killed_takes_the_namespace_with_it(spawn, user, request):
     _assert_gone(tag)
 
 
+def test_runner_interrupted_stops_the_namespace(spawn):
+    """SIGTERM to the runner (as Ctrl-C): exit 130, after the usual stop of
+    PID 1 (SIGTERM, --stop-timeout, SIGKILL); nothing of the namespace left."""
+    tag = f"zw-{uuid.uuid4().hex}"
+    runner = spawn(
+        [PYTHON, "-m", "zombiewatch", "run", "--pid1", "--stop-timeout", "1", "--duration",
+         "120", "--", ENTRYPOINT, tag],
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    line = runner.stderr.readline()
+    assert "host pid" in line, line
+    pid1 = int(line.rsplit(" ", 1)[1])
+    namespace = os.readlink(f"/proc/{pid1}/ns/pid")
+    call_until(lambda: len(_in_namespace(namespace)) >= 2, 30, what="the entrypoint's children")
+    runner.terminate()
+    assert runner.wait(timeout=60) == 130
+    assert _in_namespace(namespace) == []
+    _assert_gone(tag)
+
+
 def _in_namespace(link: str) -> list[int]:
     pids = []
     for path in glob.glob("/proc/[0-9]*/ns/pid"):
