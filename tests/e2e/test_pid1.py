@@ -223,16 +223,7 @@ def test_runner_killed_takes_the_namespace_with_it(spawn, user, request):
         how = {"user": 65534, "group": 65534, "extra_groups": [], "cwd": "/",
                "env": {"PATH": os.environ["PATH"], "HOME": "/", "PYTHONPATH": path,
                        "PYTHON": python}}  # fmt: skip
-    runner = spawn(
-        [python, "-m", "zombiewatch", "run", "--pid1", "--duration", "120", "--",
-         ENTRYPOINT, tag],
-        stderr=subprocess.PIPE, **how,
-    )  # fmt: skip
-    line = runner.stderr.readline()
-    assert "host pid" in line, line
-    pid1 = int(line.rsplit(" ", 1)[1])
-    namespace = os.readlink(f"/proc/{pid1}/ns/pid")
-    call_until(lambda: len(_in_namespace(namespace)) >= 2, 30, what="the entrypoint's children")
+    runner, pid1, namespace = _start_runner(spawn, python, tag, **how)
     os.kill(runner.pid, signal.SIGKILL)
     runner.wait()
 
@@ -249,20 +240,27 @@ def test_runner_interrupted_stops_the_namespace(spawn):
     """SIGTERM to the runner (as Ctrl-C): exit 130, after the usual stop of
     PID 1 (SIGTERM, --stop-timeout, SIGKILL); nothing of the namespace left."""
     tag = f"zw-{uuid.uuid4().hex}"
+    runner, _pid1, namespace = _start_runner(spawn, PYTHON, tag)
+    runner.terminate()
+    assert runner.wait(timeout=60) == 130
+    assert _in_namespace(namespace) == []
+    _assert_gone(tag)
+
+
+def _start_runner(spawn, python: str, tag: str, **how):
+    """Start ``run --pid1`` on the entrypoint in the background; return it,
+    PID 1's host pid and its namespace, once PID 1 has children there."""
     runner = spawn(
-        [PYTHON, "-m", "zombiewatch", "run", "--pid1", "--stop-timeout", "1", "--duration",
+        [python, "-m", "zombiewatch", "run", "--pid1", "--stop-timeout", "1", "--duration",
          "120", "--", ENTRYPOINT, tag],
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE, **how,
     )  # fmt: skip
     line = runner.stderr.readline()
     assert "host pid" in line, line
     pid1 = int(line.rsplit(" ", 1)[1])
     namespace = os.readlink(f"/proc/{pid1}/ns/pid")
     call_until(lambda: len(_in_namespace(namespace)) >= 2, 30, what="the entrypoint's children")
-    runner.terminate()
-    assert runner.wait(timeout=60) == 130
-    assert _in_namespace(namespace) == []
-    _assert_gone(tag)
+    return runner, pid1, namespace
 
 
 def _in_namespace(link: str) -> list[int]:
