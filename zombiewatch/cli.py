@@ -446,6 +446,47 @@ def _address(value: str, what: str) -> tuple[str, int]:
     return host or _defaults.HOST, int(port)
 
 
+pid1_options = _options(
+    click.option("--pid1", is_flag=True,
+                 help="Run CMD as PID 1 of its own PID and mount namespaces (with its own"
+                 " /proc), as a container without an init does, and check what that"
+                 " changes: orphans and SIGTERM. Needs root, or user namespaces."),
+    click.option("--init", metavar="PROGRAM", default=None,
+                 help="With --pid1: run 'PROGRAM -- CMD' as PID 1 instead (e.g. tini)."),
+    click.option("--compare-init", metavar="PROGRAM", default=None,
+                 help="With --pid1: run twice, CMD as PID 1 and then 'PROGRAM -- CMD',"
+                 " both in one report."),
+    click.option("--stop-timeout", type=FiniteFloat(min=0, max=3600), default=None,
+                 help="With --pid1: seconds PID 1 has to exit after SIGTERM before it is"
+                 " SIGKILLed, as `docker stop -t`.  [default: 10]"),
+)  # fmt: skip
+
+
+def _pid1_inits(
+    pid1: bool, init: str | None, compare_init: str | None, stop_timeout: float | None
+) -> tuple[str | None, ...] | None:
+    """Check the --pid1 options; return the inits to run CMD under (None: CMD
+    itself as PID 1), or None without --pid1."""
+    given = [
+        name
+        for name, value in (("--init", init), ("--compare-init", compare_init),
+                            ("--stop-timeout", stop_timeout))
+        if value is not None
+    ]  # fmt: skip
+    if not pid1:
+        if given:
+            raise click.UsageError(f"{given[0]} needs --pid1")
+        return None
+    if init is not None and compare_init is not None:
+        raise click.UsageError("give --init or --compare-init, not both")
+    for name, program in (("'--init'", init), ("'--compare-init'", compare_init)):
+        if program is not None and shutil.which(program) is None:
+            raise click.BadParameter(_not_runnable(program), param_hint=name)
+    if compare_init is not None:
+        return (None, compare_init)
+    return (init,)
+
+
 @cli.command(context_settings={"allow_interspersed_args": False})
 @click.option(
     "--flood",
@@ -491,6 +532,7 @@ def _address(value: str, what: str) -> tuple[str, int]:
     default=None,
     help="Without a load: watch this many seconds, then stop CMD.  [default: until CMD exits]",
 )
+@pid1_options
 @click.option(
     "--cmd-output",
     type=click.Path(dir_okay=False),
@@ -514,6 +556,10 @@ def run(
     as_json: bool,
     junit_xml: str | None,
     plot_png: str | None,
+    pid1: bool,
+    init: str | None,
+    compare_init: str | None,
+    stop_timeout: float | None,
     **options: Any,
 ) -> None:
     """Start CMD, watch its whole tree under load, stop it, and report.
@@ -530,9 +576,20 @@ def run(
       zombiewatch run --load 'ab -n 500 http://127.0.0.1:8080/' --wait-port 8080 -- ./my-server
       zombiewatch run --duration 60 --grace 5 -- ./job-runner
 
-    Exit status: 0 no zombie leaked; 1 zombies leaked; 2 usage error; 3
-    could not measure (CMD did not start or listen); 130 interrupted.
+    With --pid1, CMD runs as PID 1 of its own PID and mount namespaces (as
+    root, else in a user namespace), as in a container without an init, and
+    the report adds two checks: orphans (did it collect what was orphaned
+    to it) and SIGTERM (did it stop on SIGTERM within --stop-timeout).
+
+    Exit status: 0 no zombie leaked; 1 zombies leaked (with --pid1: or a
+    check failed); 2 usage error; 3 could not measure (CMD did not start or
+    listen); 130 interrupted.
     """
+    inits = _pid1_inits(pid1, init, compare_init, stop_timeout)
+    if inits is not None and not options["subreaper"]:
+        raise click.UsageError(
+            "--no-subreaper does not apply with --pid1: every orphan goes to PID 1 of the namespace"
+        )
     if flood_to is not None and load_command is not None:
         raise click.UsageError("give --flood or --load, not both")
     if ctx.get_parameter_source("ready_timeout") != ParameterSource.DEFAULT and not (
@@ -545,9 +602,18 @@ def run(
         raise click.BadParameter(_not_runnable(command[0]), param_hint="CMD")
     flood_addr = _address(flood_to, "'--flood'") if flood_to else None
     port_addr = _address(wait_port, "'--wait-port'") if wait_port else flood_addr
-    report = runner.run_command(
-        list(command), _run_options(options, as_json), flood_addr, load_command, port_addr
-    )
+    if inits is not None:
+        from zombiewatch import pid1 as pid1_runner
+
+        report = pid1_runner.run_pid1(
+            list(command), _run_options(options, as_json),
+            pid1_runner.STOP_TIMEOUT if stop_timeout is None else stop_timeout,
+            inits, flood_addr, load_command, port_addr,
+        )  # fmt: skip
+    else:
+        report = runner.run_command(
+            list(command), _run_options(options, as_json), flood_addr, load_command, port_addr
+        )
     _finish(ctx, report, as_json, junit_xml, plot_png)
 
 

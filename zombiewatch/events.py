@@ -259,7 +259,9 @@ class EventMonitor(TreeWatcher):
             # Held outside the tree by a process nobody watches: out of scope.
             self._adopted_by(proc, holder)
             return
-        adopted = holder in self.adopters  # as the sampler says: held by a subreaper or init
+        # As the sampler says: held by a subreaper or init, which did not
+        # fork it (the root as PID 1 of a namespace holds its own children too).
+        adopted = holder in self.adopters and holder != proc.creator
         self.zombies[proc.pid] = Zombie(
             proc.pid, holder, "?", ts * _NS, adopted=adopted, exact=proc.exact
         )
@@ -287,7 +289,10 @@ class EventMonitor(TreeWatcher):
             if stat is None:
                 continue  # collected already: its pidfd tells when
             adopter = stat.ppid
-            if adopter == self.root or adopter in self._procs:
+            # The root as PID 1 of a namespace (an adopter of its own tree,
+            # run --pid1) takes every orphan: counted, and still in the tree.
+            to_root = adopter == self.root and parent != self.root and adopter in self.adopters
+            if (adopter == self.root or adopter in self._procs) and not to_root:
                 continue  # a subreaper inside the tree took it: still ours to see
             self._adopted_by(proc, adopter)
             stats = self.stats

@@ -370,6 +370,8 @@ class Monitor(TreeWatcher):
         leader = self.sid == self.root
         found = []
         for adopter in self.adopters:
+            if adopter == self.root:
+                continue  # PID 1 of a namespace: see _reparented_to_root()
             # Read every sample, so through kept descriptors where possible;
             # thread count 0: each thread's list (PID 1 often has several).
             for pid in self.source.children(adopter, 0):
@@ -410,7 +412,23 @@ class Monitor(TreeWatcher):
                     listed.add(child)
                     stack.append(child)
                     self._origin[child] = pid
+        self._reparented_to_root()
         return statuses, listed
+
+    def _reparented_to_root(self) -> None:
+        """Hold, for the root, the processes it adopted since the last walk.
+
+        The root is an adopter of its own tree when it is PID 1 of a PID
+        namespace (``run --pid1``): every orphan of the namespace goes to it.
+        A child of the root that the last walk saw under another parent is
+        one; an orphan first seen already under the root is not told from
+        the root's own child (events tell them apart: they know who forked).
+        """
+        if self.root not in self.adopters:
+            return
+        for pid, parent in self._origin.items():
+            if parent == self.root and self._parent_of.get(pid, self.root) != self.root:
+                self._holding[pid] = self.root
 
     # -- sampling ------------------------------------------------------------
 
@@ -491,7 +509,11 @@ class Monitor(TreeWatcher):
         if not ppid:
             # Collected since the walk found it: the walk knows who held it.
             ppid = self._origin.get(pid) or self._holding.get(pid, 0)
-        adopted = ppid in self.adopters
+        # The root as PID 1 holds its own children too: adopted are those
+        # it came to hold as orphans.
+        adopted = ppid in self.adopters and (
+            ppid != self.root or pid in self._holding or pid in self._held
+        )
         parent = self._parent(ppid, adopted)
         if parent is not None:
             parent.zombies_seen += 1

@@ -20,6 +20,19 @@ from zombiewatch.monitor import MonitorStats, Zombie
 
 
 @dataclass
+class Check:
+    """A named question a run answers with a verdict (``run --pid1``: orphans, SIGTERM)."""
+
+    name: str
+    verdict: str  # "pass", "fail" or "skip" (the run could not answer it)
+    text: str  # one line, for people
+    data: dict[str, Any] = field(default_factory=dict)  # the figures, for JSON
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "verdict": self.verdict, "text": self.text, **self.data}
+
+
+@dataclass
 class RunResult:
     """One mode (or one watched program) measured once."""
 
@@ -50,6 +63,8 @@ class RunResult:
     fork_failures: int = 0  # connections the built-in server refused: no worker could start
     accept_pauses: int = 0  # times it paused accepting, out of descriptors, refusing no one
     ground_truth: dict[str, Any] | None = None  # _record.compare(), with --ground-truth
+    checks: list[Check] = field(default_factory=list)  # run --pid1
+    ns_pids: dict[int, int] = field(default_factory=dict)  # host pid -> pid in its namespace
 
     @property
     def failed_rules(self) -> list[str]:
@@ -69,6 +84,7 @@ class RunResult:
                 f"max-zombies: {self.monitor.peak_zombies} zombies at once"
                 f" (--max-zombies {self.max_zombies})"
             )
+        failed.extend(f"{c.name}: {c.text}" for c in self.checks if c.verdict == FAIL)
         return failed
 
     @property
@@ -247,7 +263,20 @@ class RunResult:
             "load_status": self.load_status,
             "target_status": self.target_status,
             "target_tail": self.target_tail,
+            "checks": [check.to_dict() for check in self.checks],
+            "ns_pids": self._named_ns_pids(),
         }
+
+    def _named_ns_pids(self) -> dict[str, int]:
+        """Host pid -> pid in its namespace, for PID 1 and the pids the run
+        names (zombie holders, leaked zombies, orphaners), not every process
+        a flood forked."""
+        named = {pid for pid, ns in self.ns_pids.items() if ns == 1}
+        named.update(self.monitor.parents)
+        named.update(pid for pid, _through in self.monitor.orphaned_by)
+        for zombie in self.leaked:
+            named.update((zombie.pid, zombie.ppid))
+        return {str(pid): self.ns_pids[pid] for pid in sorted(named) if pid in self.ns_pids}
 
 
 @dataclass
@@ -287,6 +316,8 @@ class Report:
         """Text for people: a block for one run, a table for several."""
         if len(self.runs) == 1 and not self.check:
             text = render_run(self.runs[0])
+        elif any(run.checks for run in self.runs):
+            text = "\n\n".join(render_run(run) for run in self.runs)  # --compare-init
         else:
             text = _render_table(self.runs, self.check)
         for mode, why in self.skipped.items():
@@ -373,6 +404,10 @@ def render_run(run: RunResult) -> str:
     """The text report of one run, a labelled line per fact."""
     d = run.to_dict()
     lines = [f"mode       {run.mode}: {run.summary}" if run.summary else f"target     {run.mode}"]
+    if run.checks:
+        root = min(run.ns_pids, key=lambda pid: run.ns_pids[pid], default=None)
+        where = f" (host pid {root})" if root is not None else ""
+        lines[0] += f", as PID 1 of its own PID namespace{where}"
     lines.append(_load_line(run, d))
     if run.listen_queue is not None:
         lines.append(
@@ -398,22 +433,26 @@ def render_run(run: RunResult) -> str:
     orphans = d["orphans"]
     for adopter, count in orphans["adopted_by"].items():
         who = "PID 1 (init)" if adopter == "1" else f"pid {adopter} (a subreaper)"
+        if run.ns_pids.get(int(adopter)) == 1:
+            who = f"{_pid(run, int(adopter))}, PID 1 of its namespace"
         life = orphans["zombie_ms"]
         lines.append(
             f"orphans    {count} escaped to {who}; as zombies there p50/max"
             f" {_ms(life['p50'])}/{_ms(life['max'])} ms"
         )
     for origin in orphans["orphaned_by"][:3]:
-        lines.append(f"orphaned   {origin['orphans']} by {_orphaner(origin)}")
+        lines.append(f"orphaned   {origin['orphans']} by {_orphaner(origin, run)}")
     for parent in d["by_parent"][:5]:
         role = " (adopted them)" if parent["adopter"] else ""
         lines.append(
-            f"parent     pid {parent['pid']} {_command(parent['cmdline'] or [parent['name']])}:"
+            f"parent     {_pid(run, parent['pid'])}"
+            f" {_command(parent['cmdline'] or [parent['name']])}:"
             f" {parent['zombies_seen']} zombie(s) seen, {parent['leaked']} leaked{role}"
         )
     for zombie in d["leaked_zombies"][:10]:
         lines.append(
-            f"leaked     pid {zombie['pid']} ({zombie['name']}), parent {zombie['ppid']},"
+            f"leaked     {_pid(run, zombie['pid'])} ({zombie['name']}), parent"
+            f" {_pid(run, zombie['ppid'], '')},"
             f" zombie for {zombie['age_ms']:.0f} ms"
         )
     if len(run.leaked) > 10:
@@ -436,16 +475,27 @@ def render_run(run: RunResult) -> str:
         if run.target_status != 0 and run.target_tail:
             lines.append("output     its last lines:")
             lines.extend(f"           | {line}" for line in run.target_tail)
-    lines.extend(f"rule       {rule}" for rule in run.failed_rules)
+    lines.extend(f"check      {c.name}: {c.verdict.upper()}, {c.text}" for c in run.checks)
+    lines.extend(f"rule       {rule}" for rule in run.failed_rules if not _is_check(run, rule))
     expected = f" (expected {run.expected.upper()})" if run.expected else ""
     lines.append(f"verdict    {run.verdict.upper()}{expected}")
     return "\n".join(lines)
 
 
-def _orphaner(origin: dict[str, Any]) -> str:
+def _is_check(run: RunResult, rule: str) -> bool:
+    return any(rule == f"{c.name}: {c.text}" for c in run.checks)
+
+
+def _pid(run: RunResult, pid: int, word: str = "pid ") -> str:
+    """``pid 4242``, or ``pid 4242 [ns 7]`` where it ran in a PID namespace."""
+    ns = run.ns_pids.get(pid)
+    return f"{word}{pid}" if ns is None else f"{word}{pid} [ns {ns}]"
+
+
+def _orphaner(origin: dict[str, Any], run: RunResult) -> str:
     if not origin["pid"]:
         return "processes unknown: no sample caught the orphan with its parent"
-    named = f"pid {origin['pid']} {_command(origin['cmdline'] or [origin['name'] or '?'])}"
+    named = f"{_pid(run, origin['pid'])} {_command(origin['cmdline'] or [origin['name'] or '?'])}"
     if origin["through_children"]:
         return f"children of {named} that exited before their own children (as in a double fork)"
     return named

@@ -252,8 +252,9 @@ def _result(
     listen_before: dict[str, int] | None,
 ) -> RunResult:
     # Zombies an adopter holds (the runner, about to reap them, or init)
-    # are orphans that escaped the target, not zombies it failed to collect.
-    leaked = [z for z in monitor.zombies.values() if not z.adopted]
+    # are orphans that escaped the target, not zombies it failed to collect;
+    # unless the target itself adopted them, as PID 1 of a namespace.
+    leaked = [z for z in monitor.zombies.values() if not z.adopted or z.ppid == monitor.root]
     listen_after = _procfs.listen_queue_counters()
     listen = None
     if listen_before is not None and listen_after is not None:
@@ -520,20 +521,36 @@ def run_command(
         target = Target(argv, output=output)
         log(f"started {argv[0]} as pid {target.pid}")
         output.pass_on()  # its lines after the line that says which pid is which
-
-        def ready() -> None:
-            if wait_port is not None:
-                wait_for_port(target, *wait_port, timeout=opts.ready_timeout)
-
-        def start_load() -> Load | None:
-            if flood_to is not None:
-                return flood_load(*flood_to, opts, collector)
-            if load_command is not None:
-                return CommandLoad(load_command, collector)
-            return None
-
-        result = measure(" ".join(argv), target, opts, collector, box, start_load, ready)
+        result = measure_command(
+            " ".join(argv), target, opts, collector, box, flood_to, load_command, wait_port
+        )
     return Report(runs=[result])
+
+
+def measure_command(
+    name: str,
+    target: Target,
+    opts: RunOptions,
+    collector: OrphanCollector,
+    box: _containment.Box,
+    flood_to: tuple[str, int] | None = None,
+    load_command: str | None = None,
+    wait_port: tuple[str, int] | None = None,
+) -> RunResult:
+    """Measure a started ``run`` target under ``--flood``, ``--load`` or neither."""
+
+    def ready() -> None:
+        if wait_port is not None:
+            wait_for_port(target, *wait_port, timeout=opts.ready_timeout)
+
+    def start_load() -> Load | None:
+        if flood_to is not None:
+            return flood_load(*flood_to, opts, collector)
+        if load_command is not None:
+            return CommandLoad(load_command, collector)
+        return None
+
+    return measure(name, target, opts, collector, box, start_load, ready)
 
 
 def watch(pid: int, opts: RunOptions) -> Report:

@@ -139,22 +139,27 @@ class Target:
             # pipe that nobody reads during the run. Closed in stop().
             self._log_file = stderr = tempfile.TemporaryFile()  # noqa: SIM115
         try:
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
+            self.proc = self._popen(
+                argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                 start_new_session=True,
-                preexec_fn=_proctl.die_with_parent_preexec(signal.SIGTERM),
-            )
+            )  # fmt: skip
         except OSError as err:
             self._close_output()
             raise ZombiewatchError(f"cannot run {argv[0]}: {err.strerror}") from err
+        except BaseException:
+            self._close_output()
+            raise
         self.pid = self.proc.pid
         if output is not None:
             output.started(self.pid)
         self.log = ""
         self.stdout_tail = b""
+
+    def _popen(self, argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
+        """Start the program (a subclass may start it elsewhere: ``pid1``)."""
+        return subprocess.Popen(
+            argv, preexec_fn=_proctl.die_with_parent_preexec(signal.SIGTERM), **popen
+        )
 
     def tail(self) -> list[str]:
         """The last lines of the program's output (with ``output``)."""

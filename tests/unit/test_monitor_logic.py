@@ -525,3 +525,27 @@ def test_escaped_orphans_are_forgotten_some_samples_after_they_go():
         m._count_escapes(set())
         m.stats.samples += 1
     assert m._held == {}
+
+
+def test_root_as_pid1_counts_the_orphans_it_adopts_not_its_own_children(clock):
+    # run --pid1: the root is PID 1 of a namespace and the adopter of its
+    # own tree. 30 is its own child; 32 is seen under 31 (the middle of a
+    # double fork), then, 31 gone, under the root: an orphan it adopted.
+    source = FakeSource({ROOT: [30, 31], 31: [32]}, {30: S, 31: S, 32: S})
+    m = Monitor(ROOT, adopters=[ROOT], source=source)
+    m.sample()
+    assert m.stats.escaped == {}
+
+    source.tree = {ROOT: [30, 32]}
+    source.statuses = {30: (Z, 1), 32: (S, 1)}
+    clock.now += 1
+    m.sample()
+    assert m.stats.escaped == {ROOT: 1}
+    assert m.zombies[30].adopted is False  # its own child, never adopted
+
+    source.statuses = {30: (Z, 1), 32: (Z, 1)}
+    source.described = {32: (ROOT, "daemon")}
+    clock.now += 1
+    m.sample()
+    assert m.zombies[32].adopted is True
+    assert m.stats.escaped == {ROOT: 1}  # counted once
