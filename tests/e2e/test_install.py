@@ -54,7 +54,7 @@ def test_the_wheel_ships_the_scripts_and_the_license(wheel: Path) -> None:
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     with zipfile.ZipFile(wheel) as whl:
         points = whl.read(entry_points).decode()
-    assert "zombiewatch = zombiewatch.cli:main" in points
+    assert "zombiewatch = zombiewatch.__main__:main" in points
     assert "[pytest11]" in points
 
 
