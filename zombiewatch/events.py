@@ -142,7 +142,7 @@ class EventMonitor(TreeWatcher):
             return  # else it was listed after the walk passed: next time
         kids = self._children.pop(proc.pid, None)
         if kids:
-            self._orphaned(proc.pid, kids)
+            self._orphaned(proc.pid, kids, now_ns)
         if proc.exit_ns is None or proc.reaped_ns is not None or proc.fd < 0:
             self._reaped(proc, proc.reaped_ns or now_ns, exact=False)
         # else a zombie with its pidfd: its HUP says when it was reaped.
@@ -230,7 +230,7 @@ class EventMonitor(TreeWatcher):
             # The root's main thread (not any thread of it) ending: its
             # children go to an adopter.
             if pid == tgid:
-                self._orphaned(self.root, list(self._children.get(self.root, ())))
+                self._orphaned(self.root, list(self._children.get(self.root, ())), ts)
             return
         proc = self._procs.get(tgid)
         if proc is None:
@@ -253,7 +253,7 @@ class EventMonitor(TreeWatcher):
         self._live -= 1
         kids = self._children.pop(proc.pid, None)
         if kids:
-            self._orphaned(proc.pid, kids)
+            self._orphaned(proc.pid, kids, ts)
         if holder != self.root and holder not in self._procs and holder not in self.adopters:
             # Held outside the tree by a process nobody watches: out of scope.
             self._adopted_by(proc, holder)
@@ -274,8 +274,10 @@ class EventMonitor(TreeWatcher):
         elif proc.unwatched is not None:
             self._reaped(proc, proc.unwatched, exact=False)
 
-    def _orphaned(self, parent: int, kids: Iterable[int]) -> None:
-        """``parent`` exited before reaping ``kids``: they went to an adopter."""
+    def _orphaned(self, parent: int, kids: Iterable[int], ts: int) -> None:
+        """``parent`` exited (at ``ts``) before reaping ``kids``: they went to
+        an adopter. Those already zombies it never collected: its leaks,
+        whoever collects them now."""
         creator = self._procs[parent].creator if parent in self._procs else 0
         for pid in kids:
             proc = self._procs.get(pid)
@@ -283,6 +285,12 @@ class EventMonitor(TreeWatcher):
                 continue
             # The kernel reparented them before it sent the exit event.
             stat = _procfs.read_stat(pid)
+            zombie = self.zombies.get(pid)
+            if proc.exit_ns is not None and zombie is not None and not zombie.adopted:
+                self._collected(zombie, by_holder=False, held=max(0, ts - proc.exit_ns) * _NS)
+                # Its reap is the adopter's from now on, not the creator's.
+                adopter = stat.ppid if stat is not None else 0
+                self.zombies[pid] = dataclasses.replace(zombie, ppid=adopter, adopted=True)
             if stat is None:
                 continue  # collected already: its pidfd tells when
             adopter = stat.ppid
@@ -347,6 +355,9 @@ class EventMonitor(TreeWatcher):
                 del self._children[proc.creator]
         zombie = self.zombies.pop(proc.pid, None)
         self._unnamed.pop(proc.pid, None)
+        if zombie is not None:
+            # By its holder: its parent, or (adopted) the adopter it went to.
+            self._collected(zombie, by_holder=True, held=0.0)
         if proc.exit_ns is None:  # reaped unseen exiting: events were lost
             self._live -= 1
             return

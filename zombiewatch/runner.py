@@ -33,7 +33,7 @@ from zombiewatch._text import log as log  # re-exported: the CLI logs through ru
 from zombiewatch.errors import Interrupted, ZombiewatchError
 from zombiewatch.live import CLEAR_LINE, CLEAR_SCREEN, render_live, render_progress
 from zombiewatch.loads import CommandLoad, FloodLoad, Load
-from zombiewatch.monitor import Sample, TreeWatcher
+from zombiewatch.monitor import Sample, TreeWatcher, Zombie
 from zombiewatch.observe import open_monitor
 from zombiewatch.report import Report, RunResult
 from zombiewatch.targets import (
@@ -73,6 +73,9 @@ class RunOptions:
     subreaper: bool = True  # be the adopter of the target's orphans (Linux)
     observe: str = _defaults.OBSERVE  # auto, events or sample (see observe.py)
     ground_truth: bool = False  # the built-in server records each child (_record.py)
+    max_failed: float = 0  # --max-failed: connections allowed to fail ...
+    max_failed_percent: bool = False  # ... as a count, or a percentage of them
+    half_close: bool = False  # the flooder half-closes after sending (--half-close)
 
     @property
     def flood_deadline(self) -> float:
@@ -85,6 +88,7 @@ def flood_load(host: str, port: int, opts: RunOptions, collector: OrphanCollecto
     config = flooder.Config(
         host=host, port=port, connections=opts.connections, concurrency=opts.concurrency,
         lines=opts.lines, timeout=opts.timeout, deadline=opts.flood_deadline,
+        half_close=opts.half_close,
     )  # fmt: skip
     return FloodLoad(config, collector, progress=opts.progress)
 
@@ -144,6 +148,7 @@ class Observation:
     final: Sample
     started: float
     stopped_early: str | None = None  # why, if a rule ended the load early
+    max_zombies_hit: int | None = None  # the count that ended it, if --max-zombies did
 
 
 def observe(
@@ -168,7 +173,8 @@ def observe(
         collector.collect()
         display.update(force)
 
-    stopped_early = _watch_load(monitor, opts, load_done, tick, interrupt_ends_load)
+    hit = _watch_load(monitor, opts, load_done, tick, interrupt_ends_load)
+    stopped_early = None if hit is None else f"{hit} zombies at once"
     if stopped_early and load is not None:
         load.interrupt()  # the verdict is known: no more zombies to make
     load_end = monitor.sample()
@@ -178,7 +184,7 @@ def observe(
     monitor.stop()
     collector.collect()
     final = monitor.sample()
-    return Observation(load_end, final, started, stopped_early)
+    return Observation(load_end, final, started, stopped_early, hit)
 
 
 def _watch_load(
@@ -187,15 +193,16 @@ def _watch_load(
     load_done: Callable[[], bool],
     tick: Callable[[], None],
     interrupt_ends_load: bool,
-) -> str | None:
-    """Sample until the load is done; return why a rule ended it early, if one did."""
+) -> int | None:
+    """Sample until the load is done; return the zombies at once that made
+    --max-zombies end it early, if it did."""
     stopped_early = None
 
     def load_over() -> bool:
         nonlocal stopped_early
         tick()
         if opts.max_zombies is not None and monitor.stats.peak_zombies >= opts.max_zombies:
-            stopped_early = f"{monitor.stats.peak_zombies} zombies at once"
+            stopped_early = monitor.stats.peak_zombies
             return True
         return load_done()
 
@@ -236,9 +243,7 @@ def _result(
     escaped: int,
     listen_before: dict[str, int] | None,
 ) -> RunResult:
-    # Zombies an adopter holds (the runner, about to reap them, or init)
-    # are orphans that escaped the target, not zombies it failed to collect.
-    leaked = [z for z in monitor.zombies.values() if not z.adopted]
+    leaked, unsettled = leaks(monitor, obs.final.t, opts.settle)
     listen_after = _procfs.listen_queue_counters()
     listen = None
     if listen_before is not None and listen_after is not None:
@@ -249,7 +254,7 @@ def _result(
         summary="",
         flood=flood,
         monitor=monitor.stats,
-        leaked=sorted(leaked, key=lambda z: z.pid),
+        leaked=leaked,
         settle=opts.settle,
         end=obs.final.t,
         duration=obs.load_end.t - obs.started,
@@ -265,7 +270,31 @@ def _result(
         ),
         listen_queue=listen,
         stopped_early=obs.stopped_early,
+        max_zombies_hit=obs.max_zombies_hit,
+        unsettled=unsettled,
+        leaked_unlisted=monitor.handed_off_unlisted,
+        max_failed=opts.max_failed,
+        max_failed_percent=opts.max_failed_percent,
     )
+
+
+def leaks(monitor: TreeWatcher, end: float, settle: float) -> tuple[list[Zombie], int]:
+    """The zombies leaked by the end of a watch, and how many present then
+    were younger than the settle window (docs/DESIGN.md, Verdict rules).
+
+    Leaked: a zombie its creator still holds that has been one for the
+    settle window or longer (one born during the window is not yet
+    leaked); and one its creator exited without collecting, handed to an
+    adopter, whoever collected it after: with kernel events always (the
+    creator never collected it), when sampled if the creator held it for
+    the settle window or longer. Zombies an adopter holds from the start
+    (the runner, or init) are orphans that escaped, not leaks.
+    """
+    held = [z for z in monitor.zombies.values() if not z.adopted]
+    settled = [z for z in held if z.age(end) >= settle]
+    exact = monitor.stats.method == "events"
+    handed = [z for z in monitor.handed_off if exact or z.age(end) >= settle]
+    return sorted(settled + handed, key=lambda z: z.pid), len(held) - len(settled)
 
 
 @dataclass
@@ -277,6 +306,7 @@ class _Measurement:
     monitor: TreeWatcher | None = None
     load: Load | None = None
     listen_before: dict[str, int] | None = None
+    target_ended_in_load: bool = False  # the program exited while the load ran
 
 
 def measure(
@@ -317,6 +347,7 @@ def _start(
     m.monitor = open_monitor(
         m.target.pid, m.collector.adopters, opts.interval, opts.observe, log=log
     )
+    m.monitor.settle = opts.settle
     if opts.ground_truth and m.monitor.stats.method == "events":
         m.monitor.stats.reaps = {}  # each child's exit and reap, for the comparison
     m.listen_before = _procfs.listen_queue_counters()
@@ -333,15 +364,17 @@ def _observe_target(m: _Measurement, opts: RunOptions, must_survive: bool) -> Ob
     assert m.monitor is not None
     target, load = m.target, m.load
     if load is not None:
-        # A server that dies ends the measurement at once: waiting for
-        # the flood to fail every remaining connection tells nothing.
-        obs = observe(
-            m.monitor,
-            m.collector,
-            opts,
-            lambda: load.done() or (must_survive and target.exited()),
-            load,
-        )
+
+        def load_done() -> bool:
+            # A server that dies ends the measurement at once: waiting for
+            # the flood to fail every remaining connection tells nothing.
+            # Any other program may have handed its work to a daemon: the
+            # load goes on, and the verdict says the program ended.
+            if not m.target_ended_in_load and target.exited():
+                m.target_ended_in_load = True
+            return load.done() or (must_survive and m.target_ended_in_load)
+
+        obs = observe(m.monitor, m.collector, opts, load_done, load)
     else:
         deadline = None if opts.duration is None else time.monotonic() + opts.duration
 
@@ -377,7 +410,20 @@ def _measured(name: str, m: _Measurement, obs: Observation, opts: RunOptions) ->
         result.load_status = load.status()
     if m.target.exited():
         result.target_status = m.target.proc.wait()
+    if m.target_ended_in_load and not obs.stopped_early:
+        result.target_ended = _ended(result.target_status, obs.load_end.live)
     return result
+
+
+def _ended(status: int | None, live: int) -> str | None:
+    """What a program that exited during the load ended with, as the target
+    rule says it; None for one that exited 0 and left its tree serving (a
+    daemon's launcher)."""
+    if status is not None and status < 0:
+        return f"was killed by signal {-status}"
+    if status:
+        return f"exited with status {status}"
+    return None if live else "exited with status 0 and left nothing running"
 
 
 def _teardown(m: _Measurement) -> int:
@@ -500,6 +546,7 @@ def watch(pid: int, opts: RunOptions) -> Report:
     """
     adopters = [1] if pid != 1 else []  # orphans of the tree go to init
     monitor = open_monitor(pid, adopters, opts.interval, opts.observe, log=log)
+    monitor.settle = opts.settle
     collector = OrphanCollector(subreaper=False)  # starts nothing, adopts nothing
     deadline = None if opts.duration is None else time.monotonic() + opts.duration
 

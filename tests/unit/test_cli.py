@@ -211,4 +211,4 @@ def test_server_exit_code_matches_the_contract():
 
 
 def test_exit_codes_are_the_documented_numbers():
-    assert [int(code) for code in ExitCode] == [0, 1, 2, 3, 130]
+    assert [int(code) for code in ExitCode] == [0, 1, 2, 3, 4, 130]
