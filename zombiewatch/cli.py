@@ -198,11 +198,27 @@ def _run_options(options: dict[str, Any], as_json: bool) -> runner.RunOptions:
 
 
 def _writable(path: str | None) -> str | None:
-    """Refuse an output path that cannot be written, before the run starts."""
-    if path is not None:
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-            raise click.BadParameter(f"cannot write {path!r}: no writable directory {parent!r}")
+    """Refuse an output path that cannot be written, before the run starts:
+    an empty name, a directory, a file we may not write, or a missing or
+    read-only directory."""
+    if path is None:
+        return None
+    if not path:
+        raise click.BadParameter("the file name is empty")
+    if os.path.isdir(path):
+        raise click.BadParameter(f"cannot write {path!r}: it is a directory")
+    if os.path.exists(path):
+        # Opened for appending, which changes nothing: the one check that
+        # root, a read-only mount and an immutable file all answer truly.
+        try:
+            with open(path, "ab"):
+                pass
+        except OSError as err:
+            raise click.BadParameter(f"cannot write {path!r}: {err.strerror}") from err
+        return path
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise click.BadParameter(f"cannot write {path!r}: no writable directory {parent!r}")
     return path
 
 
@@ -414,12 +430,29 @@ def _not_runnable(name: str) -> str:
 
 
 def _address(value: str, what: str) -> tuple[str, int]:
+    """Parse [HOST:]PORT (an IPv6 host in brackets: [::1]:8080) and resolve
+    HOST now, once: a name that does not resolve is refused before anything
+    starts."""
+    from zombiewatch.targets import resolve
+
     host, sep, port = value.rpartition(":")
     if not sep:
         host, port = _defaults.HOST, value
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise click.BadParameter(
+            f"{value!r}: put an IPv6 address in brackets, [{host}]:{port}", param_hint=what
+        )
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise click.BadParameter(f"{value!r} is not [HOST:]PORT", param_hint=what)
-    return host or _defaults.HOST, int(port)
+    host = host or _defaults.HOST
+    try:
+        resolve(host)
+    except (OSError, UnicodeError) as err:
+        why = getattr(err, "strerror", None) or str(err)
+        raise click.BadParameter(f"cannot resolve {host!r}: {why}", param_hint=what) from err
+    return host, int(port)
 
 
 @cli.command(context_settings={"allow_interspersed_args": False})

@@ -120,8 +120,13 @@ class EventMonitor(TreeWatcher):
             if known is not None:
                 proc = known
             else:
-                stat = walker.source.stat(pid, False)
-                proc = self._add(pid, origin.get(pid, 0), stat[1] if stat is not None else 1)
+                stat = _procfs.read_stat(pid)
+                # Live threads: a main thread that exited while others run
+                # (Zl) is still in the count, and its exit event has passed.
+                threads = 1 if stat is None else stat.num_threads
+                if stat is not None and stat.state == "Z" and not stat.group_exited:
+                    threads -= 1
+                proc = self._add(pid, origin.get(pid, 0), threads)
                 if status == "zombie":
                     self.stats.before_watch += 1
             if status == "zombie" and proc.exit_ns is None:

@@ -523,13 +523,21 @@ def run_command(
         target = Target(argv)
         log(f"started {argv[0]} as pid {target.pid}")
 
+        listening: list[str] = []  # the address the program listens on, once it does
+
         def ready() -> None:
             if wait_port is not None:
-                wait_for_port(target, *wait_port, timeout=READY_TIMEOUT)
+                host, port = wait_port
+                listening.append(
+                    wait_for_port(target, host, port, READY_TIMEOUT, collector.orphans)
+                )
 
         def start_load() -> Load | None:
             if flood_to is not None:
-                return flood_load(*flood_to, opts, collector)
+                # The name was resolved once: flood the address the program
+                # was found listening on, when it is the same host and port.
+                host = listening[0] if listening and wait_port == flood_to else flood_to[0]
+                return flood_load(host, flood_to[1], opts, collector)
             if load_command is not None:
                 return CommandLoad(load_command, collector)
             return None
