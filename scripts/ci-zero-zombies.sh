@@ -9,7 +9,8 @@
 # command is given, runs it under `zombiewatch run`, loads it with
 # scripts/flood.sh on 127.0.0.1:PORT once it listens, and passes
 # zombiewatch's exit status through: 0 no zombie leaked, 1 zombies leaked,
-# 2 usage error, 3 could not measure, 130 interrupted.
+# 2 usage error, 3 could not measure (the port is another program's, ...),
+# 4 the load failed (flood.sh saw failed connections), 130 interrupted.
 #
 # CONNECTIONS (default 500) and PARALLEL (default 20) size the load;
 # ZOMBIEWATCH overrides the command (default: zombiewatch on PATH, else

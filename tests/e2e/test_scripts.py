@@ -132,6 +132,28 @@ def test_flood_sh_bad_arguments_exit_2(args: list[str]) -> None:
     assert proc.stderr.startswith("flood.sh: ")
 
 
+@pytest.mark.parametrize("timeout", ["0", "0.0", "00", "-1", "soon"])
+def test_flood_sh_refuses_a_timeout_that_bounds_nothing(timeout: str) -> None:
+    # coreutils `timeout 0` never times out: a connection could hang the flood.
+    proc = subprocess.run(
+        [FLOOD, "127.0.0.1", "1", "1"], capture_output=True, text=True, timeout=10,
+        env={**os.environ, "FLOOD_TIMEOUT": timeout},
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("flood.sh: FLOOD_TIMEOUT must be a number of seconds above 0")
+
+
+def test_flood_sh_reads_counts_with_a_leading_zero_as_decimal(serve) -> None:
+    # 010 is ten connections, not octal 8; 08 and 09 are not an error.
+    _proc, ready = serve("--mode", "sigchld")
+    proc = subprocess.run(
+        [FLOOD, "127.0.0.1", f"0{ready['port']}", "010", "09"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok 10 failed 0 elapsed ")
+
+
 def test_demo_sh_shows_none_failing_and_sigchld_passing() -> None:
     proc = subprocess.run(
         [str(SCRIPTS / "demo.sh"), "50"],
@@ -160,6 +182,28 @@ def test_ci_gate_passes_the_exit_status_through(mode: str, code: int) -> None:
     assert "check: every mode met its expected verdict" in proc.stdout
     # --wait-port reads the socket table: no probe connection, no 41st zombie.
     assert ("leaked 40 after" in proc.stdout) == (mode == "none")
+
+
+def test_ci_gate_fails_when_the_server_never_answers() -> None:
+    # A server that accepts and never answers: flood.sh times out on every
+    # connection and exits 1, so the gate is red (4: the load failed),
+    # never "PASS".
+    from tests.e2e.test_run_watch import free_port
+
+    port = free_port()
+    server = (
+        f"import socket, time; s = socket.create_server(('127.0.0.1', {port}), backlog=64);"
+        " held = [s.accept() for _ in range(10)]; time.sleep(120)"
+    )
+    proc = subprocess.run(
+        [str(SCRIPTS / "ci-zero-zombies.sh"), str(port), "--", PYTHON, "-c", server],
+        capture_output=True, text=True, timeout=300,
+        env={"ZOMBIEWATCH": f"{PYTHON} -m zombiewatch", "CONNECTIONS": "10",
+             "FLOOD_TIMEOUT": "1", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "rule       load: the load command exited with status 1" in proc.stdout
+    assert "verdict    FAIL" in proc.stdout
 
 
 def test_ci_gate_usage_error() -> None:

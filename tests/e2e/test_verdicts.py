@@ -148,9 +148,7 @@ def test_a_program_that_exits_during_the_load_is_not_a_pass() -> None:
         "--settle", "0.1", "--load", "sleep 3", "--", "sh", "-c", "sleep 0.3; exit 5"
     )
     assert code == 4, stderr
-    assert run["failed_rules"] == [
-        "target: the program exited with status 5 before the load ended"
-    ]
+    assert run["failed_rules"] == ["target: the program exited with status 5 before the load ended"]
     assert run["target_status"] == 5
 
 
@@ -260,15 +258,9 @@ def test_a_thread_group_whose_main_thread_exited_is_alive(leader_exits: str, obs
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="no unshare")
 def test_pid_2_of_a_pid_namespace_is_not_a_kernel_thread() -> None:
     holder = (
-        "import os, time\n"
-        "for _ in range(2):\n"
-        "    if os.fork() == 0: os._exit(0)\n"
-        "time.sleep(30)\n"
+        "import os, time\nfor _ in range(2):\n    if os.fork() == 0: os._exit(0)\ntime.sleep(30)\n"
     )
-    script = (
-        f'{PYTHON} -c "$1" & '
-        f"sleep 0.5; {sys.executable} -m zombiewatch scan --json --parent 2"
-    )
+    script = f'{PYTHON} -c "$1" & sleep 0.5; {sys.executable} -m zombiewatch scan --json --parent 2'
     proc = subprocess.run(
         ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", script, "sh", holder],
         capture_output=True, text=True, timeout=60,
