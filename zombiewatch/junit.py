@@ -41,7 +41,8 @@ def _failure_text(run: RunResult, check: bool) -> tuple[str, str, str]:
     lines = [f"rule: {rule}" for rule in run.failed_rules]
     # The same words and numbers as the text report's "leaked" lines.
     for zombie in run.to_dict()["leaked_zombies"][:MAX_LISTED]:
-        lines.append(f"leaked zombie {describe_leak(zombie)}")
+        text = describe_leak(zombie, run.monitor.parents, width=10_000)
+        lines.append(f"leaked zombie {text}")
     if run.leaked_count > MAX_LISTED:
         lines.append(f"... and {run.leaked_count - MAX_LISTED} more")
     return message, kind, "\n".join(lines)

@@ -245,12 +245,12 @@ class TreeWatcher:
         self._error: BaseException | None = None
         self.lock = threading.Lock()  # held while an update changes the state
         # Zombies their creator exited without collecting (the first
-        # MAX_HANDED_OFF): whoever collected them after, they are its leaks;
-        # past the cap, a count of those held ``settle`` s or longer (with
-        # kernel events, of all: see runner.leaks).
+        # MAX_HANDED_OFF): whoever collected them after, they are its leaks
+        # if it held them long enough (runner.leaks); past the cap, a count
+        # of those held ``settle`` s or longer (runner.handoff_bound).
         self.handed_off: list[Zombie] = []
         self.handed_off_unlisted = 0
-        self.settle = 0.0  # the runner's settle window, for that count
+        self.settle = 0.0  # how long a creator must hold one for it to count
 
     def sample(self) -> Sample:
         """Bring the state up to date now and return the point it adds."""
@@ -289,7 +289,7 @@ class TreeWatcher:
             parent.handed_off += 1
         if len(self.handed_off) < MAX_HANDED_OFF:
             self.handed_off.append(dataclasses.replace(zombie, held=held))
-        elif self.method == "events" or held >= self.settle:
+        elif held >= self.settle:
             self.handed_off_unlisted += 1
 
     def _point(self, now: float, live: int, zombies: int) -> Sample:

@@ -16,7 +16,7 @@ from zombiewatch import _stats
 from zombiewatch._text import clip, failure_list, number
 from zombiewatch.errors import ExitCode
 from zombiewatch.modes.base import FAIL, PASS
-from zombiewatch.monitor import MonitorStats, Zombie
+from zombiewatch.monitor import MonitorStats, Parent, Zombie
 
 
 @dataclass
@@ -507,7 +507,7 @@ def render_run(run: RunResult) -> str:
             f" {parent['leaked']} leaked{role}"
         )
     for zombie in d["leaked_zombies"][:10]:
-        lines.append(f"leaked     {describe_leak(zombie)}")
+        lines.append(f"leaked     {describe_leak(zombie, run.monitor.parents)}")
     if run.leaked_count > 10:
         lines.append(f"leaked     ... and {run.leaked_count - 10} more")
     if run.ground_truth is not None:
@@ -526,9 +526,12 @@ def render_run(run: RunResult) -> str:
     return "\n".join(lines)
 
 
-def describe_leak(zombie: dict[str, Any]) -> str:
-    """One leaked zombie, as the text report and JUnit say it."""
-    text = f"pid {zombie['pid']} ({zombie['name']}), parent {zombie['ppid']}"
+def describe_leak(zombie: dict[str, Any], parents: dict[int, Parent], width: int = 40) -> str:
+    """One leaked zombie, as the text report and JUnit say it; the parent's
+    command line clipped to ``width`` (JUnit has room for all of it)."""
+    parent = parents.get(zombie["ppid"])
+    held_by = f" {_command(parent.cmdline or [parent.name], width)}" if parent else ""
+    text = f"pid {zombie['pid']} ({zombie['name']}), parent {zombie['ppid']}{held_by}"
     if zombie["handed_off"]:
         return (
             text + f", held {zombie['age_ms']:.0f} ms, never collected by it: it exited and"
