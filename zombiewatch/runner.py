@@ -299,7 +299,11 @@ def leaks(monitor: TreeWatcher, end: float, settle: float) -> tuple[list[Zombie]
     not leaks.
     """
     held = [z for z in monitor.zombies.values() if not z.adopted]
-    settled = [z for z in held if z.age(end) >= settle]
+    # A sampled zombie may have been one up to an interval before the
+    # sample that first saw it: given that much, so that one born just
+    # before the window is not taken for one born in it.
+    early = 0.0 if monitor.stats.method == "events" else monitor.interval
+    settled = [z for z in held if z.age(end) + early >= settle]
     bound = handoff_bound(monitor, settle)
     handed = [z for z in monitor.handed_off if z.age(end) >= bound]
     return sorted(settled + handed, key=lambda z: z.pid), len(held) - len(settled)
