@@ -6,15 +6,25 @@ import os
 import select
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 import psutil
+import pytest
 
 from zombiewatch import targets
 from zombiewatch._backoff import poll_until
 
 PYTHON = sys.executable
+
+# Both ways a run holds what it starts (zombiewatch/_containment.py): its
+# cgroup v2 group where one is writable (this machine), and the guard's
+# own records everywhere else.
+CONTAINMENT = [
+    pytest.param({}, id="cgroup-or-guard"),
+    pytest.param({"ZOMBIEWATCH_NO_CGROUP": "1"}, id="guard-only"),
+]
 
 
 def call_until(fn: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -30,14 +40,17 @@ def call_until(fn: Callable[[], Any], timeout: float = 10.0, what: str = "condit
     return value[0]
 
 
-def zombiewatch(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m zombiewatch ARGS`` to completion."""
+def zombiewatch(
+    *args: str, timeout: float = 120.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m zombiewatch ARGS`` to completion (``env``: added to ours)."""
     return subprocess.run(
         [PYTHON, "-m", "zombiewatch", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+        env={**os.environ, **env} if env else None,
     )
 
 
@@ -112,3 +125,27 @@ def read_terminal(primary: int, timeout: float = 30.0) -> bytes:
             break
         output += chunk
     return output
+
+
+def unique_sleep() -> str:
+    """A ``sleep`` argument no other process on the machine runs: a marker."""
+    return f"{300 + os.getpid() % 1000}.{time.monotonic_ns() % 10**6:06d}"
+
+
+def sleeping(marker: str) -> list[psutil.Process]:
+    """The live ``sleep MARKER`` processes, wherever they are (a daemon's too)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if proc.info["cmdline"] == ["sleep", marker]:
+            try:
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    found.append(proc)
+            except psutil.NoSuchProcess:
+                continue
+    return found
+
+
+def kill_sleeping(marker: str) -> None:
+    """Kill what a failed test left of ``sleep MARKER``."""
+    for proc in sleeping(marker):
+        proc.kill()

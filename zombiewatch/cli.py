@@ -13,6 +13,8 @@ logs and errors to stderr, one line each.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
 import os
 import shutil
@@ -24,11 +26,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+from click.core import ParameterSource
 
-from zombiewatch import __version__, _defaults, modes, runner, server
+from zombiewatch import __version__, _defaults, _text, modes, runner, server
 from zombiewatch.errors import ExitCode, Interrupted, ZombiewatchError
 from zombiewatch.observe import OBSERVE_METHODS
 from zombiewatch.report import Report
+from zombiewatch.targets import READY_TIMEOUT
 
 if TYPE_CHECKING:
     from zombiewatch.scan_report import Filters
@@ -139,7 +143,8 @@ load_options = _options(
 watch_options = _options(
     click.option("--settle", type=FiniteFloat(min=0, max=3600), default=_defaults.SETTLE,
                  show_default=True,
-                 help="Seconds after the load before a zombie counts as leaked."),
+                 help="Seconds after the load (for watch: after the watch ends) before a zombie"
+                 " still there counts as leaked."),
     click.option("--observe", type=click.Choice(OBSERVE_METHODS), default=_defaults.OBSERVE,
                  show_default=True,
                  help="How to watch the tree: kernel events (exact lifetimes; Linux, root or"
@@ -162,8 +167,8 @@ watch_options = _options(
                  help="Also write the result as JUnit XML (one testcase per mode or program)."),
     click.option("--plot", "plot_png", type=click.Path(dir_okay=False), default=None,
                  callback=lambda ctx, param, value: _plottable(value),
-                 help="Also draw zombies and live children over time as a PNG (needs the"
-                 " plot extra: pip install 'zombiewatch[plot]')."),
+                 help="Also draw zombies and live children over time as a PNG (needs"
+                 " matplotlib: pip install matplotlib)."),
     click.option("--live", is_flag=True,
                  help="Redraw live children, zombies and the oldest zombie's age while it runs"
                  " (when stdout is a terminal)."),
@@ -245,7 +250,7 @@ def _finish(
     junit_xml: str | None = None,
     plot_png: str | None = None,
 ) -> NoReturn:
-    click.echo(report.to_json() if as_json else report.render())
+    _echo(report.to_json() if as_json else report.render())
     if junit_xml is not None:
         from zombiewatch.junit import write_junit
 
@@ -261,6 +266,35 @@ def _finish(
             for rule in run.load_rules():
                 runner.log(f"{run.mode}: {rule}")
     ctx.exit(report.return_code)
+
+
+def _refuse_options_before(ctx: click.Context, name: str) -> None:
+    """Refuse options of the default command given before a subcommand.
+
+    click would parse them for the group and drop them: ``zombiewatch
+    --json modes`` printed text, ``--mode none scan`` just scanned.
+    """
+    given = [
+        param
+        for param in ctx.command.params
+        if param.expose_value
+        and param.name is not None
+        and ctx.get_parameter_source(param.name) not in (None, ParameterSource.DEFAULT)
+    ]
+    if not given:
+        return
+    typed = [param.opts[0] for param in given]
+    assert isinstance(ctx.command, click.Group)
+    theirs = {param.name for param in ctx.command.commands[name].params}
+    missing = [param.opts[0] for param in given if param.name not in theirs]
+    if missing:
+        raise click.UsageError(
+            f"{' and '.join(typed)} before '{name}' would be ignored: options before a command"
+            f" are the default command's, and '{name}' has no {' or '.join(missing)}"
+        )
+    raise click.UsageError(
+        f"options go after the command: 'zombiewatch {name} {' '.join(typed)} ...', not before it"
+    )
 
 
 @click.group(
@@ -311,14 +345,23 @@ def cli(
 
     Without a command: start the built-in fork-per-connection server in
     MODE, flood it with connections while a psutil monitor watches its
-    process tree, and report. Exit status: 0 no zombie leaked and the load
-    ran as asked; 1 zombies leaked (with --check: a mode missed its
-    expected verdict); 2 usage error; 3 could not measure; 4 measured, but
-    the load failed (connections failed beyond --max-failed, a --load
-    command failed, or the program under test exited during the load);
-    130 interrupted.
+    process tree, and report. Options of the default command go before
+    any command; a command's own options go after its name.
+
+    \b
+    Examples:
+      zombiewatch --mode sigchld          # exit 0: no zombie leaked
+      zombiewatch --mode none --json      # exit 1: every connection left one
+      zombiewatch --mode all --check      # every mode against its expected verdict
+
+    Exit status: 0 no zombie leaked and the load ran as asked; 1 zombies
+    leaked (with --check: a mode missed its expected verdict); 2 usage
+    error; 3 could not measure; 4 measured, but the load failed
+    (connections failed beyond --max-failed, a --load command failed, or
+    the program under test exited during the load); 130 interrupted.
     """
     if ctx.invoked_subcommand is not None:
+        _refuse_options_before(ctx, ctx.invoked_subcommand)
         return
     names = modes.names() if mode == "all" else [_available(mode)]
     report = runner.run(names, _run_options(options, as_json), check=check)
@@ -369,6 +412,15 @@ def serve(
 
     Prints one JSON line when it listens: {"event": "listening", "host",
     "port", "pid", "mode"}. SIGTERM or Ctrl-C stops it.
+
+    \b
+    Examples:
+      zombiewatch serve --mode none --port 8080     # leaks a zombie per connection
+      zombiewatch serve --mode sigchld --record children.log
+      zombiewatch run --flood 8080 -- zombiewatch serve --mode poll --port 8080
+
+    Exit status: 0 stopped by SIGTERM or Ctrl-C; 2 usage error
+    (unavailable mode); 3 could not listen.
     """
     _available(mode)
     config = server.Config(
@@ -407,7 +459,16 @@ def flood(ctx: click.Context, host: str, port: int, connections: int, concurrenc
     """Flood a line server with connections and check every reply.
 
     Each connection sends LINES lines and expects them back in upper case.
-    Exit status 0 when every connection got its right answer, 1 otherwise.
+    SIGTERM stops it early; it still prints what was done.
+
+    \b
+    Examples:
+      zombiewatch flood --port 8080
+      zombiewatch flood --host 127.0.0.1 --port 8080 --connections 5000 --concurrency 200
+      zombiewatch flood --port 8080 --json | jq .failures
+
+    Exit status: 0 every connection got its right answer; 1 some did
+    not; 2 usage error; 3 no connection got through; 130 interrupted.
     """
     from zombiewatch import flood as flooder  # only this command needs it
 
@@ -468,8 +529,8 @@ def _address(value: str, what: str) -> tuple[str, int]:
     "load_command",
     metavar="'CMD'",
     default=None,
-    help="Drive this shell command line as the load while watching; its exit status"
-    " is reported apart from the zombie verdict.",
+    help="Drive this shell command line as the load while watching; a non-zero exit"
+    " status fails the run (the load rule, exit 4).",
 )
 @click.option(
     "--wait-port",
@@ -477,6 +538,14 @@ def _address(value: str, what: str) -> tuple[str, int]:
     default=None,
     help="Wait until CMD accepts connections here before the load starts."
     "  [default: the --flood address]",
+)
+@click.option(
+    "--ready-timeout",
+    type=FiniteFloat(min=0.1, max=86400),
+    default=READY_TIMEOUT,
+    show_default=True,
+    help="Seconds CMD may take to listen on the --wait-port (or --flood) address: raise it"
+    " for slow starters (JVMs, app servers that preload).",
 )
 @click.option(
     "--no-subreaper",
@@ -491,6 +560,15 @@ def _address(value: str, what: str) -> tuple[str, int]:
     type=FiniteFloat(min=0.01, max=7 * 86400),
     default=None,
     help="Without a load: watch this many seconds, then stop CMD.  [default: until CMD exits]",
+)
+@click.option(
+    "--cmd-output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    callback=lambda ctx, param, value: _writable(value),
+    metavar="FILE",
+    help="Write CMD's stdout and stderr to FILE (emptied first) instead of to stderr, where"
+    " each line is prefixed with 'NAME[PID]: '.",
 )
 @flood_options
 @load_options
@@ -515,10 +593,28 @@ def run(
     flooder drives it once it listens; with --load any command does;
     without either, zombiewatch watches until CMD exits or --duration
     passes. At the end CMD and everything it started get SIGTERM, then
-    SIGKILL. Exit status as for the default command.
+    SIGKILL.
+
+    \b
+    Examples:
+      zombiewatch run --flood 8080 -- ./my-server --port 8080
+      zombiewatch run --load 'ab -n 500 http://127.0.0.1:8080/' --wait-port 8080 -- ./my-server
+      zombiewatch run --duration 60 --grace 5 -- ./job-runner
+
+    Exit status: 0 no zombie leaked and the load ran as asked; 1 zombies
+    leaked; 2 usage error; 3 could not measure (CMD did not start or
+    listen, or the port is another program's); 4 measured, but the load
+    failed (connections failed beyond --max-failed, the --load command
+    exited non-zero, or CMD ended during the load); 130 interrupted.
     """
     if flood_to is not None and load_command is not None:
         raise click.UsageError("give --flood or --load, not both")
+    if ctx.get_parameter_source("ready_timeout") != ParameterSource.DEFAULT and not (
+        flood_to or wait_port
+    ):
+        raise click.UsageError(
+            "--ready-timeout bounds the wait for --wait-port or --flood: give one"
+        )
     if shutil.which(command[0]) is None:
         raise click.BadParameter(_not_runnable(command[0]), param_hint="CMD")
     flood_addr = _address(flood_to, "'--flood'") if flood_to else None
@@ -529,8 +625,25 @@ def run(
     _finish(ctx, report, as_json, junit_xml, plot_png)
 
 
+class ProcessId(click.IntRange):
+    """A pid; an empty argument is "no PID given", not a bad integer:
+    ``watch "$(pgrep -o gunicorn)"`` when nothing matches passes ''."""
+
+    def __init__(self) -> None:
+        super().__init__(min=1)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise click.UsageError(
+                "no PID given: the argument is empty (did the command meant to print it find"
+                " nothing?)",
+                ctx,
+            )
+        return super().convert(value, param, ctx)
+
+
 @cli.command()
-@click.argument("pid", type=click.IntRange(min=1))
+@click.argument("pid", type=ProcessId())
 @click.option(
     "--duration",
     type=FiniteFloat(min=0.01, max=30 * 86400),
@@ -551,8 +664,17 @@ def watch(
     """Watch a running process and its tree for zombies.
 
     Starts and stops nothing. Ctrl-C or --duration ends the watch; the
-    settle window follows, then the report. Exit status as for the
-    default command.
+    settle window follows, then the report.
+
+    \b
+    Examples:
+      zombiewatch watch 4242 --duration 60
+      zombiewatch watch "$(pgrep -o gunicorn)" --duration 300 --live
+      zombiewatch watch 4242 --json --junit-xml zombies.xml
+
+    Exit status: 0 no zombie leaked; 1 zombies leaked; 2 usage error (no
+    PID given); 3 could not measure (no such process, access denied);
+    130 a second Ctrl-C during the settle window.
     """
     report = runner.watch(pid, _run_options(options, as_json))
     _finish(ctx, report, as_json, junit_xml, plot_png)
@@ -664,6 +786,13 @@ def scan(
     is recorded, its death is not). Zombies held by PID 1 are orphans that
     escaped their parent. PID 1, kernel threads, this command's ancestors
     and (unless you are root) other users' processes are never signalled.
+
+    \b
+    Examples:
+      zombiewatch scan --min-count 10 --user www-data
+      zombiewatch scan --json | jq '.parents[] | {pid, count, cmdline}'
+      zombiewatch scan --kill-parents --parent 4242
+
     Exit status: 0 no zombie matches (with --reap: every one was
     collected); 1 zombies remain; 2 usage error.
     """
@@ -701,36 +830,167 @@ def scan(
 
 
 @cli.command("modes")
-def list_modes() -> None:
-    """List the reaping modes, their expected verdict and availability."""
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def list_modes(as_json: bool) -> None:
+    """List the reaping modes, their expected verdict and availability.
+
+    JSON: {"modes": [{"name", "expected", "available", "unavailable_reason",
+    "summary"}]}, in the order of the table in the README.
+
+    \b
+    Examples:
+      zombiewatch modes
+      zombiewatch modes --json | jq -r '.modes[] | select(.available) | .name'
+
+    Exit status: 0; 2 usage error.
+    """
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"modes": [_mode_entry(name) for name in modes.names()]}, indent=2))
+        return
     for name in modes.names():
         mode = modes.get(name)
         where = "available" if mode.available() else f"unavailable: {mode.unavailable_reason()}"
         click.echo(f"{name:<14} expected {mode.expected.upper():<5} {where:<10}  {mode.summary}")
 
 
+def _echo(text: str) -> None:
+    """Write the result to stdout; a failure is recorded (exit 3), not raised."""
+    try:
+        click.echo(text)
+    except OSError as err:
+        _text.output_lost("stdout", err)
+
+
+def _open_standard_streams() -> None:
+    """Put /dev/null on a closed descriptor 0, 1 or 2, and note 1 or 2 as lost.
+
+    Otherwise the next file or pipe we open would take that number, and the
+    report (or a log line) would be written into it.
+    """
+    _text.forget_lost_output()
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:  # the lowest free number: fd itself, unless a lower one is free too
+                os.dup2(null, fd)
+                os.close(null)
+            if fd:
+                _text.output_lost(name, OSError(errno.EBADF, f"{name} is closed"))
+            if getattr(sys, name) is None:  # the interpreter found it closed at startup
+                setattr(sys, name, open(fd, "w" if fd else "r", closefd=False))  # noqa: SIM115
+
+
+def _flush_standard_streams() -> None:
+    """Flush stdout and stderr now; a stream that fails is recorded and
+    pointed at /dev/null, so the interpreter's last flush cannot fail too
+    (which would exit 120)."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        stream = getattr(sys, name)
+        if stream is None:
+            continue
+        try:
+            stream.flush()
+        except (OSError, ValueError) as err:
+            _text.output_lost(name, err)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()  # what is still buffered goes to /dev/null
+
+
+def _exit_code(code: int) -> int:
+    """The exit status once our own output is accounted for: a result that
+    could not be written in full is exit 3, never a verdict (0 or 1)."""
+    _flush_standard_streams()
+    lost = _text.lost_output()
+    if lost and code in (ExitCode.OK, ExitCode.ZOMBIES):
+        why = "; ".join(f"{stream}: {reason}" for stream, reason in lost.items())
+        runner.log(f"could not write all output ({why})")
+        code = ExitCode.NOT_MEASURED
+        _flush_standard_streams()
+    return code
+
+
+def _mode_entry(name: str) -> dict[str, Any]:
+    mode = modes.get(name)
+    available = mode.available()
+    return {
+        "name": name,
+        "expected": mode.expected,
+        "available": available,
+        "unavailable_reason": None if available else mode.unavailable_reason(),
+        "summary": mode.summary,
+    }
+
+
+@cli.command("scripts")
+@click.option("--path", "show_path", is_flag=True, help="Print only the directory that holds them.")
+@click.option(
+    "--write",
+    "write_to",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Copy them into DIR (made if missing; copies there are replaced).",
+)
+def scripts(show_path: bool, write_to: str | None) -> None:
+    """List the shell scripts shipped with zombiewatch, or copy them out.
+
+    ci-zero-zombies.sh is the CI gate (docs/ci.md), flood.sh a flooder
+    in bash alone; zombiewatch-command.sh is sourced by the gate and goes
+    with it.
+
+    \b
+    Examples:
+      zombiewatch scripts --write .zombiewatch && .zombiewatch/ci-zero-zombies.sh --help
+      "$(zombiewatch scripts --path)/flood.sh" 127.0.0.1 8080 500 20
+
+    Exit status: 0; 2 usage error; 3 could not write.
+    """
+    from zombiewatch import _scripts
+
+    if show_path and write_to is not None:
+        raise click.UsageError("give --path or --write, not both")
+    if show_path:
+        click.echo(_scripts.directory())
+    elif write_to is not None:
+        for path in _scripts.write(write_to):
+            click.echo(path)
+    else:
+        for name, summary in _scripts.SCRIPTS.items():
+            click.echo(f"{name:<24} {summary}")
+        click.echo(f"in {_scripts.directory()}")
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the CLI and map every outcome to an ``ExitCode``."""
     code: int
+    _open_standard_streams()
     try:
         code = cli.main(args=argv, prog_name="zombiewatch", standalone_mode=False) or 0
     except click.UsageError as err:
         # One line, as for every other error: click's default adds usage text.
         hint = f" (see '{err.ctx.command_path} --help')" if err.ctx else ""
-        click.echo(f"zombiewatch: {err.format_message()}{hint}", err=True)
+        runner.log(f"{err.format_message()}{hint}")
         code = ExitCode.USAGE
     except click.ClickException as err:
-        click.echo(f"zombiewatch: {err.format_message()}", err=True)
+        runner.log(err.format_message())
         code = err.exit_code
     except ZombiewatchError as err:
-        click.echo(f"zombiewatch: {err}", err=True)
+        runner.log(str(err))
         code = err.exit_code
     except (click.Abort, KeyboardInterrupt, Interrupted):
-        click.echo("zombiewatch: interrupted", err=True)
+        runner.log("interrupted")
         code = ExitCode.INTERRUPTED
     except Exception as err:
         if _debug:
-            traceback.print_exc()
-        click.echo(f"zombiewatch: internal error: {type(err).__name__}: {err}", err=True)
+            with contextlib.suppress(OSError, ValueError):
+                traceback.print_exc()
+        runner.log(f"internal error: {type(err).__name__}: {err}")
         code = ExitCode.NOT_MEASURED
-    sys.exit(code)
+    sys.exit(_exit_code(code))

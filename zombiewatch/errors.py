@@ -45,6 +45,12 @@ class UnsupportedError(ZombiewatchError):
     exit_code = ExitCode.USAGE
 
 
+class ZombieTargetError(ZombiewatchError):
+    """The process to watch is a zombie already: a zombie found (exit 1)."""
+
+    exit_code = ExitCode.ZOMBIES
+
+
 class ServerStartError(ZombiewatchError):
     """The server under test did not start listening."""
 

@@ -44,6 +44,7 @@ EARLY_EVENTS = 4096
 # and still be that child's: the race is microseconds to milliseconds, and
 # a pid comes back only after pid_max others (32,768 forks here).
 EARLY_WINDOW_NS = 100_000_000
+STOP_CHECK = 0.1  # seconds between two looks at whether the thread must stop
 
 
 class _Proc:
@@ -441,7 +442,9 @@ class EventMonitor(TreeWatcher):
     def _watch(self) -> None:
         next_at = time.monotonic()
         while not self._stop.is_set():
-            self._update(max(0.0, next_at - time.monotonic()))
+            # Never wait long between two looks at _stop: with a long
+            # --interval, stop() would otherwise wait for the next point.
+            self._update(min(STOP_CHECK, max(0.0, next_at - time.monotonic())))
             now = time.monotonic()
             if now >= next_at:
                 with self.lock:

@@ -3,7 +3,7 @@
 One row per mode (or program): on the left the timeline, zombies and live
 children per sample, the settle window shaded and the leaked zombies
 marked at its end; on the right the distribution of zombie lifetimes.
-matplotlib is an optional extra (``pip install 'zombiewatch[plot]'``):
+matplotlib is an optional extra (``pip install matplotlib``, or the ``plot`` extra):
 nothing else imports this module.
 """
 
@@ -15,7 +15,8 @@ from zombiewatch.errors import writing
 from zombiewatch.modes.base import PASS
 from zombiewatch.report import Report, RunResult
 
-INSTALL_HINT = "--plot needs matplotlib: pip install 'zombiewatch[plot]'"
+# zombiewatch is not on PyPI: 'zombiewatch[plot]' would find nothing there.
+INSTALL_HINT = "--plot needs matplotlib: pip install matplotlib"
 
 
 def require_matplotlib() -> None:

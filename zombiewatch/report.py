@@ -46,6 +46,7 @@ class RunResult:
     load_status: int | None = None  # exit status of a --load command
     target_status: int | None = None  # exit status of a program that exited by itself
     target_log: str = ""
+    target_tail: list[str] = field(default_factory=list)  # run: CMD's last lines of output
     fork_failures: int = 0  # connections the built-in server refused: no worker could start
     ground_truth: dict[str, Any] | None = None  # _record.compare(), with --ground-truth
     # --max-failed: connections allowed to fail, a count or (percent) a share of them.
@@ -324,6 +325,7 @@ class RunResult:
             "ground_truth": self.ground_truth,
             "load_status": self.load_status,
             "target_status": self.target_status,
+            "target_tail": self.target_tail,
         }
 
 
@@ -520,6 +522,9 @@ def render_run(run: RunResult) -> str:
         lines.append(f"stopped    the load early: {run.stopped_early}")
     if run.target_status is not None:
         lines.append(f"exited     the target exited by itself with status {run.target_status}")
+        if run.target_status != 0 and run.target_tail:
+            lines.append("output     its last lines:")
+            lines.extend(f"           | {line}" for line in run.target_tail)
     lines.extend(f"rule       {rule}" for rule in run.failed_rules)
     expected = f" (expected {run.expected.upper()})" if run.expected else ""
     lines.append(f"verdict    {run.verdict.upper()}{expected}")

@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from zombiewatch import _defaults, _procfs, _proctl, _record, modes, server
+from zombiewatch import _containment, _defaults, _procfs, _proctl, _record, _text, modes, server
 from zombiewatch import flood as flooder
 from zombiewatch._backoff import poll_until
+from zombiewatch._output import CommandOutput
 from zombiewatch._text import log as log  # re-exported: the CLI logs through runner.log
-from zombiewatch.errors import Interrupted, ZombiewatchError
+from zombiewatch.errors import Interrupted, ZombieTargetError, ZombiewatchError
 from zombiewatch.live import CLEAR_LINE, CLEAR_SCREEN, render_live, render_progress
 from zombiewatch.loads import CommandLoad, FloodLoad, Load
 from zombiewatch.monitor import Sample, TreeWatcher, Zombie
@@ -38,6 +38,7 @@ from zombiewatch.observe import open_monitor
 from zombiewatch.report import Report, RunResult
 from zombiewatch.targets import (
     READY_TIMEOUT,
+    STOP_GRACE,
     OrphanCollector,
     ServerTarget,
     Target,
@@ -55,6 +56,10 @@ ORPHAN_TIMEOUT = 5.0  # seconds to collect the orphans of a stopped target
 # zombie handed off after its creator held it longer is the creator's leak.
 EXIT_SLACK = 0.1
 LIVE_REDRAW = 0.25  # seconds between two screens of --live or progress lines
+# Seconds between two checks of the control loop at most, whatever
+# --interval says: the load's end, --duration and the settle window are
+# seen on time even when samples are seconds apart.
+CONTROL_STEP = 0.05
 
 
 @dataclass
@@ -74,6 +79,7 @@ class RunOptions:
     grace: float | None = None
     max_zombies: int | None = None
     duration: float | None = None  # how long to watch when there is no load
+    ready_timeout: float = READY_TIMEOUT  # seconds for `run`'s CMD to listen
     live: bool = False  # redraw a one-screen view on stdout (a terminal)
     progress: bool = False  # one self-overwriting progress line on stderr (a terminal)
     subreaper: bool = True  # be the adopter of the target's orphans (Linux)
@@ -82,6 +88,7 @@ class RunOptions:
     max_failed: float = 0  # --max-failed: connections allowed to fail ...
     max_failed_percent: bool = False  # ... as a count, or a percentage of them
     half_close: bool = False  # the flooder half-closes after sending (--half-close)
+    cmd_output: str | None = None  # run: CMD's output to this file, not prefixed to stderr
 
     @property
     def flood_deadline(self) -> float:
@@ -128,22 +135,20 @@ class _Display:
         with monitor.lock:
             zombies = list(monitor.zombies.values())
         name = " ".join(monitor.root_cmdline) or f"pid {monitor.root}"
-        sys.stdout.write(CLEAR_SCREEN + render_live(name, monitor.stats, zombies, elapsed))
-        sys.stdout.flush()
+        _text.write("stdout", CLEAR_SCREEN + render_live(name, monitor.stats, zombies, elapsed))
 
     def _draw_progress(self, elapsed: float) -> None:
         last = self.monitor.stats.last
         done = self.load.progress() if self.load is not None else None
         line = render_progress(elapsed, last.zombies if last else 0, done, self.opts.connections)
-        sys.stderr.write(line)
-        sys.stderr.flush()
+        _text.write("stderr", line)
 
     def clear(self) -> None:
         """Make room for the report."""
         if self.opts.live:
-            sys.stdout.write(CLEAR_SCREEN)  # the report replaces the live screen
+            _text.write("stdout", CLEAR_SCREEN)  # the report replaces the live screen
         if self.opts.progress:
-            sys.stderr.write(CLEAR_LINE)
+            _text.write("stderr", CLEAR_LINE)
 
 
 @dataclass
@@ -214,7 +219,7 @@ def _watch_load(
 
     try:
         while not load_over():
-            time.sleep(opts.interval)
+            time.sleep(_control_step(opts))
     except (KeyboardInterrupt, Interrupted):
         if not interrupt_ends_load:
             raise
@@ -237,7 +242,16 @@ def _settle(
         return empty or time.monotonic() >= settle_deadline
 
     while not settled():
-        time.sleep(opts.interval)
+        time.sleep(_control_step(opts, settle_deadline))
+
+
+def _control_step(opts: RunOptions, deadline: float | None = None) -> float:
+    """How long the control loop sleeps: the sampling interval, but never
+    past ``CONTROL_STEP`` or ``deadline``."""
+    step = min(opts.interval, CONTROL_STEP)
+    if deadline is not None:
+        step = min(step, max(0.0, deadline - time.monotonic()))
+    return step
 
 
 def _result(
@@ -321,6 +335,7 @@ class _Measurement:
 
     target: Target
     collector: OrphanCollector
+    box: _containment.Box
     monitor: TreeWatcher | None = None
     load: Load | None = None
     listen_before: dict[str, int] | None = None
@@ -332,16 +347,19 @@ def measure(
     target: Target,
     opts: RunOptions,
     collector: OrphanCollector,
+    box: _containment.Box,
     start_load: Callable[[], Load | None],
     ready: Callable[[], None] = lambda: None,
     must_survive: bool = False,
 ) -> RunResult:
     """Measure ``target`` under the load ``start_load()`` returns; stop it after.
 
-    With ``must_survive`` (the built-in server), a target that exits during
-    the run makes the measurement void: its zombies would have escaped.
+    ``box`` holds all the run starts (``_containment``): at the end all of
+    it is stopped, not only the target's tree. With ``must_survive`` (the
+    built-in server), a target that exits during the run makes the
+    measurement void: its zombies would have escaped.
     """
-    m = _Measurement(target, collector)
+    m = _Measurement(target, collector, box)
     collector.keep.add(target.pid)
     try:
         _start(m, opts, start_load, ready)
@@ -351,6 +369,7 @@ def measure(
         orphans_at_stop = _teardown(m)
     result.orphans_at_stop = orphans_at_stop
     result.target_log = target.log
+    result.target_tail = target.tail()
     return result
 
 
@@ -448,9 +467,12 @@ def _teardown(m: _Measurement) -> int:
     """Stop everything the measurement started; return the orphans at stop.
 
     Runs whatever happened before, with SIGINT and SIGTERM held until the
-    target's tree is stopped and its orphans collected.
+    target's tree is stopped and its orphans collected. Stopped with the
+    target: every process the run started that is still there, whatever
+    session or group it moved to (a daemon of the target or of the load,
+    adopted by the runner or held in the run's cgroup).
     """
-    monitor, load, collector = m.monitor, m.load, m.collector
+    monitor, load, collector, box = m.monitor, m.load, m.collector, m.box
     with signals_blocked():
         if monitor is not None:
             with contextlib.suppress(Exception):
@@ -459,7 +481,15 @@ def _teardown(m: _Measurement) -> int:
             load.stop()
             load.close()
         before = len(collector.adopted)
-        m.target.stop(monitor.tree if monitor is not None else tuple)
+
+        def tree() -> list[int]:
+            # Zombies are dead already: the wait is for what still runs.
+            watched = _containment.live(monitor.tree()) if monitor is not None else []
+            return [*watched, *box.members()]
+
+        m.target.stop(tree)
+        # Whatever a dying process forked after the last listing.
+        box.stop_all(STOP_GRACE)
         if monitor is not None:
             monitor.close()  # its last use was the tree() just above
         poll_until(lambda: collector.collect() == 0, ORPHAN_TIMEOUT)
@@ -468,7 +498,9 @@ def _teardown(m: _Measurement) -> int:
     return orphans_at_stop
 
 
-def run_mode(name: str, opts: RunOptions, collector: OrphanCollector) -> RunResult:
+def run_mode(
+    name: str, opts: RunOptions, collector: OrphanCollector, box: _containment.Box
+) -> RunResult:
     """Measure the built-in server in mode ``name`` under the built-in flood."""
     mode = modes.get(name)
     child_delay = mode.child_delay if opts.child_delay is None else opts.child_delay
@@ -496,6 +528,7 @@ def run_mode(name: str, opts: RunOptions, collector: OrphanCollector) -> RunResu
             target,
             opts,
             collector,
+            box,
             lambda: flood_load(opts.host, target.port, opts, collector),
             ready,
             must_survive=True,
@@ -521,10 +554,11 @@ def run(names: list[str], opts: RunOptions, check: bool = False) -> Report:
             if not mode.available():
                 report.skipped[name] = mode.unavailable_reason()
                 continue
-            with orphan_collector() as collector:
-                result = run_mode(name, opts, collector)
+            with _containment.contain() as box, orphan_collector() as collector:
+                collector.keep.add(box.guard_pid)
+                result = run_mode(name, opts, collector, box)
             if result.target_log:
-                sys.stderr.write(result.target_log)
+                _text.write("stderr", result.target_log)
             report.runs.append(result)
     return report
 
@@ -537,9 +571,16 @@ def run_command(
     wait_port: tuple[str, int] | None = None,
 ) -> Report:
     """Measure any program: ``zombiewatch run -- CMD``."""
-    with sigterm_raises(), orphan_collector(opts.subreaper) as collector:
-        target = Target(argv)
+    with (
+        sigterm_raises(),
+        _containment.contain() as box,
+        orphan_collector(opts.subreaper) as collector,
+    ):
+        collector.keep.add(box.guard_pid)
+        output = CommandOutput(os.path.basename(argv[0]), opts.cmd_output)
+        target = Target(argv, output=output)
         log(f"started {argv[0]} as pid {target.pid}")
+        output.pass_on()  # its lines after the line that says which pid is which
 
         listening: list[str] = []  # the address the program listens on, once it does
 
@@ -547,7 +588,7 @@ def run_command(
             if wait_port is not None:
                 host, port = wait_port
                 listening.append(
-                    wait_for_port(target, host, port, READY_TIMEOUT, collector.orphans)
+                    wait_for_port(target, host, port, opts.ready_timeout, collector.orphans)
                 )
 
         def start_load() -> Load | None:
@@ -560,7 +601,7 @@ def run_command(
                 return CommandLoad(load_command, collector)
             return None
 
-        result = measure(" ".join(argv), target, opts, collector, start_load, ready)
+        result = measure(" ".join(argv), target, opts, collector, box, start_load, ready)
     return Report(runs=[result])
 
 
@@ -569,7 +610,14 @@ def watch(pid: int, opts: RunOptions) -> Report:
 
     Ctrl-C (or ``--duration``) ends the watch; the settle window follows
     and the report is printed: an interrupted watch is a finished watch.
+    A process that exits ends it too, even when its parent leaves it a
+    zombie; one that is a zombie already is ``ZombieTargetError``.
     """
+    stat = _procfs.read_stat(pid)
+    if stat is not None and stat.group_exited:  # a Zl leader is alive
+        raise ZombieTargetError(
+            f"process {pid} ({stat.comm}) is a zombie already: {_held_by(stat)}"
+        )
     adopters = [1] if pid != 1 else []  # orphans of the tree go to init
     monitor = open_monitor(pid, adopters, opts.interval, opts.observe, log=log)
     monitor.settle = handoff_bound(monitor, opts.settle)
@@ -578,6 +626,11 @@ def watch(pid: int, opts: RunOptions) -> Report:
 
     def over() -> bool:
         gone = _proctl.session_of(pid) is None
+        if not gone:
+            now = _procfs.read_stat(pid)
+            if now is not None and now.state == "Z":
+                log(f"process {pid} exited and is a zombie: {_held_by(now)}")
+                gone = True
         return gone or (deadline is not None and time.monotonic() >= deadline)
 
     monitor.start()
@@ -591,3 +644,10 @@ def watch(pid: int, opts: RunOptions) -> Report:
             monitor.close()
     result = _result(f"pid {pid}", monitor, obs, opts, {}, 0, listen_before)
     return Report(runs=[result])
+
+
+def _held_by(stat: _procfs.ProcStat) -> str:
+    """Who holds zombie ``stat``: its parent, which has not collected it."""
+    holder = _procfs.read_stat(stat.ppid)
+    name = f" ({holder.comm})" if holder is not None else ""
+    return f"its parent {stat.ppid}{name} has not collected it"

@@ -29,6 +29,7 @@ import psutil
 
 from zombiewatch import _procfs, _proctl, server
 from zombiewatch._backoff import poll_until
+from zombiewatch._output import CommandOutput
 from zombiewatch._text import log
 from zombiewatch.errors import Interrupted, ServerStartError, ZombiewatchError
 
@@ -112,32 +113,60 @@ def read_ready_line(fd: int, timeout: float) -> dict[str, Any]:
 
 
 class Target:
-    """A program we started, in its own session, that we stop with its tree."""
+    """A program we started, in its own session, that we stop with its tree.
 
-    def __init__(self, argv: list[str], stdout: int | IO[bytes] | None = None) -> None:
+    With ``output`` (``run``'s CMD), its stdout and stderr both go there:
+    passed on as they come, the last lines kept. Without (the built-in
+    server), ``stdout`` is given and stderr is kept in a file for ``log``.
+    """
+
+    def __init__(
+        self,
+        argv: list[str],
+        stdout: int | IO[bytes] | None = None,
+        output: CommandOutput | None = None,
+    ) -> None:
         self.argv = argv
-        if stdout is None:
-            # Our stdout carries only the report (--json must parse): what the
-            # program prints goes to our stderr, with the logs.
-            stdout = sys.stderr.fileno()
-        # A file, not a pipe, so a chatty target never blocks on a full pipe
-        # that nobody reads during the run. Closed in stop().
-        self._log_file: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+        self.output = output
+        self._log_file: IO[bytes] | None = None
+        stderr: int | IO[bytes]
+        if output is not None:
+            stdout = stderr = output.writer()
+        else:
+            if stdout is None:
+                # Our stdout carries only the report (--json must parse): what
+                # the program prints goes to our stderr, with the logs.
+                stdout = sys.stderr.fileno()
+            # A file, not a pipe, so a chatty target never blocks on a full
+            # pipe that nobody reads during the run. Closed in stop().
+            self._log_file = stderr = tempfile.TemporaryFile()  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
-                stderr=self._log_file,
+                stderr=stderr,
                 start_new_session=True,
                 preexec_fn=_proctl.die_with_parent_preexec(signal.SIGTERM),
             )
         except OSError as err:
-            self._log_file.close()
+            self._close_output()
             raise ZombiewatchError(f"cannot run {argv[0]}: {err.strerror}") from err
         self.pid = self.proc.pid
+        if output is not None:
+            output.started(self.pid)
         self.log = ""
         self.stdout_tail = b""
+
+    def tail(self) -> list[str]:
+        """The last lines of the program's output (with ``output``)."""
+        return self.output.tail() if self.output is not None else []
+
+    def _close_output(self) -> None:
+        if self.output is not None:
+            self.output.finish()
+        if self._log_file is not None:
+            self._log_file.close()
 
     def exited(self) -> bool:
         """True once the program itself has exited (its tree may live on)."""
@@ -146,10 +175,16 @@ class Target:
     def failure(self) -> str:
         """One line on why the program ended early: its last stderr line."""
         self.proc.wait()
-        lines = self._read_log().strip().splitlines()
+        if self.output is not None:
+            self.output.wait(1.0)  # its last words, unless a child still holds the pipe
+            lines = [line for line in self.output.tail() if line.strip()]
+        else:
+            lines = self._read_log().strip().splitlines()
         return lines[-1] if lines else f"exited with status {self.proc.returncode}"
 
     def _read_log(self) -> str:
+        if self._log_file is None:
+            return ""
         self._log_file.seek(0)
         return self._log_file.read().decode(errors="replace")
 
@@ -177,7 +212,7 @@ class Target:
             self.stdout_tail = self.proc.stdout.read() or b""
             self.proc.stdout.close()
         self.log = self._read_log()
-        self._log_file.close()
+        self._close_output()
 
 
 class ServerTarget(Target):
@@ -302,6 +337,7 @@ def wait_for_port(
     if not poll_until(listening, timeout, max_step=0.1):
         raise not_ours() or ServerStartError(
             f"the command did not listen on {where} within {timeout:g} s"
+            " (--ready-timeout waits longer)"
         )
     assert address is not None
     return address

@@ -145,7 +145,7 @@ def _accepts(port: int) -> bool:
 
 def test_run_built_in_server_with_load_command() -> None:
     port = free_port()
-    flood_sh = Path(__file__).resolve().parents[2] / "scripts" / "flood.sh"
+    flood_sh = Path(__file__).resolve().parents[2] / "zombiewatch" / "scripts" / "flood.sh"
     code, run, stderr = _run(
         "--wait-port", str(port), "--load", f"{flood_sh} 127.0.0.1 {port} 50 5",
         "--settle", "0.5", "--", PYTHON, "-m", "zombiewatch", "serve", "--mode", "none",

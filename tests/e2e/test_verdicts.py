@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 HERE = Path(__file__).resolve().parent
 PROGRAMS = HERE / "programs"
 UPPER = str(HERE / "servers" / "upper.sh")
-FLOOD_SH = str(HERE.parents[1] / "scripts" / "flood.sh")  # never half-closes
+FLOOD_SH = str(HERE.parents[1] / "zombiewatch" / "scripts" / "flood.sh")  # never half-closes
 
 
 # -- 1. the load failed ----------------------------------------------------------
