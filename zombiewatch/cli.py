@@ -106,6 +106,39 @@ flood_options = _options(
                  show_default=True, help="Lines sent on each connection."),
     click.option("--timeout", type=FiniteFloat(min=0.01, max=3600), default=_defaults.TIMEOUT,
                  show_default=True, help="Seconds each connection may take."),
+    click.option("--half-close", is_flag=True,
+                 help="Shut the write side of each connection once its lines are sent, for"
+                 " servers that answer only at the end of input (by default each connection"
+                 " reads its reply, then closes)."),
+)  # fmt: skip
+
+
+class FailureBudget(click.ParamType[tuple[float, bool], Any]):
+    """``--max-failed N`` or ``N%``: connections allowed to fail, as a count
+    or a percentage of the connections; parsed to (number, is_percent)."""
+
+    name = "N|P%"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        percent = text.endswith("%")
+        number = text[:-1] if percent else text
+        try:
+            amount = float(number) if percent else int(number, 10)
+        except ValueError:
+            self.fail(f"{value!r} is not a count (N) or a percentage (P%)", param, ctx)
+        if not math.isfinite(amount) or amount < 0 or (percent and amount > 100):
+            self.fail(f"{value!r} is not a count >= 0 or a percentage 0-100%", param, ctx)
+        return amount, percent
+
+
+# The verdict's rule on the load, for the commands that drive one.
+load_options = _options(
+    click.option("--max-failed", type=FailureBudget(), default="0", show_default=True,
+                 help="Connections allowed to fail (a count, or P% of them) before the run"
+                 " fails by the load rule (exit 4)."),
 )  # fmt: skip
 watch_options = _options(
     click.option("--settle", type=FiniteFloat(min=0, max=3600), default=_defaults.SETTLE,
@@ -163,6 +196,9 @@ def server_options(child_delay: float | None) -> Decorator:
 
 
 def _run_options(options: dict[str, Any], as_json: bool) -> runner.RunOptions:
+    if "max_failed" in options:
+        amount, percent = options.pop("max_failed")
+        options = {**options, "max_failed": amount, "max_failed_percent": percent}
     if options.get("live") and (as_json or not sys.stdout.isatty()):
         runner.log("--live needs a terminal on stdout and no --json; showing the report only")
         options = {**options, "live": False}
@@ -172,11 +208,27 @@ def _run_options(options: dict[str, Any], as_json: bool) -> runner.RunOptions:
 
 
 def _writable(path: str | None) -> str | None:
-    """Refuse an output path that cannot be written, before the run starts."""
-    if path is not None:
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-            raise click.BadParameter(f"cannot write {path!r}: no writable directory {parent!r}")
+    """Refuse an output path that cannot be written, before the run starts:
+    an empty name, a directory, a file we may not write, or a missing or
+    read-only directory."""
+    if path is None:
+        return None
+    if not path:
+        raise click.BadParameter("the file name is empty")
+    if os.path.isdir(path):
+        raise click.BadParameter(f"cannot write {path!r}: it is a directory")
+    if os.path.exists(path):
+        # Opened for appending, which changes nothing: the one check that
+        # root, a read-only mount and an immutable file all answer truly.
+        try:
+            with open(path, "ab"):
+                pass
+        except OSError as err:
+            raise click.BadParameter(f"cannot write {path!r}: {err.strerror}") from err
+        return path
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise click.BadParameter(f"cannot write {path!r}: no writable directory {parent!r}")
     return path
 
 
@@ -212,8 +264,12 @@ def _finish(
         from zombiewatch.plot import plot
 
         plot(report, plot_png)
-    for line in report.load_failures():
-        runner.log(line)
+    if as_json:
+        # The text report names every failed rule; with --json, people
+        # reading the log still see why a load failed.
+        for run in report.runs:
+            for rule in run.load_rules():
+                runner.log(f"{run.mode}: {rule}")
     ctx.exit(report.return_code)
 
 
@@ -258,6 +314,7 @@ def _refuse_options_before(ctx: click.Context, name: str) -> None:
     help=MODE_HELP + " `all` runs every available mode in turn.",
 )
 @flood_options
+@load_options
 @watch_options
 @server_options(child_delay=None)
 @click.option(
@@ -302,9 +359,11 @@ def cli(
       zombiewatch --mode none --json      # exit 1: every connection left one
       zombiewatch --mode all --check      # every mode against its expected verdict
 
-    Exit status: 0 no zombie leaked; 1 zombies leaked (with --check: a
-    mode missed its expected verdict); 2 usage error; 3 could not
-    measure; 130 interrupted.
+    Exit status: 0 no zombie leaked and the load ran as asked; 1 zombies
+    leaked (with --check: a mode missed its expected verdict); 2 usage
+    error; 3 could not measure; 4 measured, but the load failed
+    (connections failed beyond --max-failed, a --load command failed, or
+    the program under test exited during the load); 130 interrupted.
     """
     if ctx.invoked_subcommand is not None:
         _refuse_options_before(ctx, ctx.invoked_subcommand)
@@ -402,7 +461,8 @@ def serve(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.pass_context
 def flood(ctx: click.Context, host: str, port: int, connections: int, concurrency: int,
-          lines: int, timeout: float, deadline: float | None, as_json: bool) -> None:  # fmt: skip
+          lines: int, timeout: float, half_close: bool, deadline: float | None,
+          as_json: bool) -> None:  # fmt: skip
     """Flood a line server with connections and check every reply.
 
     Each connection sends LINES lines and expects them back in upper case.
@@ -421,7 +481,7 @@ def flood(ctx: click.Context, host: str, port: int, connections: int, concurrenc
 
     config = flooder.Config(
         host=host, port=port, connections=connections, concurrency=concurrency, lines=lines,
-        timeout=timeout, deadline=deadline,
+        timeout=timeout, deadline=deadline, half_close=half_close,
     )  # fmt: skip
     # The flooder's own run(): the same result, SIGTERM handling and exit
     # status as the runner's flooder process.
@@ -438,12 +498,29 @@ def _not_runnable(name: str) -> str:
 
 
 def _address(value: str, what: str) -> tuple[str, int]:
+    """Parse [HOST:]PORT (an IPv6 host in brackets: [::1]:8080) and resolve
+    HOST now, once: a name that does not resolve is refused before anything
+    starts."""
+    from zombiewatch.targets import resolve
+
     host, sep, port = value.rpartition(":")
     if not sep:
         host, port = _defaults.HOST, value
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise click.BadParameter(
+            f"{value!r}: put an IPv6 address in brackets, [{host}]:{port}", param_hint=what
+        )
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise click.BadParameter(f"{value!r} is not [HOST:]PORT", param_hint=what)
-    return host or _defaults.HOST, int(port)
+    host = host or _defaults.HOST
+    try:
+        resolve(host)
+    except (OSError, UnicodeError) as err:
+        why = getattr(err, "strerror", None) or str(err)
+        raise click.BadParameter(f"cannot resolve {host!r}: {why}", param_hint=what) from err
+    return host, int(port)
 
 
 pid1_options = _options(
@@ -500,8 +577,8 @@ def _pid1_inits(
     "load_command",
     metavar="'CMD'",
     default=None,
-    help="Drive this shell command line as the load while watching; its exit status"
-    " is reported apart from the zombie verdict.",
+    help="Drive this shell command line as the load while watching; a non-zero exit"
+    " status fails the run (the load rule, exit 4).",
 )
 @click.option(
     "--wait-port",
@@ -543,6 +620,7 @@ def _pid1_inits(
     " each line is prefixed with 'NAME[PID]: '.",
 )
 @flood_options
+@load_options
 @watch_options
 @click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
 @click.pass_context
@@ -581,9 +659,12 @@ def run(
     the report adds two checks: orphans (did it collect what was orphaned
     to it) and SIGTERM (did it stop on SIGTERM within --stop-timeout).
 
-    Exit status: 0 no zombie leaked; 1 zombies leaked (with --pid1: or a
-    check failed); 2 usage error; 3 could not measure (CMD did not start or
-    listen); 130 interrupted.
+    Exit status: 0 no zombie leaked and the load ran as asked; 1 zombies
+    leaked (with --pid1: or a check failed); 2 usage error; 3 could not
+    measure (CMD did not start or listen, or the port is another
+    program's); 4 measured, but the load failed (connections failed beyond
+    --max-failed, the --load command exited non-zero, or CMD ended during
+    the load); 130 interrupted.
     """
     inits = _pid1_inits(pid1, init, compare_init, stop_timeout)
     if inits is not None and not options["subreaper"]:

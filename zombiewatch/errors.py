@@ -20,6 +20,7 @@ class ExitCode(enum.IntEnum):
     ZOMBIES = 1  # zombies leaked, or with --check a mode missed its verdict
     USAGE = 2  # bad option, unknown or unavailable mode
     NOT_MEASURED = 3  # bind failed, access denied, internal error
+    LOAD_FAILED = 4  # measured, but the load did not run as asked (a "load" or "target" rule)
     INTERRUPTED = 130  # Ctrl-C, SIGTERM
 
 

@@ -121,8 +121,13 @@ class EventMonitor(TreeWatcher):
             if known is not None:
                 proc = known
             else:
-                stat = walker.source.stat(pid, False)
-                proc = self._add(pid, origin.get(pid, 0), stat[1] if stat is not None else 1)
+                stat = _procfs.read_stat(pid)
+                # Live threads: a main thread that exited while others run
+                # (Zl) is still in the count, and its exit event has passed.
+                threads = 1 if stat is None else stat.num_threads
+                if stat is not None and stat.state == "Z" and not stat.group_exited:
+                    threads -= 1
+                proc = self._add(pid, origin.get(pid, 0), threads)
                 if status == "zombie":
                     self.stats.before_watch += 1
             if status == "zombie" and proc.exit_ns is None:
@@ -143,7 +148,7 @@ class EventMonitor(TreeWatcher):
             return  # else it was listed after the walk passed: next time
         kids = self._children.pop(proc.pid, None)
         if kids:
-            self._orphaned(proc.pid, kids)
+            self._orphaned(proc.pid, kids, now_ns)
         if proc.exit_ns is None or proc.reaped_ns is not None or proc.fd < 0:
             self._reaped(proc, proc.reaped_ns or now_ns, exact=False)
         # else a zombie with its pidfd: its HUP says when it was reaped.
@@ -231,7 +236,7 @@ class EventMonitor(TreeWatcher):
             # The root's main thread (not any thread of it) ending: its
             # children go to an adopter.
             if pid == tgid:
-                self._orphaned(self.root, list(self._children.get(self.root, ())))
+                self._orphaned(self.root, list(self._children.get(self.root, ())), ts)
             return
         proc = self._procs.get(tgid)
         if proc is None:
@@ -254,7 +259,7 @@ class EventMonitor(TreeWatcher):
         self._live -= 1
         kids = self._children.pop(proc.pid, None)
         if kids:
-            self._orphaned(proc.pid, kids)
+            self._orphaned(proc.pid, kids, ts)
         if holder != self.root and holder not in self._procs and holder not in self.adopters:
             # Held outside the tree by a process nobody watches: out of scope.
             self._adopted_by(proc, holder)
@@ -277,8 +282,10 @@ class EventMonitor(TreeWatcher):
         elif proc.unwatched is not None:
             self._reaped(proc, proc.unwatched, exact=False)
 
-    def _orphaned(self, parent: int, kids: Iterable[int]) -> None:
-        """``parent`` exited before reaping ``kids``: they went to an adopter."""
+    def _orphaned(self, parent: int, kids: Iterable[int], ts: int) -> None:
+        """``parent`` exited (at ``ts``) before reaping ``kids``: they went to
+        an adopter. Those already zombies it never collected: its leaks,
+        whoever collects them now."""
         creator = self._procs[parent].creator if parent in self._procs else 0
         for pid in kids:
             proc = self._procs.get(pid)
@@ -286,6 +293,12 @@ class EventMonitor(TreeWatcher):
                 continue
             # The kernel reparented them before it sent the exit event.
             stat = _procfs.read_stat(pid)
+            zombie = self.zombies.get(pid)
+            if proc.exit_ns is not None and zombie is not None and not zombie.adopted:
+                self._collected(zombie, by_holder=False, held=max(0, ts - proc.exit_ns) * _NS)
+                # Its reap is the adopter's from now on, not the creator's.
+                adopter = stat.ppid if stat is not None else 0
+                self.zombies[pid] = dataclasses.replace(zombie, ppid=adopter, adopted=True)
             if stat is None:
                 continue  # collected already: its pidfd tells when
             adopter = stat.ppid
@@ -353,6 +366,9 @@ class EventMonitor(TreeWatcher):
                 del self._children[proc.creator]
         zombie = self.zombies.pop(proc.pid, None)
         self._unnamed.pop(proc.pid, None)
+        if zombie is not None:
+            # By its holder: its parent, or (adopted) the adopter it went to.
+            self._collected(zombie, by_holder=True, held=0.0)
         if proc.exit_ns is None:  # reaped unseen exiting: events were lost
             self._live -= 1
             return

@@ -41,8 +41,8 @@ def _timeline(ax: Any, run: RunResult) -> None:
             label="live children", alpha=0.7)  # fmt: skip
     ax.axvspan(run.load_end - t0, run.end - t0, color="grey", alpha=0.2, label="settle window")
     if run.leaked:
-        ax.plot([run.end - t0], [len(run.leaked)], marker="X", markersize=10, color="black",
-                linestyle="none", label=f"{len(run.leaked)} leaked")  # fmt: skip
+        ax.plot([run.end - t0], [run.leaked_count], marker="X", markersize=10, color="black",
+                linestyle="none", label=f"{run.leaked_count} leaked")  # fmt: skip
     verdict = run.verdict.upper()
     expected = f" (expected {run.expected.upper()})" if run.expected else ""
     color = "tab:green" if run.verdict == PASS else "tab:red"

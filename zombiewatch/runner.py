@@ -33,7 +33,7 @@ from zombiewatch._text import log as log  # re-exported: the CLI logs through ru
 from zombiewatch.errors import Interrupted, ZombieTargetError, ZombiewatchError
 from zombiewatch.live import CLEAR_LINE, CLEAR_SCREEN, render_live, render_progress
 from zombiewatch.loads import CommandLoad, FloodLoad, Load
-from zombiewatch.monitor import Sample, TreeWatcher
+from zombiewatch.monitor import Sample, TreeWatcher, Zombie
 from zombiewatch.observe import open_monitor
 from zombiewatch.report import Report, RunResult
 from zombiewatch.targets import (
@@ -49,6 +49,12 @@ from zombiewatch.targets import (
 )
 
 ORPHAN_TIMEOUT = 5.0  # seconds to collect the orphans of a stopped target
+# A parent that exits within this many seconds of its child's exit was
+# already exiting, and could not have collected it: a double fork's middle
+# process, a relay closing with its child. Measured at most 2.3 ms on a busy
+# 2-core host (docs/FACTS.md, "Handed-off zombies"); with exact lifetimes, a
+# zombie handed off after its creator held it longer is the creator's leak.
+EXIT_SLACK = 0.1
 LIVE_REDRAW = 0.25  # seconds between two screens of --live or progress lines
 # Seconds between two checks of the control loop at most, whatever
 # --interval says: the load's end, --duration and the settle window are
@@ -80,6 +86,9 @@ class RunOptions:
     subreaper: bool = True  # be the adopter of the target's orphans (Linux)
     observe: str = _defaults.OBSERVE  # auto, events or sample (see observe.py)
     ground_truth: bool = False  # the built-in server records each child (_record.py)
+    max_failed: float = 0  # --max-failed: connections allowed to fail ...
+    max_failed_percent: bool = False  # ... as a count, or a percentage of them
+    half_close: bool = False  # the flooder half-closes after sending (--half-close)
     cmd_output: str | None = None  # run: CMD's output to this file, not prefixed to stderr
 
     @property
@@ -93,6 +102,7 @@ def flood_load(host: str, port: int, opts: RunOptions, collector: OrphanCollecto
     config = flooder.Config(
         host=host, port=port, connections=opts.connections, concurrency=opts.concurrency,
         lines=opts.lines, timeout=opts.timeout, deadline=opts.flood_deadline,
+        half_close=opts.half_close,
     )  # fmt: skip
     return FloodLoad(config, collector, progress=opts.progress)
 
@@ -150,6 +160,7 @@ class Observation:
     final: Sample
     started: float
     stopped_early: str | None = None  # why, if a rule ended the load early
+    max_zombies_hit: int | None = None  # the count that ended it, if --max-zombies did
 
 
 def observe(
@@ -174,7 +185,8 @@ def observe(
         collector.collect()
         display.update(force)
 
-    stopped_early = _watch_load(monitor, opts, load_done, tick, interrupt_ends_load)
+    hit = _watch_load(monitor, opts, load_done, tick, interrupt_ends_load)
+    stopped_early = None if hit is None else f"{hit} zombies at once"
     if stopped_early and load is not None:
         load.interrupt()  # the verdict is known: no more zombies to make
     load_end = monitor.sample()
@@ -184,7 +196,7 @@ def observe(
     monitor.stop()
     collector.collect()
     final = monitor.sample()
-    return Observation(load_end, final, started, stopped_early)
+    return Observation(load_end, final, started, stopped_early, hit)
 
 
 def _watch_load(
@@ -193,15 +205,16 @@ def _watch_load(
     load_done: Callable[[], bool],
     tick: Callable[[], None],
     interrupt_ends_load: bool,
-) -> str | None:
-    """Sample until the load is done; return why a rule ended it early, if one did."""
+) -> int | None:
+    """Sample until the load is done; return the zombies at once that made
+    --max-zombies end it early, if it did."""
     stopped_early = None
 
     def load_over() -> bool:
         nonlocal stopped_early
         tick()
         if opts.max_zombies is not None and monitor.stats.peak_zombies >= opts.max_zombies:
-            stopped_early = f"{monitor.stats.peak_zombies} zombies at once"
+            stopped_early = monitor.stats.peak_zombies
             return True
         return load_done()
 
@@ -251,10 +264,7 @@ def _result(
     escaped: int,
     listen_before: dict[str, int] | None,
 ) -> RunResult:
-    # Zombies an adopter holds (the runner, about to reap them, or init)
-    # are orphans that escaped the target, not zombies it failed to collect;
-    # unless the target itself adopted them, as PID 1 of a namespace.
-    leaked = [z for z in monitor.zombies.values() if not z.adopted or z.ppid == monitor.root]
+    leaked, unsettled = leaks(monitor, obs.final.t, opts.settle)
     listen_after = _procfs.listen_queue_counters()
     listen = None
     if listen_before is not None and listen_after is not None:
@@ -265,7 +275,7 @@ def _result(
         summary="",
         flood=flood,
         monitor=monitor.stats,
-        leaked=sorted(leaked, key=lambda z: z.pid),
+        leaked=leaked,
         settle=opts.settle,
         end=obs.final.t,
         duration=obs.load_end.t - obs.started,
@@ -281,7 +291,44 @@ def _result(
         ),
         listen_queue=listen,
         stopped_early=obs.stopped_early,
+        max_zombies_hit=obs.max_zombies_hit,
+        unsettled=unsettled,
+        leaked_unlisted=monitor.handed_off_unlisted,
+        max_failed=opts.max_failed,
+        max_failed_percent=opts.max_failed_percent,
     )
+
+
+def leaks(monitor: TreeWatcher, end: float, settle: float) -> tuple[list[Zombie], int]:
+    """The zombies leaked by the end of a watch, and how many present then
+    were younger than the settle window (docs/DESIGN.md, Verdict rules).
+
+    Leaked: a zombie its creator still holds that has been one for the
+    settle window or longer (one born during the window is not yet
+    leaked); and one its creator exited without collecting, handed to an
+    adopter, whoever collected it after: with kernel events when the
+    creator held it ``EXIT_SLACK`` or longer (the creator never collected
+    it, and was not already exiting when it died), when sampled if the
+    creator held it for the settle window or longer. Zombies an adopter
+    holds from the start (the runner, or init) are orphans that escaped,
+    not leaks; unless the target itself adopted them, as PID 1 of a
+    namespace (``run --pid1``).
+    """
+    held = [z for z in monitor.zombies.values() if not z.adopted or z.ppid == monitor.root]
+    # A sampled zombie may have been one up to an interval before the
+    # sample that first saw it: given that much, so that one born just
+    # before the window is not taken for one born in it.
+    early = 0.0 if monitor.stats.method == "events" else monitor.interval
+    settled = [z for z in held if z.age(end) + early >= settle]
+    bound = handoff_bound(monitor, settle)
+    handed = [z for z in monitor.handed_off if z.age(end) >= bound]
+    return sorted(settled + handed, key=lambda z: z.pid), len(held) - len(settled)
+
+
+def handoff_bound(monitor: TreeWatcher, settle: float) -> float:
+    """How long a creator must have held a zombie it handed off for that to
+    be its leak (``leaks``)."""
+    return min(settle, EXIT_SLACK) if monitor.stats.method == "events" else settle
 
 
 @dataclass
@@ -294,6 +341,7 @@ class _Measurement:
     monitor: TreeWatcher | None = None
     load: Load | None = None
     listen_before: dict[str, int] | None = None
+    target_ended_in_load: bool = False  # the program exited while the load ran
 
 
 def measure(
@@ -338,6 +386,7 @@ def _start(
     m.monitor = open_monitor(
         m.target.pid, m.collector.adopters, opts.interval, opts.observe, log=log
     )
+    m.monitor.settle = handoff_bound(m.monitor, opts.settle)
     if opts.ground_truth and m.monitor.stats.method == "events":
         m.monitor.stats.reaps = {}  # each child's exit and reap, for the comparison
     m.listen_before = _procfs.listen_queue_counters()
@@ -354,15 +403,17 @@ def _observe_target(m: _Measurement, opts: RunOptions, must_survive: bool) -> Ob
     assert m.monitor is not None
     target, load = m.target, m.load
     if load is not None:
-        # A server that dies ends the measurement at once: waiting for
-        # the flood to fail every remaining connection tells nothing.
-        obs = observe(
-            m.monitor,
-            m.collector,
-            opts,
-            lambda: load.done() or (must_survive and target.exited()),
-            load,
-        )
+
+        def load_done() -> bool:
+            # A server that dies ends the measurement at once: waiting for
+            # the flood to fail every remaining connection tells nothing.
+            # Any other program may have handed its work to a daemon: the
+            # load goes on, and the verdict says the program ended.
+            if not m.target_ended_in_load and target.exited():
+                m.target_ended_in_load = True
+            return load.done() or (must_survive and m.target_ended_in_load)
+
+        obs = observe(m.monitor, m.collector, opts, load_done, load)
     else:
         deadline = None if opts.duration is None else time.monotonic() + opts.duration
 
@@ -398,7 +449,20 @@ def _measured(name: str, m: _Measurement, obs: Observation, opts: RunOptions) ->
         result.load_status = load.status()
     if m.target.exited():
         result.target_status = m.target.proc.wait()
+    if m.target_ended_in_load and not obs.stopped_early:
+        result.target_ended = _ended(result.target_status, obs.load_end.live)
     return result
+
+
+def _ended(status: int | None, live: int) -> str | None:
+    """What a program that exited during the load ended with, as the target
+    rule says it; None for one that exited 0 and left its tree serving (a
+    daemon's launcher)."""
+    if status is not None and status < 0:
+        return f"was killed by signal {-status}"
+    if status:
+        return f"exited with status {status}"
+    return None if live else "exited with status 0 and left nothing running"
 
 
 def _teardown(m: _Measurement) -> int:
@@ -539,13 +603,21 @@ def measure_command(
 ) -> RunResult:
     """Measure a started ``run`` target under ``--flood``, ``--load`` or neither."""
 
+    listening: list[str] = []  # the address the program listens on, once it does
+
     def ready() -> None:
         if wait_port is not None:
-            wait_for_port(target, *wait_port, timeout=opts.ready_timeout)
+            host, port = wait_port
+            listening.append(
+                wait_for_port(target, host, port, opts.ready_timeout, collector.orphans)
+            )
 
     def start_load() -> Load | None:
         if flood_to is not None:
-            return flood_load(*flood_to, opts, collector)
+            # The name was resolved once: flood the address the program
+            # was found listening on, when it is the same host and port.
+            host = listening[0] if listening and wait_port == flood_to else flood_to[0]
+            return flood_load(host, flood_to[1], opts, collector)
         if load_command is not None:
             return CommandLoad(load_command, collector)
         return None
@@ -562,12 +634,13 @@ def watch(pid: int, opts: RunOptions) -> Report:
     zombie; one that is a zombie already is ``ZombieTargetError``.
     """
     stat = _procfs.read_stat(pid)
-    if stat is not None and stat.state == "Z":
+    if stat is not None and stat.group_exited:  # a Zl leader is alive
         raise ZombieTargetError(
             f"process {pid} ({stat.comm}) is a zombie already: {_held_by(stat)}"
         )
     adopters = [1] if pid != 1 else []  # orphans of the tree go to init
     monitor = open_monitor(pid, adopters, opts.interval, opts.observe, log=log)
+    monitor.settle = handoff_bound(monitor, opts.settle)
     collector = OrphanCollector(subreaper=False)  # starts nothing, adopts nothing
     deadline = None if opts.duration is None else time.monotonic() + opts.duration
 

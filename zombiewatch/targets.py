@@ -12,10 +12,12 @@ orphans. Stopping is guarded: SIGTERM to the runner becomes
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -257,34 +259,101 @@ class ServerTarget(Target):
         return {}
 
 
-def _listening(host: str, port: int) -> bool:
-    """True if some socket listens on host:port (or on every address).
+@functools.cache
+def resolve(host: str) -> tuple[str, ...]:
+    """Return every address ``host`` names, resolved once per process.
 
-    Reads the socket table instead of connecting: a probe connection would
-    be one more client, and one more child (or zombie) to count.
+    Raises ``OSError`` (``socket.gaierror``) or ``UnicodeError`` if it
+    does not resolve: the CLI checks before anything starts.
     """
-    wildcard = ("0.0.0.0", "::", host)
-    for conn in psutil.net_connections("tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr:
-            ip, lport = conn.laddr[0], conn.laddr[1]
-            if lport == port and ip in wildcard:
-                return True
-    return False
+    infos = socket.getaddrinfo(host.strip("[]"), None, type=socket.SOCK_STREAM)
+    return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def wait_for_port(target: Target, host: str, port: int, timeout: float) -> None:
-    """Wait until something listens on host:port; fail if ``target`` exits first."""
+def _serves(listener: str, addresses: tuple[str, ...]) -> str | None:
+    """The address of ``addresses`` a socket listening on ``listener`` accepts
+    connections to, or None: itself, or any (of its family, for 0.0.0.0)
+    for a wildcard; a socket on ``::`` takes IPv4 too, unless IPV6_V6ONLY."""
+    if listener in addresses:
+        return listener
+    if listener.startswith("::ffff:") and listener[7:] in addresses:
+        return listener[7:]  # an IPv4-mapped address of a dual-stack socket
+    for address in addresses:
+        if listener == "::" or (listener == "0.0.0.0" and ":" not in address):
+            return address
+    return None
+
+
+def _describe_holder(pid: int) -> str:
+    try:
+        return f"pid {pid} ({' '.join(psutil.Process(pid).cmdline()) or '?'})"
+    except psutil.Error:
+        return f"pid {pid}"
+
+
+def wait_for_port(
+    target: Target,
+    host: str,
+    port: int,
+    timeout: float,
+    orphans: Callable[[], Iterable[int]] = tuple,
+) -> str:
+    """Wait until the program under test listens on host:port; return the
+    address to connect to there.
+
+    The listener must be the program's: a socket of ``/proc/net/tcp{,6}``
+    whose inode one of its tree's processes (``target`` and its
+    descendants, and the ``orphans()`` it left to us and theirs) holds in
+    ``/proc/PID/fd``. A port some other process holds would take the load
+    meant for the program (which then failed to bind): that is
+    ``ServerStartError`` naming the holder, as soon as the program exits
+    or at the timeout.
+    """
+    addresses = resolve(host)
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    found: dict[int, str] = {}  # inode -> address, of a listener there
+
+    def ours() -> str | None:
+        found.clear()
+        for inode, listener in _procfs.listening_sockets(port).items():
+            address = _serves(listener, addresses)
+            if address is not None:
+                found[inode] = address
+        if not found:
+            return None
+        tree = _procfs.descendants(target.pid)
+        for pid in orphans():
+            tree += _procfs.descendants(pid)
+        held = set().union(*(_procfs.socket_inodes(pid) for pid in tree))
+        return next((found[inode] for inode in found if inode in held), None)
+
+    def not_ours() -> ServerStartError | None:
+        holders = _procfs.socket_holders(set(found)) if found else []
+        if not holders:
+            return None
+        return ServerStartError(
+            f"{where} is held by {_describe_holder(holders[0])}, not by the program under test"
+        )
+
+    address: str | None = None
 
     def listening() -> bool:
-        if target.exited():
-            raise ServerStartError(f"the command exited before listening: {target.failure()}")
-        return _listening(host, port)
+        nonlocal address
+        address = ours()
+        if address is None and target.exited():
+            error = not_ours()
+            raise error or ServerStartError(
+                f"the command exited before listening: {target.failure()}"
+            )
+        return address is not None
 
     if not poll_until(listening, timeout, max_step=0.1):
-        raise ServerStartError(
-            f"the command did not listen on {host}:{port} within {timeout:g} s"
+        raise not_ours() or ServerStartError(
+            f"the command did not listen on {where} within {timeout:g} s"
             " (--ready-timeout waits longer)"
         )
+    assert address is not None
+    return address
 
 
 class OrphanCollector:
@@ -303,6 +372,12 @@ class OrphanCollector:
         """Where orphans of what we start go: to us if we are a subreaper,
         else to init (or a subreaper above us, which we cannot see)."""
         return [os.getpid()] if self.subreaper else [1]
+
+    def orphans(self) -> list[int]:
+        """The processes we hold as an adopter now: the target's orphans."""
+        if not self.subreaper:
+            return []
+        return [pid for pid in _procfs.read_children(os.getpid()) if pid not in self.keep]
 
     def collect(self) -> int:
         """Reap every adopted orphan that has exited; return how many remain."""

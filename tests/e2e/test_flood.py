@@ -158,8 +158,16 @@ def test_every_connection_right(server) -> None:
 
 
 def test_replies_in_pieces(server) -> None:
+    srv = server(upper_in_pieces)  # answers at the end of input: needs the half-close
+    _assert_all_ok(flood("127.0.0.1", srv.port, 40, 8, lines=3, half_close=True), 40)
+
+
+def test_without_half_close_a_server_that_answers_at_eof_times_out(server) -> None:
+    # The default reads the reply before closing: a server that waits for
+    # the end of input never answers; --half-close is for it.
     srv = server(upper_in_pieces)
-    _assert_all_ok(flood("127.0.0.1", srv.port, 40, 8, lines=3), 40)
+    result = flood("127.0.0.1", srv.port, 4, 4, timeout=0.3)
+    assert result.failures == {"reply timeout": 4}
 
 
 def test_more_concurrency_than_connections(server) -> None:
@@ -232,8 +240,8 @@ def test_connection_refused() -> None:
     ],
 )
 def test_each_failure_by_name(server, script: Handler, lines: int, why: str) -> None:
-    srv = server(script)
-    result = flood("127.0.0.1", srv.port, 12, 4, lines=lines, timeout=10)
+    srv = server(script)  # each reads to the end of input, then answers
+    result = flood("127.0.0.1", srv.port, 12, 4, lines=lines, timeout=10, half_close=True)
     assert result.failures == {why: 12}
     assert result.ok == 0
     assert len(result.connect_latencies) == 12  # all connected; the answers were wrong
@@ -270,7 +278,7 @@ def test_deadline_ends_the_flood_whatever_the_server_does(server, script: Handle
     srv = server(script)
     connections = 100_000
     began = time.monotonic()
-    result = flood("127.0.0.1", srv.port, connections, 50, deadline=0.5)
+    result = flood("127.0.0.1", srv.port, connections, 50, deadline=0.5, half_close=True)
     took = time.monotonic() - began
     # A bound, not a speed: the old flooder ran 13-20 s past it on a quiet
     # host; this leaves a busy one 10 s to count the 100,000 as cut off.

@@ -162,12 +162,14 @@ def test_run_built_in_server_with_load_command() -> None:
     assert "zombiewatch.server" in " ".join(parent["cmdline"])
 
 
-def test_failing_load_is_reported_apart_from_the_verdict() -> None:
+def test_a_failing_load_fails_the_run_by_the_load_rule() -> None:
     code, run, stderr = _run("--load", "exit 7", "--settle", "0.1", "--", "sleep", "30")
     assert run["load_status"] == 7
-    assert run["verdict"] == "pass"
-    assert code == 0
-    assert "the load command failed with status 7" in stderr
+    assert run["verdict"] == "fail"
+    assert run["leaked"] == 0
+    assert run["failed_rules"] == ["load: the load command exited with status 7"]
+    assert code == 4
+    assert "sleep 30: load: the load command exited with status 7" in stderr
 
 
 DOUBLE_FORK = textwrap.dedent(
@@ -367,7 +369,8 @@ def test_watch_ended_by_ctrl_c_reports_the_time_it_watched(spawn) -> None:
     # guards against reported 0.0.
     assert 0.1 <= run["duration_s"] <= time.monotonic() - started
     assert run["leaked"] == 3
-    assert run["growth"]["net_per_minute"] == 0
+    assert run["growth"]["net_per_second"] == 0
+    assert run["growth"]["net_per_minute"] is None  # under a minute: not extrapolated
     parent.stdin.close()
     parent.wait(timeout=10)
 

@@ -138,6 +138,28 @@ def test_flood_sh_bad_arguments_exit_2(args: list[str]) -> None:
     assert proc.stderr.startswith("flood.sh: ")
 
 
+@pytest.mark.parametrize("timeout", ["0", "0.0", "00", "-1", "soon"])
+def test_flood_sh_refuses_a_timeout_that_bounds_nothing(timeout: str) -> None:
+    # coreutils `timeout 0` never times out: a connection could hang the flood.
+    proc = subprocess.run(
+        [FLOOD, "127.0.0.1", "1", "1"], capture_output=True, text=True, timeout=10,
+        env={**os.environ, "FLOOD_TIMEOUT": timeout},
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("flood.sh: FLOOD_TIMEOUT must be a number of seconds above 0")
+
+
+def test_flood_sh_reads_counts_with_a_leading_zero_as_decimal(serve) -> None:
+    # 010 is ten connections, not octal 8; 08 and 09 are not an error.
+    _proc, ready = serve("--mode", "sigchld")
+    proc = subprocess.run(
+        [FLOOD, "127.0.0.1", f"0{ready['port']}", "010", "09"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok 10 failed 0 elapsed ")
+
+
 def test_demo_sh_shows_none_failing_and_sigchld_passing() -> None:
     proc = subprocess.run(
         [DEMO, "50"],
@@ -201,6 +223,27 @@ def test_ci_gate_passes_run_options_through(tmp_path: Path, flooder: str) -> Non
     else:  # the built-in flooder counts its own connections
         assert run["connections"] == run["ok"] == 40
     assert "<failure" in (tmp_path / "gate.xml").read_text()
+
+
+def test_ci_gate_fails_when_the_server_never_answers() -> None:
+    # A server that accepts and never answers: flood.sh times out on every
+    # connection and exits 1, so the gate is red (4: the load failed),
+    # never "PASS".
+    from tests.e2e.test_run_watch import free_port
+
+    port = free_port()
+    server = (
+        f"import socket, time; s = socket.create_server(('127.0.0.1', {port}), backlog=64);"
+        " held = [s.accept() for _ in range(10)]; time.sleep(120)"
+    )
+    proc = subprocess.run(
+        [GATE, "--no-self-check", str(port), "--", PYTHON, "-c", server],
+        capture_output=True, text=True, timeout=300,
+        env={**GATE_ENV, "CONNECTIONS": "10", "FLOOD_TIMEOUT": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "rule       load: the load command exited with status 1" in proc.stdout
+    assert "verdict    FAIL" in proc.stdout
 
 
 @pytest.mark.parametrize("args", [

@@ -233,7 +233,58 @@ def test_server_exit_code_matches_the_contract():
 
 
 def test_exit_codes_are_the_documented_numbers():
-    assert [int(code) for code in ExitCode] == [0, 1, 2, 3, 130]
+    assert [int(code) for code in ExitCode] == [0, 1, 2, 3, 4, 130]
+
+
+# -- refused before anything starts (#15, #16) -----------------------------------
+
+
+@pytest.fixture
+def no_run_command(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise MustNotRun(f"the CLI tried to run something: {args!r}")
+
+    monkeypatch.setattr(runner, "run_command", refuse)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--flood", "no.such.host.invalid:80"], "cannot resolve 'no.such.host.invalid'"),
+        (["--wait-port", "no.such.host.invalid:80"], "cannot resolve 'no.such.host.invalid'"),
+        (["--flood", "::1:80"], "put an IPv6 address in brackets, [::1]:80"),
+        (["--junit-xml", ""], "the file name is empty"),
+        (["--junit-xml", "/"], "is a directory"),
+        (["--junit-xml", "/proc/version"], "cannot write '/proc/version'"),
+        (["--junit-xml", "/no/such/dir/x.xml"], "no writable directory"),
+        (["--max-failed", "x"], "is not a count (N) or a percentage (P%)"),
+        (["--max-failed", "101%"], "a percentage 0-100%"),
+        (["--max-failed", "-1"], "a count >= 0"),
+    ],
+)
+def test_run_refuses_before_starting_anything(capsys, no_run_command, args, message):
+    code, out, err = run_main(capsys, ["run", *args, "--", "true"])
+    assert code == ExitCode.USAGE
+    assert out == ""
+    assert_one_error_line(err)
+    assert message in err
+
+
+@pytest.mark.parametrize(
+    ("value", "address"),
+    [("8080", ("127.0.0.1", 8080)), ("[::1]:8080", ("::1", 8080)),
+     ("localhost:9", ("localhost", 9)), ("127.0.0.1:1", ("127.0.0.1", 1))],
+)  # fmt: skip
+def test_addresses_are_parsed_and_resolved(value, address):
+    assert cli_module._address(value, "'--flood'") == address
+
+
+@pytest.mark.parametrize(
+    ("value", "budget"),
+    [("0", (0, False)), ("12", (12, False)), ("2.5%", (2.5, True)), ("100%", (100.0, True))],
+)
+def test_max_failed_is_a_count_or_a_percentage(value, budget):
+    assert cli_module.FailureBudget().convert(value, None, None) == budget
 
 
 def test_debug_may_come_before_a_command(capsys):

@@ -193,8 +193,11 @@ def test_no_zombies_text_names_the_filters(monkeypatch) -> None:
     ("proc", "expected"),
     [
         (stat(1, 0, "S"), "PID 1 is never signalled"),
-        (stat(2, 0, "S"), "a kernel thread"),
-        (stat(300, 2, "S"), "a kernel thread"),
+        # By PF_KTHREAD, not by pid: in a PID namespace PID 2 and its
+        # children are the application (#15).
+        (stat(2, 0, "S", flags=_procfs.PF_KTHREAD), "a kernel thread"),
+        (stat(2, 1, "S"), None),
+        (stat(300, 2, "S"), None),
         (stat(301, 7, "S", flags=_procfs.PF_KTHREAD), "a kernel thread"),
         (stat(400, 7, "S"), "an ancestor of this scan (your shell or terminal?)"),
         (None, None),  # gone: nothing to protect
