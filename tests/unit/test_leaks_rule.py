@@ -13,8 +13,9 @@ from zombiewatch import runner
 from zombiewatch.monitor import MonitorStats, Zombie
 
 
-def watcher(method: str, zombies=(), handed_off=(), interval: float = 0.01) -> Any:
+def watcher(method: str, zombies=(), handed_off=(), interval: float = 0.01, root: int = 1) -> Any:
     return SimpleNamespace(
+        root=root,
         stats=MonitorStats(method=method, interval=interval),
         interval=interval,
         zombies={z.pid: z for z in zombies},
@@ -50,6 +51,12 @@ def test_a_sampled_zombie_first_seen_just_inside_the_window_is_given_an_interval
 def test_zombies_an_adopter_holds_are_never_leaks() -> None:
     orphan = zombie(1, 0.0, adopted=True)
     assert runner.leaks(watcher("sample", [orphan]), 10.0, 1.0) == ([], 0)
+
+
+def test_orphans_the_target_adopted_as_pid1_are_its_leaks() -> None:
+    # run --pid1: the target is the adopter of its own tree (parent 10 here).
+    orphan = zombie(1, 0.0, adopted=True)
+    assert runner.leaks(watcher("sample", [orphan], root=10), 10.0, 1.0) == ([orphan], 0)
 
 
 @pytest.mark.parametrize(
