@@ -342,12 +342,18 @@ def open_collector(
     return ZombieCollector(state, watcher, log=log), watcher
 
 
-def registry_for(collector: ZombieCollector) -> CollectorRegistry:
-    """A registry with the zombie collector and the exporter's own process
-    metrics (``process_cpu_seconds_total``, ``process_resident_memory_bytes``...)."""
+def registry_for(collector: ZombieCollector, own_process: bool = True) -> CollectorRegistry:
+    """A registry with the zombie collector and, with ``own_process``, the
+    exporter's own process metrics (``process_cpu_seconds_total``,
+    ``process_resident_memory_bytes``...).
+
+    A textfile leaves them out: node_exporter exports its own under those
+    names, and a second copy would fail its whole scrape.
+    """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
-    ProcessCollector(registry=registry)
+    if own_process:
+        ProcessCollector(registry=registry)
     return registry
 
 
@@ -405,7 +411,7 @@ def run(
     with _stop_signals_blocked():
         collector, watcher = open_collector(options, log)
         try:
-            registry = registry_for(collector)
+            registry = registry_for(collector, own_process=options.textfile is None)
             if options.textfile is not None:
                 _run_textfile(registry, options, collector.state.method, ready, log)
             else:
