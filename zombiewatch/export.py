@@ -348,7 +348,8 @@ def registry_for(collector: ZombieCollector, own_process: bool = True) -> Collec
     ``process_resident_memory_bytes``...).
 
     A textfile leaves them out: node_exporter exports its own under those
-    names, and a second copy would fail its whole scrape.
+    names, and logs an error at every scrape for a clashing copy
+    (docs/FACTS.md, Prometheus).
     """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
