@@ -35,34 +35,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import urllib.request
 from pathlib import Path
 
 import _harness as h
-
-CHURN = textwrap.dedent(
-    """
-    import json, os, sys, time
-    leaked = []
-    last_leak = time.monotonic()
-    end = time.monotonic() + float(sys.argv[1])
-    print(json.dumps({"event": "ready", "pid": os.getpid()}), flush=True)
-    while time.monotonic() < end:
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0)
-        if time.monotonic() - last_leak >= 2.0:
-            leaked.append(pid)  # never waited for until the end: a slow leak
-            last_leak = time.monotonic()
-        else:
-            os.waitpid(pid, 0)
-        time.sleep(0.005)
-    for pid in leaked:
-        os.waitpid(pid, 0)
-    """
-)
+from watch_soak import CHURN  # forks every 5 ms, leaks one zombie every 2 s
 
 
 def start_exporter(procs: h.Procs, *args: str) -> tuple[object, str]:
@@ -154,7 +132,6 @@ def run_soak(args: argparse.Namespace) -> None:
         procs = h.Procs(Path(tmp))
         try:
             churn = procs.start([h.PY, "-c", CHURN, str(seconds + 60)])
-            procs.ready(churn)
             proc, url = start_exporter(procs)
             pid = proc.pid  # type: ignore[attr-defined]
             started = time.monotonic()

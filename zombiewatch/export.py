@@ -411,25 +411,29 @@ def run(
     """
     with _stop_signals_blocked():
         collector, watcher = open_collector(options, log)
+        method = collector.state.method
+
+        def announce(fields: dict[str, object]) -> None:
+            ready({**fields, "pid": os.getpid(), "method": method})
+
         try:
             registry = registry_for(collector, own_process=options.textfile is None)
             if options.textfile is not None:
-                _run_textfile(registry, options, collector.state.method, ready, log)
+                _write_every(registry, options.textfile, options.every, announce, log)
             else:
-                _run_http(registry, options, collector.state.method, ready, log)
+                _serve(registry, options.listen, announce, log)
         finally:
             if watcher is not None:
                 watcher.close()
 
 
-def _run_http(
+def _serve(
     registry: CollectorRegistry,
-    options: Options,
-    method: str,
-    ready: Callable[[dict[str, object]], None],
+    listen: tuple[str, int],
+    announce: Callable[[dict[str, object]], None],
     log: Callable[[str], None],
 ) -> None:
-    host, port = options.listen
+    host, port = listen
     try:
         httpd, thread = start_http_server(port, host, registry)
     except (OSError, UnicodeError) as err:
@@ -442,8 +446,7 @@ def _run_http(
                 f"listening on {host}:{bound}: anyone who can reach it reads this host's"
                 " zombie holders and their users"
             )
-        ready({"event": "listening", "host": host, "port": bound, "pid": os.getpid(),
-               "method": method})  # fmt: skip
+        announce({"event": "listening", "host": host, "port": bound})
         signum = signal.sigwait(STOP_SIGNALS)
         log(f"stopping on {signal.Signals(signum).name}")
     finally:
@@ -452,31 +455,27 @@ def _run_http(
         thread.join(timeout=5)
 
 
-def _run_textfile(
+def _write_every(
     registry: CollectorRegistry,
-    options: Options,
-    method: str,
-    ready: Callable[[dict[str, object]], None],
+    directory: str,
+    every: float,
+    announce: Callable[[dict[str, object]], None],
     log: Callable[[str], None],
 ) -> None:
-    assert options.textfile is not None
-    directory = options.textfile
     path = os.path.join(directory, TEXTFILE_NAME)
-    first = True
+    announced = False
     try:
         while True:
             started = time.monotonic()
             try:
                 write_textfile(registry, directory)
             except OSError as err:
-                log(f"cannot write {path}: {err.strerror}; trying again in {options.every:g} s")
-            if first:
-                ready({"event": "writing", "path": path, "every": options.every,
-                       "pid": os.getpid(), "method": method})  # fmt: skip
-                first = False
+                log(f"cannot write {path}: {err.strerror}; trying again in {every:g} s")
+            if not announced:
+                announce({"event": "writing", "path": path, "every": every})
+                announced = True
             # The interval runs from the start of one write to the next.
-            wait = max(0.0, options.every - (time.monotonic() - started))
-            signum = _wait_for_stop(wait)
+            signum = _wait_for_stop(max(0.0, every - (time.monotonic() - started)))
             if signum is not None:
                 log(f"stopping on {signal.Signals(signum).name}")
                 break

@@ -131,9 +131,9 @@ class ExitWatcher:
             for fd, _mask in ready:
                 if fd != conn and fd != self._wake_r:
                     self._reaped(fd, now_ns)
-            self._drain(now_ns)
+            self._drain()
 
-    def _drain(self, now_ns: int) -> None:
+    def _drain(self) -> None:
         conn = self._conn
         while True:
             # exit: pid, tgid, code, signal, parent pid, tgid (see _cnproc).
@@ -141,7 +141,7 @@ class ExitWatcher:
                 if what != _cnproc.EXIT:
                     continue  # a fork, on a kernel that cannot filter
                 if pid == tgid:
-                    self._exited(pid, ts, now_ns)
+                    self._exited(pid, ts)
                 else:
                     # A thread ended; if its leader already exited, the
                     # process became a zombie only now, when its last thread went.
@@ -151,7 +151,7 @@ class ExitWatcher:
             if not conn.pending:
                 break
 
-    def _exited(self, pid: int, ts: int, now_ns: int) -> None:
+    def _exited(self, pid: int, ts: int) -> None:
         counts = self._counts
         counts.created += 1
         old = self._by_pid.pop(pid, None)
@@ -160,11 +160,14 @@ class ExitWatcher:
             # first: its HUP is still queued. Closed with that bound.
             self._forget(old)
             self._observe(ts - old.exit_ns, exact=False)
+        elif pid in self._untracked:
+            self._observe(ts - self._untracked.pop(pid), exact=False)
         try:
             fd = os.pidfd_open(pid)
         except ProcessLookupError:
-            # Collected before we looked: it lived at most until now.
-            self._observe(now_ns - ts, exact=False)
+            # Collected before we looked: it lived at most until now (read
+            # now: this drain may have read events that came after the wake-up).
+            self._observe(time.monotonic_ns() - ts, exact=False)
             return
         except OSError:
             # Out of descriptors (EMFILE, ENFILE): the next scans tell when it goes.

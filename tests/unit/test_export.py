@@ -19,6 +19,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import zombiewatch
+from tests.unit.test_events_order import ScriptedConnector
 from zombiewatch import __version__, _cnproc, export, lifetimes, scan_report
 from zombiewatch.cli import cli
 from zombiewatch.errors import ExitCode
@@ -165,27 +166,6 @@ def test_a_scan_that_finds_no_process_is_a_failure_not_zero_zombies() -> None:
 
 
 # -- lifetimes from kernel events ------------------------------------------------
-
-
-class ScriptedConnector:
-    """A connector whose events are scripted; its descriptor is a real pipe."""
-
-    def __init__(self) -> None:
-        self._r, self._w = os.pipe()
-        self.events: list[tuple[int, int, int, int, int, int, int, int]] = []
-        self.lost = 0
-        self.pending = False
-
-    def fileno(self) -> int:
-        return self._r
-
-    def read(self, limit: int = 4096) -> list[tuple[int, int, int, int, int, int, int, int]]:
-        events, self.events = self.events, []
-        return events
-
-    def close(self) -> None:
-        os.close(self._r)
-        os.close(self._w)
 
 
 def exit_event(pid: int, tgid: int, ts: int) -> tuple[int, int, int, int, int, int, int, int]:
