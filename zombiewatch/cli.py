@@ -626,7 +626,7 @@ def scan(
 @click.option(
     "--listen",
     metavar="HOST:PORT",
-    default="127.0.0.1:9577",
+    default=_defaults.EXPORT_LISTEN,
     show_default=True,
     help="Serve /metrics here ([::1]:9577 for IPv6; port 0 picks a free one). Anything but"
     " loopback lets whoever reaches it read this host's zombie holders and users.",
@@ -641,14 +641,14 @@ def scan(
 @click.option(
     "--every",
     type=FiniteFloat(min=0.1, max=86400),
-    default=15.0,
+    default=_defaults.EXPORT_EVERY,
     show_default=True,
     help="Seconds between two writes of --textfile.",
 )
 @click.option(
     "--top",
     type=click.IntRange(min=1, max=1000),
-    default=10,
+    default=_defaults.EXPORT_TOP,
     show_default=True,
     help="Parents (command name and user) with most zombies labelled by name; the rest are"
     ' summed under parent="other".',

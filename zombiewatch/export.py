@@ -45,16 +45,12 @@ from prometheus_client.core import (
     Metric,
 )
 
-from zombiewatch import __version__, lifetimes
+from zombiewatch import __version__, _defaults, lifetimes
 from zombiewatch import scan as scanner
 from zombiewatch._text import log as _log
 from zombiewatch.errors import ZombiewatchError
 from zombiewatch.scan_report import ScanResult, ZombieParent
 
-DEFAULT_LISTEN = "127.0.0.1:9577"  # 9577: not taken in Prometheus's default port allocations list
-DEFAULT_TOP = 10
-DEFAULT_EVERY = 15.0  # seconds: Prometheus's usual scrape interval
-OBSERVE_METHODS = ("auto", "events", "scan")
 TEXTFILE_NAME = "zombiewatch.prom"
 OTHER = "other"  # the label values of the row that sums every parent past the top N
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -106,7 +102,7 @@ class ScanState:
     """What the exporter knows when a scrape is answered."""
 
     method: str  # "events" or "scan": how created/collected/lifetimes are known
-    top: int = DEFAULT_TOP
+    top: int = _defaults.EXPORT_TOP
     by_pid: bool = False
     result: ScanResult | None = None  # the last scan, None if it failed
     scans: int = 0
@@ -307,10 +303,10 @@ def is_loopback(host: str) -> bool:
 class Options:
     """What ``zombiewatch export`` was asked to do."""
 
-    listen: tuple[str, int] = ("127.0.0.1", 9577)
+    listen: tuple[str, int] = ("127.0.0.1", 9577)  # _defaults.EXPORT_LISTEN, parsed
     textfile: str | None = None  # a directory: write there instead of serving
-    every: float = DEFAULT_EVERY
-    top: int = DEFAULT_TOP
+    every: float = _defaults.EXPORT_EVERY
+    top: int = _defaults.EXPORT_TOP
     by_pid: bool = False
     observe: str = "auto"
 

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import PYTHON, call_until, read_ready_line
-from zombiewatch import _platform
+from zombiewatch import _platform, _proctl
 
 prometheus_client = pytest.importorskip(
     "prometheus_client", reason="the prometheus extra is not installed"
@@ -47,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "zombiewatch-rules.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "zombiewatch-rules.test.yml"
 USER = pwd.getpwuid(os.getuid()).pw_name
+# Should pytest itself be killed, the servers get SIGTERM (PR_SET_PDEATHSIG).
+DIE_WITH_US = _proctl.die_with_parent_preexec(signal.SIGTERM)
 
 HOLDER = r'''
 """Hold zombies for the export tests. Reads commands on stdin:
@@ -138,6 +140,7 @@ def exporter(spawn, tmp_path):
             stdout=subprocess.PIPE,
             stderr=log.open("w"),
             start_new_session=True,
+            preexec_fn=DIE_WITH_US,
         )
         return proc, read_ready_line(proc, timeout=60), log
 
@@ -387,6 +390,7 @@ def test_node_exporter_serves_the_textfile(holder, exporter, spawn, tmp_path):
         [binary, "--collector.disable-defaults", "--collector.textfile",
          f"--collector.textfile.directory={out}", "--web.listen-address=127.0.0.1:0"],
         stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=DIE_WITH_US,
     )  # fmt: skip
     url = "http://" + call_until(lambda: _listening_on(log, node), 60, "node_exporter") + "/metrics"
     metrics = call_until(
@@ -463,7 +467,7 @@ def prometheus() -> Iterator[Any]:
             [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir}/data",
              "--web.listen-address=127.0.0.1:0", "--storage.tsdb.retention.time=1h"],
             stdin=subprocess.DEVNULL, stdout=log.open("w"), stderr=subprocess.STDOUT,
-            text=True, start_new_session=True,
+            text=True, start_new_session=True, preexec_fn=DIE_WITH_US,
         )  # fmt: skip
         started.append(proc)
 
