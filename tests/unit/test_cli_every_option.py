@@ -23,6 +23,7 @@ REQUIRED = {
     "watch": ["1"],
     "modes": [],
     "scan": [],
+    "export": [],
 }
 
 
