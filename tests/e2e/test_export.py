@@ -293,6 +293,28 @@ def test_observe_events_where_they_cannot_be_had_exits_3():
     assert done.stdout == ""
 
 
+def test_auto_falls_back_to_scans_and_says_why_once(exporter, tmp_path):
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("needs unshare (util-linux)")
+    out = tmp_path / "textfile"
+    out.mkdir()
+    # A network namespace of its own: no process events (see the test above).
+    proc, ready, log = exporter("--textfile", str(out), "--every", "0.2", prefix=[unshare, "--net"])
+    if ready["method"] == "events":
+        pytest.skip("process events work even in a network namespace of its own here")
+    assert ready["method"] == "scan"
+    path = out / "zombiewatch.prom"
+    metrics = call_until(lambda: path.exists() and parse(path.read_text()), 60, "a textfile")
+    (info,) = metrics["zombiewatch_info"]
+    assert info.labels["method"] == "scan"
+    assert "zombiewatch_zombies_created_total" not in metrics  # absent, not a made-up 0
+    assert "zombiewatch_zombie_lifetime_seconds_count" not in metrics
+    assert stop(proc) == 0
+    text = log.read_text()
+    assert text.count("kernel events unavailable") == 1, text
+
+
 def test_binding_beyond_loopback_warns(exporter):
     proc, _ready, log = exporter("--listen", "0.0.0.0:0")
     assert "anyone who can reach it" in log.read_text()
