@@ -15,8 +15,8 @@ zombie metrics are left out of that scrape (a stale count would be a
 lie), ``zombiewatch_scan_success`` says 0, ``zombiewatch_scan_errors_total``
 counts it and one log line says why (again only when the reason changes).
 SIGTERM and SIGINT stop the exporter cleanly; the main thread waits for
-them with ``sigtimedwait``, so no handler runs at all (docs/DESIGN.md,
-Exporter).
+them with ``sigwait`` (``sigtimedwait`` between two writes of the
+textfile), so no handler runs at all (docs/DESIGN.md, Exporter).
 """
 
 from __future__ import annotations
