@@ -664,8 +664,8 @@ def scan(
     default="auto",
     show_default=True,
     help="events: also count zombies created and collected and time their lifetimes from"
-    " kernel events (Linux, root or CAP_NET_ADMIN); scan: count zombies at each scrape only;"
-    " auto: events where they work.",
+    " kernel events (Linux; root or CAP_NET_ADMIN before 6.6); scan: count zombies at each"
+    " scrape only; auto: events where they work.",
 )
 @click.pass_context
 def export(

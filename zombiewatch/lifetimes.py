@@ -1,5 +1,6 @@
 """Every zombie of the machine from kernel events: when each process exited
-and when its parent collected it (Linux, root or CAP_NET_ADMIN).
+and when its parent collected it (Linux; root or CAP_NET_ADMIN before 6.6,
+any user since: docs/FACTS.md, Prometheus).
 
 ``zombiewatch export`` counts zombies created and collected and the
 lifetime of each from here. A process becomes a zombie when its last
