@@ -2,7 +2,7 @@
 and memory over a long soak.
 
     python benchmarks/export_cost.py scrape [--sizes 0,10000] [--rounds 5] [--scrapes 20]
-    python benchmarks/export_cost.py soak SECONDS [--every 1]
+    python benchmarks/export_cost.py soak SECONDS [--every 1] [--steady]
 
 ``scrape``: for each size, ``proc_farm`` (benchmarks/c/proc_farm.c, built
 with cc; a Python stand-in without it) adds that many sleeping processes
@@ -16,10 +16,12 @@ scrapes, is the figure. Interleaved with each round, the same number of
 ``soak``: an exporter with kernel events where they work (the default
 ``--observe auto``), scraped every ``--every`` seconds for SECONDS, while a
 churning parent forks a child every 5 ms and leaks one zombie every 2 s
-(collecting them at the end). The exporter's RSS, descriptors and CPU are
-sampled every 10 s; the verdict compares the RSS after a one-minute
-warm-up (or a tenth of the run, if shorter) with the end and with a
-straight line fitted to the samples after it.
+(collecting them at the end); with ``--steady`` it holds 100 zombies
+from the start and leaks none, so the exporter's own state should not grow.
+The exporter's RSS, descriptors and CPU are sampled every 10 s; the
+verdict compares the RSS after a one-minute warm-up (or a tenth of the
+run, if shorter) with the end and with a straight line fitted to the
+samples after it.
 
 Not part of the test suite: a timing is a measurement, not an assertion.
 Everything started runs in its own session and is stopped with its group;
@@ -41,6 +43,27 @@ from pathlib import Path
 
 import _harness as h
 from watch_soak import CHURN  # forks every 5 ms, leaks one zombie every 2 s
+
+# The same churn with no leak: 100 zombies held from the start, none added,
+# so whatever grows in the exporter is its own.
+STEADY = """
+import os, sys, time
+held = []
+for _ in range(100):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)  # the child never goes on with the loop
+    held.append(pid)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    time.sleep(0.005)
+for pid in held:
+    os.waitpid(pid, 0)
+"""
 
 
 def start_exporter(procs: h.Procs, *args: str) -> tuple[object, str]:
@@ -131,7 +154,7 @@ def run_soak(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="zw-export-soak-") as tmp:
         procs = h.Procs(Path(tmp))
         try:
-            churn = procs.start([h.PY, "-c", CHURN, str(seconds + 60)])
+            churn = procs.start([h.PY, "-c", STEADY if args.steady else CHURN, str(seconds + 60)])
             proc, url = start_exporter(procs)
             pid = proc.pid  # type: ignore[attr-defined]
             started = time.monotonic()
@@ -195,6 +218,9 @@ def main() -> None:
     soak = sub.add_parser("soak", help="memory over a long run")
     soak.add_argument("seconds", type=float, help="how long to run (an hour: 3600)")
     soak.add_argument("--every", type=float, default=1.0, help="seconds between scrapes")
+    soak.add_argument(
+        "--steady", action="store_true", help="hold 100 zombies throughout instead of leaking"
+    )
     args = parser.parse_args()
     h.prepare_run()
     try:
