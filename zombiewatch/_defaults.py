@@ -36,3 +36,8 @@ MAX_LEAKED = 0  # zombies allowed to outlive the settle window (or a test)
 # -- scan -----------------------------------------------------------------------
 SCAN_WAIT = 1.0  # seconds a nudge or a kill may take to show its effect
 MIN_COUNT = 1  # only parents holding at least this many zombies
+
+# -- export ---------------------------------------------------------------------
+EXPORT_LISTEN = "127.0.0.1:9577"  # where /metrics is served
+EXPORT_EVERY = 15.0  # seconds between two writes of --textfile: Prometheus's usual interval
+EXPORT_TOP = 10  # parents (name and user) labelled by name; the rest summed as "other"

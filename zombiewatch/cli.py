@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import math
 import os
 import shutil
@@ -911,6 +912,110 @@ def scan(
     if as_json:
         click.echo(result.to_json())
     ctx.exit(result.return_code)
+
+
+@cli.command()
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    default=_defaults.EXPORT_LISTEN,
+    show_default=True,
+    help="Serve /metrics here ([::1]:9577 for IPv6; port 0 picks a free one). Anything but"
+    " loopback lets whoever reaches it read this host's zombie holders and users.",
+)
+@click.option(
+    "--textfile",
+    metavar="DIR",
+    default=None,
+    help="Instead of serving, write DIR/zombiewatch.prom every --every seconds, atomically,"
+    " for node_exporter's textfile collector.",
+)
+@click.option(
+    "--every",
+    type=FiniteFloat(min=0.1, max=86400),
+    default=_defaults.EXPORT_EVERY,
+    show_default=True,
+    help="Seconds between two writes of --textfile.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=1, max=1000),
+    default=_defaults.EXPORT_TOP,
+    show_default=True,
+    help="Parents (command name and user) with most zombies labelled by name; the rest are"
+    ' summed under parent="other".',
+)
+@click.option(
+    "--pid-label",
+    is_flag=True,
+    help="Also label each of the --top parents with its pid (one series per process).",
+)
+@click.option(
+    "--observe",
+    type=click.Choice(("auto", "events", "scan")),
+    default="auto",
+    show_default=True,
+    help="events: also count zombies created and collected and time their lifetimes from"
+    " kernel events (Linux; root or CAP_NET_ADMIN before 6.6); scan: count zombies at each"
+    " scrape only; auto: events where they work.",
+)
+@click.pass_context
+def export(
+    ctx: click.Context,
+    listen: str,
+    textfile: str | None,
+    every: float,
+    top: int,
+    pid_label: bool,
+    observe: str,
+) -> None:
+    """Export this machine's zombies as Prometheus metrics, until SIGTERM or Ctrl-C.
+
+    Serves /metrics on --listen, or writes --textfile DIR for node_exporter.
+    Each scrape scans /proc as `zombiewatch scan` does. Prints one JSON line
+    when it is up. Needs the prometheus extra: pip install
+    'zombiewatch[prometheus]'. Exit status: 0 stopped by SIGTERM or SIGINT;
+    2 usage error (the extra missing, bad option); 3 cannot listen, or
+    --observe events where events cannot be had.
+    """
+    try:
+        from zombiewatch import export as exporter
+    except ImportError as err:
+        raise click.UsageError(
+            f"export needs prometheus_client ({err.name} is missing):"
+            " pip install 'zombiewatch[prometheus]'"
+        ) from err
+    from zombiewatch import scan as scanner
+
+    unavailable = scanner.unavailable_reason()
+    if unavailable is not None:
+        raise click.UsageError(unavailable)
+    source = ctx.get_parameter_source
+    if textfile is not None and source("listen") == click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("give --listen or --textfile, not both")
+    if textfile is None and source("every") == click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--every is the interval of --textfile; give both or neither")
+    try:
+        address = exporter.parse_listen(listen)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'--listen'") from err
+    if textfile is not None and not (os.path.isdir(textfile) and os.access(textfile, os.W_OK)):
+        raise click.BadParameter(
+            f"{textfile!r} is not a writable directory", param_hint="'--textfile'"
+        )
+    blind_spot = scanner.blind_spot()
+    if blind_spot is not None:
+        runner.log(blind_spot)
+    options = exporter.Options(
+        listen=address, textfile=textfile, every=every, top=top, by_pid=pid_label, observe=observe
+    )
+
+    def ready(line: dict[str, object]) -> None:
+        click.echo(json.dumps(line))
+        sys.stdout.flush()
+
+    exporter.run(options, ready, log=runner.log)
+    ctx.exit(ExitCode.OK)
 
 
 @cli.command("modes")

@@ -24,6 +24,7 @@ REQUIRED = {
     "modes": [],
     "scan": [],
     "scripts": [],
+    "export": [],
 }
 
 
