@@ -15,18 +15,27 @@ if ! [[ $connections =~ ^[0-9]+$ ]] || ((connections < 1 || connections > 100000
 	exit 2
 fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=scripts/zombiewatch-command.sh
-source "$here/zombiewatch-command.sh"
+# shellcheck source=zombiewatch/scripts/zombiewatch-command.sh
+source "$here/../zombiewatch/scripts/zombiewatch-command.sh"
 
 run() {
 	local mode=$1
 	echo "== $mode: $("${zw[@]}" modes | awk -v m="$mode" '$1 == m { $1 = $2 = $3 = $4 = ""; sub(/^ +/, ""); print }')"
-	"${zw[@]}" --mode "$mode" --connections "$connections" --settle 0.5 2>/dev/null
+	# Its log lines would clutter the lesson; they are shown if it could not measure.
+	"${zw[@]}" --mode "$mode" --connections "$connections" --settle 0.5 2>"$log"
 	status=$?
 	echo "-> exit status $status"
 	echo
+	if ((status > 1)); then
+		cat "$log" >&2
+		echo "demo.sh: zombiewatch could not measure $mode (exit $status); no lesson to draw" >&2
+		exit "$status"
+	fi
 	return "$status"
 }
+
+log=$(mktemp) || exit 3
+trap 'rm -f "$log"' EXIT
 
 run none
 none_status=$?

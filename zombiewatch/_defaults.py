@@ -13,6 +13,13 @@ HOST = "127.0.0.1"  # where the server listens and the flooder connects
 PORT = 0  # 0: the kernel picks a free port
 CHILD_DELAY = 0.0  # seconds; `serve`'s default (a measured run uses the mode's own)
 IDLE_TIMEOUT = 10.0  # seconds a client may stay silent before its worker ends it
+# Seconds a whole connection may last, however steadily its client trickles
+# bytes: the idle timeout is per read, so without this a client sending a
+# byte a second holds its worker forever (slowloris). Far above what a
+# well-behaved client of a line echo needs (the flood gives each connection
+# 10 s), and short enough that clients queued behind slow ones are served
+# within about half a minute.
+CONN_TIMEOUT = 30.0
 
 # -- the built-in flood -------------------------------------------------------
 CONNECTIONS = 1000  # connections to open in all
@@ -29,3 +36,8 @@ MAX_LEAKED = 0  # zombies allowed to outlive the settle window (or a test)
 # -- scan -----------------------------------------------------------------------
 SCAN_WAIT = 1.0  # seconds a nudge or a kill may take to show its effect
 MIN_COUNT = 1  # only parents holding at least this many zombies
+
+# -- export ---------------------------------------------------------------------
+EXPORT_LISTEN = "127.0.0.1:9577"  # where /metrics is served
+EXPORT_EVERY = 15.0  # seconds between two writes of --textfile: Prometheus's usual interval
+EXPORT_TOP = 10  # parents (name and user) labelled by name; the rest summed as "other"

@@ -136,3 +136,9 @@ def proc_hides_processes() -> bool:
             if opt in ("hidepid=2", "hidepid=4", "hidepid=invisible", "hidepid=ptraceable"):
                 return True
     return False
+
+
+def can_use_os_unshare() -> bool:
+    """Return True where Python has ``os.unshare`` and ``os.setns`` (3.12+);
+    elsewhere ``_namespace`` calls libc through ctypes."""
+    return hasattr(os, "unshare") and hasattr(os, "setns")

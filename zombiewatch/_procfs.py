@@ -108,6 +108,27 @@ class ProcStat:
         return _STATES.get(self._fields[0], "?")
 
     @property
+    def group_exited(self) -> bool:
+        """True for a zombie: the whole thread group has exited.
+
+        State Z describes the main thread only. A process whose main thread
+        exited while others run shows Z too (``ps`` prints ``Zl``) but is
+        alive: its thread count (field 20) still counts those threads, and
+        falls to 1 once the last one is gone (docs/FACTS.md, "A zombie
+        leader with live threads"). The rule every zombie count shares:
+        the monitor's walk and ``scan``.
+        """
+        return self._fields[0] == b"Z" and self.num_threads <= 1
+
+    @property
+    def group_status(self) -> str:
+        """``status`` of the thread group: "zombie" only when ``group_exited``;
+        a group whose main thread alone exited is alive ("running")."""
+        if self._fields[0] == b"Z" and not self.group_exited:
+            return "running"
+        return self.status
+
+    @property
     def ppid(self) -> int:
         return int(self._fields[1])
 
@@ -127,8 +148,11 @@ class ProcStat:
 
     @property
     def kernel_thread(self) -> bool:
-        """True for kthreadd and the kernel threads it starts."""
-        return bool(self.flags & PF_KTHREAD) or self.pid == 2 or self.ppid == 2
+        """True for a kernel thread (kthreadd and those it starts), by what it
+        is: PF_KTHREAD in its flags. Not by pid: in a PID namespace (a
+        container under tini) PID 2 is the application, and the kernel's
+        threads are not in view at all."""
+        return bool(self.flags & PF_KTHREAD)
 
     def __repr__(self) -> str:
         return (
@@ -269,7 +293,7 @@ def scan_zombies() -> tuple[list[ProcStat], int]:
             # The state is the byte two past the last ')'; 90 is ord("Z").
             if data[data.rindex(b")") + 2] == 90:
                 stat = ProcStat(int(name), data)
-                if stat.num_threads <= 1:
+                if stat.group_exited:
                     zombies.append(stat)
     finally:
         os.close(proc)
@@ -518,3 +542,81 @@ class ProcReader:
         """Close every descriptor. Idempotent; later reads open afresh."""
         _close_all(self._fds, self._tasks)
         self._kept = 0
+
+
+# -- who holds a listening port ------------------------------------------------
+
+_TCP_LISTEN = "0A"  # st of a listening socket in /proc/net/tcp (TCP_LISTEN = 10)
+
+
+def _tcp_address(hex_ip: str) -> str:
+    """The text form of a ``/proc/net/tcp{,6}`` address: the kernel prints
+    each 32-bit word of the network-order address as a host-order number."""
+    import socket
+    import struct
+
+    raw = b"".join(struct.pack("=I", int(hex_ip[i : i + 8], 16)) for i in range(0, len(hex_ip), 8))
+    return socket.inet_ntop(socket.AF_INET6 if len(raw) == 16 else socket.AF_INET, raw)
+
+
+def listening_sockets(port: int) -> dict[int, str]:
+    """Return {socket inode: local address} of every TCP socket listening on ``port``.
+
+    Read from ``/proc/net/tcp`` and ``/proc/net/tcp6`` (proc(5)): one line
+    per socket, ``local_address`` as HEXIP:HEXPORT, ``st`` 0A for LISTEN,
+    and the socket's inode, which names it in ``/proc/PID/fd``
+    (docs/FACTS.md, "Who holds a port"). Only this network namespace's.
+    """
+    found: dict[int, str] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                lines = f.read().splitlines()[1:]
+        except FileNotFoundError:
+            continue  # no IPv6 here
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != _TCP_LISTEN:
+                continue
+            ip, _, hex_port = fields[1].partition(":")
+            if int(hex_port, 16) == port:
+                found[int(fields[9])] = _tcp_address(ip)
+    return found
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """Return the inodes of the sockets ``pid`` has open (``/proc/PID/fd``
+    links read ``socket:[INODE]``); empty if it is gone or not ours to read."""
+    inodes: set[int] = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return inodes
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed since the listing
+        if link.startswith("socket:["):
+            inodes.add(int(link[8:-1]))
+    return inodes
+
+
+def socket_holders(inodes: set[int]) -> list[int]:
+    """Return the pids, of every process we can read, that hold one of ``inodes``."""
+    holders = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and socket_inodes(int(name)) & inodes:
+            holders.append(int(name))
+    return sorted(holders)
+
+
+def descendants(pid: int) -> list[int]:
+    """Return ``pid`` and every process below it, from the children lists."""
+    found, stack = [pid], [pid]
+    while stack:
+        for child in read_children(stack.pop()):
+            if child not in found:
+                found.append(child)
+                stack.append(child)
+    return found

@@ -34,7 +34,8 @@ class ProcessSource(Protocol):
 
     def stat(self, pid: int, renew: bool) -> tuple[str, int] | None:
         """Return ``pid``'s psutil status and thread count (0: unknown), or
-        None if it is gone. Without ``renew``, a backend that pins processes
+        None if it is gone. The status is the thread group's: "zombie" only
+        when every thread has exited. Without ``renew``, a backend that pins processes
         answers for the process first read under that pid; with it, for
         the pid's owner now (the walk just listed it)."""
         ...
@@ -72,7 +73,9 @@ class ProcfsSource:
 
     def stat(self, pid: int, renew: bool) -> tuple[str, int] | None:
         stat = self.reader.stat(pid, renew)
-        return None if stat is None else (stat.status, stat.num_threads)
+        # The thread group's status: a main thread that exited while others
+        # run is not a zombie (``ProcStat.group_exited``, the rule scan uses).
+        return None if stat is None else (stat.group_status, stat.num_threads)
 
     def children(self, pid: int, threads: int) -> list[int]:
         return self.reader.children(pid, threads)
@@ -119,7 +122,14 @@ class PsutilSource:
     def stat(self, pid: int, renew: bool) -> tuple[str, int] | None:
         try:
             proc = self._process(pid)
-            return None if proc is None else (proc.status(), 0)
+            if proc is None:
+                return None
+            status = proc.status()
+            if status == psutil.STATUS_ZOMBIE and proc.num_threads() > 1:
+                # Its main thread exited, others run: alive, as
+                # ProcStat.group_exited rules for the procfs backend.
+                return psutil.STATUS_RUNNING, 0
+            return status, 0
         except psutil.NoSuchProcess:  # includes ZombieProcess: it exited and went
             held = self._procs.pop(pid, None)
             # The walk just listed this pid, so it has a new owner: read it.

@@ -24,7 +24,38 @@ def failure_list(failures: dict[str, int]) -> str:
     return ", ".join(f"{n} {why}" for why, n in failures.items())
 
 
+# Why some of our own output could not be written (a closed stream, a full
+# disk): the command then exits 3, never with a verdict (docs/DESIGN.md,
+# Exit codes). One entry per stream, the first failure.
+_lost: dict[str, str] = {}
+
+
+def output_lost(stream: str, err: BaseException) -> None:
+    """Record that writing to our ``stream`` ("stdout", "stderr") failed."""
+    _lost.setdefault(stream, getattr(err, "strerror", None) or str(err) or type(err).__name__)
+
+
+def lost_output() -> dict[str, str]:
+    """{stream: why} for each of our streams a write to failed."""
+    return dict(_lost)
+
+
+def forget_lost_output() -> None:
+    """Start a new command with nothing lost (``cli.main`` called in-process again)."""
+    _lost.clear()
+
+
+def write(stream: str, text: str) -> None:
+    """Write ``text`` to our "stdout" or "stderr" and flush; a failure is
+    recorded (``lost_output``), never raised."""
+    try:
+        out = getattr(sys, stream)
+        out.write(text)
+        out.flush()
+    except (OSError, ValueError) as err:
+        output_lost(stream, err)
+
+
 def log(message: str) -> None:
-    """Write one log line to stderr."""
-    sys.stderr.write(f"zombiewatch: {message}\n")
-    sys.stderr.flush()
+    """Write one log line to stderr; a failure is recorded, never raised."""
+    write("stderr", f"zombiewatch: {message}\n")

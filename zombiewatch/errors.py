@@ -20,6 +20,7 @@ class ExitCode(enum.IntEnum):
     ZOMBIES = 1  # zombies leaked, or with --check a mode missed its verdict
     USAGE = 2  # bad option, unknown or unavailable mode
     NOT_MEASURED = 3  # bind failed, access denied, internal error
+    LOAD_FAILED = 4  # measured, but the load did not run as asked (a "load" or "target" rule)
     INTERRUPTED = 130  # Ctrl-C, SIGTERM
 
 
@@ -42,6 +43,12 @@ class UnsupportedError(ZombiewatchError):
     """Nothing here can observe what was asked for: a usage error (exit 2)."""
 
     exit_code = ExitCode.USAGE
+
+
+class ZombieTargetError(ZombiewatchError):
+    """The process to watch is a zombie already: a zombie found (exit 1)."""
+
+    exit_code = ExitCode.ZOMBIES
 
 
 class ServerStartError(ZombiewatchError):

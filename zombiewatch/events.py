@@ -44,6 +44,7 @@ EARLY_EVENTS = 4096
 # and still be that child's: the race is microseconds to milliseconds, and
 # a pid comes back only after pid_max others (32,768 forks here).
 EARLY_WINDOW_NS = 100_000_000
+STOP_CHECK = 0.1  # seconds between two looks at whether the thread must stop
 
 
 class _Proc:
@@ -120,8 +121,13 @@ class EventMonitor(TreeWatcher):
             if known is not None:
                 proc = known
             else:
-                stat = walker.source.stat(pid, False)
-                proc = self._add(pid, origin.get(pid, 0), stat[1] if stat is not None else 1)
+                stat = _procfs.read_stat(pid)
+                # Live threads: a main thread that exited while others run
+                # (Zl) is still in the count, and its exit event has passed.
+                threads = 1 if stat is None else stat.num_threads
+                if stat is not None and stat.state == "Z" and not stat.group_exited:
+                    threads -= 1
+                proc = self._add(pid, origin.get(pid, 0), threads)
                 if status == "zombie":
                     self.stats.before_watch += 1
             if status == "zombie" and proc.exit_ns is None:
@@ -142,7 +148,7 @@ class EventMonitor(TreeWatcher):
             return  # else it was listed after the walk passed: next time
         kids = self._children.pop(proc.pid, None)
         if kids:
-            self._orphaned(proc.pid, kids)
+            self._orphaned(proc.pid, kids, now_ns)
         if proc.exit_ns is None or proc.reaped_ns is not None or proc.fd < 0:
             self._reaped(proc, proc.reaped_ns or now_ns, exact=False)
         # else a zombie with its pidfd: its HUP says when it was reaped.
@@ -230,7 +236,7 @@ class EventMonitor(TreeWatcher):
             # The root's main thread (not any thread of it) ending: its
             # children go to an adopter.
             if pid == tgid:
-                self._orphaned(self.root, list(self._children.get(self.root, ())))
+                self._orphaned(self.root, list(self._children.get(self.root, ())), ts)
             return
         proc = self._procs.get(tgid)
         if proc is None:
@@ -253,12 +259,14 @@ class EventMonitor(TreeWatcher):
         self._live -= 1
         kids = self._children.pop(proc.pid, None)
         if kids:
-            self._orphaned(proc.pid, kids)
+            self._orphaned(proc.pid, kids, ts)
         if holder != self.root and holder not in self._procs and holder not in self.adopters:
             # Held outside the tree by a process nobody watches: out of scope.
             self._adopted_by(proc, holder)
             return
-        adopted = holder in self.adopters  # as the sampler says: held by a subreaper or init
+        # As the sampler says: held by a subreaper or init, which did not
+        # fork it (the root as PID 1 of a namespace holds its own children too).
+        adopted = holder in self.adopters and holder != proc.creator
         self.zombies[proc.pid] = Zombie(
             proc.pid, holder, "?", ts * _NS, adopted=adopted, exact=proc.exact
         )
@@ -274,8 +282,10 @@ class EventMonitor(TreeWatcher):
         elif proc.unwatched is not None:
             self._reaped(proc, proc.unwatched, exact=False)
 
-    def _orphaned(self, parent: int, kids: Iterable[int]) -> None:
-        """``parent`` exited before reaping ``kids``: they went to an adopter."""
+    def _orphaned(self, parent: int, kids: Iterable[int], ts: int) -> None:
+        """``parent`` exited (at ``ts``) before reaping ``kids``: they went to
+        an adopter. Those already zombies it never collected: its leaks,
+        whoever collects them now."""
         creator = self._procs[parent].creator if parent in self._procs else 0
         for pid in kids:
             proc = self._procs.get(pid)
@@ -283,10 +293,19 @@ class EventMonitor(TreeWatcher):
                 continue
             # The kernel reparented them before it sent the exit event.
             stat = _procfs.read_stat(pid)
+            zombie = self.zombies.get(pid)
+            if proc.exit_ns is not None and zombie is not None and not zombie.adopted:
+                self._collected(zombie, by_holder=False, held=max(0, ts - proc.exit_ns) * _NS)
+                # Its reap is the adopter's from now on, not the creator's.
+                adopter = stat.ppid if stat is not None else 0
+                self.zombies[pid] = dataclasses.replace(zombie, ppid=adopter, adopted=True)
             if stat is None:
                 continue  # collected already: its pidfd tells when
             adopter = stat.ppid
-            if adopter == self.root or adopter in self._procs:
+            # The root as PID 1 of a namespace (an adopter of its own tree,
+            # run --pid1) takes every orphan: counted, and still in the tree.
+            to_root = adopter == self.root and parent != self.root and adopter in self.adopters
+            if (adopter == self.root or adopter in self._procs) and not to_root:
                 continue  # a subreaper inside the tree took it: still ours to see
             self._adopted_by(proc, adopter)
             stats = self.stats
@@ -347,6 +366,9 @@ class EventMonitor(TreeWatcher):
                 del self._children[proc.creator]
         zombie = self.zombies.pop(proc.pid, None)
         self._unnamed.pop(proc.pid, None)
+        if zombie is not None:
+            # By its holder: its parent, or (adopted) the adopter it went to.
+            self._collected(zombie, by_holder=True, held=0.0)
         if proc.exit_ns is None:  # reaped unseen exiting: events were lost
             self._live -= 1
             return
@@ -425,7 +447,9 @@ class EventMonitor(TreeWatcher):
     def _watch(self) -> None:
         next_at = time.monotonic()
         while not self._stop.is_set():
-            self._update(max(0.0, next_at - time.monotonic()))
+            # Never wait long between two looks at _stop: with a long
+            # --interval, stop() would otherwise wait for the next point.
+            self._update(min(STOP_CHECK, max(0.0, next_at - time.monotonic())))
             now = time.monotonic()
             if now >= next_at:
                 with self.lock:

@@ -1,7 +1,11 @@
 """Open many connections to a line server and check every reply.
 
-Each connection sends ``lines`` lines, half-closes, and expects exactly the
-same bytes back in upper case. Work is bounded twice: by the number of
+Each connection sends ``lines`` lines and expects exactly the same bytes
+back in upper case; once they are all back, it closes. It half-closes
+(shuts its write side) right after sending only when asked (``half_close``,
+for servers that answer at the end of input): a server that relays a
+child's output may take the half-close as the end and close before the
+reply is written. Work is bounded twice: by the number of
 connections and by a deadline for the whole flood; each connection also
 has its own timeout. Traffic goes where the caller says, which the CLI
 defaults to loopback.
@@ -151,7 +155,9 @@ class _Flood:
         lines: int,
         timeout: float,
         selector: selectors.BaseSelector,
+        half_close: bool = False,
     ) -> None:
+        self.half_close = half_close
         self.result = result
         self.addresses = addresses
         self.preferred = 0  # the address that last connected: new connections try it first
@@ -289,11 +295,12 @@ class _Flood:
             conn.out = memoryview(conn.out)[sent:]
             self._watch(conn, sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
             return
-        try:
-            sock.shutdown(socket.SHUT_WR)
-        except OSError as err:
-            self._finish(conn, self._peer_gone(conn, sock, err))
-            return
+        if self.half_close:
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError as err:
+                self._finish(conn, self._peer_gone(conn, sock, err))
+                return
         conn.out = b""
         conn.phase = _RECEIVING
         self._watch(conn, sock, selectors.EVENT_READ)
@@ -362,6 +369,7 @@ def flood(
     deadline: float = 300.0,
     progress: Callable[[int], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    half_close: bool = False,
 ) -> FloodResult:
     """Open ``connections`` connections, ``concurrency`` at a time; check each reply.
 
@@ -373,7 +381,8 @@ def flood(
     does: connections cut short or never started count as failed. It
     also ends as soon as ``stop()``, checked at least every
     ``SWEEP_EVERY`` seconds, returns true: then the connections cut short
-    or never started count as "stopped".
+    or never started count as "stopped". With ``half_close``, each
+    connection shuts its write side once it has sent everything.
     """
     # One function, past the usual length, on purpose: every step of the
     # loop below reads and moves the same clocks (end, next sweep, next
@@ -389,7 +398,7 @@ def flood(
     started = 0
     stopped = False
     with selectors.DefaultSelector() as selector:
-        state = _Flood(result, addresses, lines, timeout, selector)
+        state = _Flood(result, addresses, lines, timeout, selector, half_close)
         live = state.live
         try:
             while True:
@@ -462,6 +471,7 @@ class Config:
     lines: int = 1
     timeout: float = 10.0  # per connection
     deadline: float | None = None  # for the whole flood; None: default_deadline()
+    half_close: bool = False  # shut the write side once everything is sent
 
     def bound(self) -> float:
         """Seconds the whole flood may take."""
@@ -532,7 +542,7 @@ def run(config: Config, as_json: bool = True, progress_fd: int | None = None) ->
         config.host, config.port, config.connections, config.concurrency, config.lines,
         config.timeout, config.bound(),
         progress=None if progress_fd is None else _progress_writer(progress_fd),
-        stop=lambda: stopping,
+        stop=lambda: stopping, half_close=config.half_close,
     )  # fmt: skip
     data = result.to_dict()
     sys.stdout.write((json.dumps(data) if as_json else _summary_line(result, data)) + "\n")

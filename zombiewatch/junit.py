@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 
 from zombiewatch.errors import writing
 from zombiewatch.modes.base import PASS
-from zombiewatch.report import Report, RunResult, render_run
+from zombiewatch.report import Report, RunResult, describe_leak, render_run
 
 MAX_LISTED = 50  # leaked zombies spelled out in one failure; `none` leaks thousands
 
@@ -27,24 +27,25 @@ def _failed(run: RunResult, check: bool) -> bool:
     return not run.met_expectation if check else run.verdict != PASS
 
 
-def _failure_text(run: RunResult, check: bool) -> tuple[str, str]:
-    """(message, body) of a failed run."""
-    if check:
-        message = f"verdict {run.verdict.upper()}, expected {str(run.expected).upper()}"
+def _failure_text(run: RunResult, check: bool) -> tuple[str, str, str]:
+    """(message, type, body) of a failed run: ZombiesLeaked when a zombie
+    rule decided it (exit 1), LoadFailed when only the load did (exit 4)."""
+    zombies = run.zombie_verdict != run.expected if check else bool(run.zombie_rules())
+    if not zombies:
+        message, kind = run.load_rules()[0], "LoadFailed"
+    elif check:
+        verdict, expected = run.zombie_verdict.upper(), str(run.expected).upper()
+        message, kind = f"verdict {verdict}, expected {expected}", "ZombiesLeaked"
     else:
-        message = f"{len(run.leaked)} zombie(s) leaked"
+        message, kind = f"{run.leaked_count} zombie(s) leaked", "ZombiesLeaked"
     lines = [f"rule: {rule}" for rule in run.failed_rules]
-    parents = {p.pid: p for p in run.monitor.parents.values()}
-    for zombie in run.leaked[:MAX_LISTED]:
-        parent = parents.get(zombie.ppid)
-        held_by = " ".join(parent.cmdline) if parent and parent.cmdline else "?"
-        lines.append(
-            f"leaked zombie pid {zombie.pid} ({zombie.name}), parent pid {zombie.ppid}"
-            f" ({held_by}), zombie for {zombie.age(run.end):.3f} s"
-        )
-    if len(run.leaked) > MAX_LISTED:
-        lines.append(f"... and {len(run.leaked) - MAX_LISTED} more")
-    return message, "\n".join(lines)
+    # The same words and numbers as the text report's "leaked" lines.
+    for zombie in run.to_dict()["leaked_zombies"][:MAX_LISTED]:
+        text = describe_leak(zombie, run.monitor.parents, run.ns_pids, width=10_000)
+        lines.append(f"leaked zombie {text}")
+    if run.leaked_count > MAX_LISTED:
+        lines.append(f"... and {run.leaked_count - MAX_LISTED} more")
+    return message, kind, "\n".join(lines)
 
 
 def to_junit(report: Report, suite: str = "zombiewatch") -> str:
@@ -83,8 +84,8 @@ def to_junit(report: Report, suite: str = "zombiewatch") -> str:
                 case, "error", message="not measured", type="NotMeasured"
             ).text = f"no connection of {run.flood.get('connections')} got its right answer"
         elif _failed(run, report.check):
-            message, body = _failure_text(run, report.check)
-            ET.SubElement(case, "failure", message=message, type="ZombiesLeaked").text = body
+            message, kind, body = _failure_text(run, report.check)
+            ET.SubElement(case, "failure", message=message, type=kind).text = body
         ET.SubElement(case, "system-out").text = render_run(run)
     for mode, why in report.skipped.items():
         case = ET.SubElement(testsuite, "testcase", classname=f"{suite}.modes", name=mode, time="0")

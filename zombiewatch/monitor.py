@@ -24,6 +24,7 @@ error (``AccessDeniedError``), never a silent undercount.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import random
 import signal
@@ -44,6 +45,9 @@ from zombiewatch.errors import ZombiewatchError
 MAX_TIMELINE = 10_000
 MAX_LIFETIMES = 10_000
 MAX_PARENTS = 1_000
+# Handed-off zombies listed (each one its creator's leak, see TreeWatcher);
+# past this many, those that count as leaks are counted, not listed.
+MAX_HANDED_OFF = 1_000
 # Samples an escaped orphan stays remembered after it was last seen held. A
 # children list read while processes exit can skip entries, so one walk may
 # miss an orphan that the next shows again: it must not count twice.
@@ -92,10 +96,15 @@ class Zombie:
     # ``since`` is the kernel's exit time (events), not the first look that
     # saw it in state Z (a sample, or a zombie already there when events began).
     exact: bool = False
+    # Set for a zombie its creator (``ppid``) never collected: it exited
+    # still holding it, and an adopter collected it (docs/DESIGN.md,
+    # Handed-off zombies). Seconds the creator held it.
+    held: float | None = None
 
     def age(self, now: float) -> float:
-        """Seconds since it became a zombie (``exact``) or was first seen as one."""
-        return now - self.since
+        """Seconds since it became a zombie (``exact``) or was first seen as
+        one; for one handed off, the seconds its creator held it."""
+        return self.held if self.held is not None else now - self.since
 
 
 @dataclass
@@ -107,6 +116,8 @@ class Parent:
     cmdline: list[str]
     zombies_seen: int = 0
     adopter: bool = False  # held them as an adopter: a subreaper or init
+    reaped: int = 0  # zombies it collected itself
+    handed_off: int = 0  # zombies it never collected: it exited, an adopter did
 
 
 class Timeline:
@@ -233,6 +244,13 @@ class TreeWatcher:
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self.lock = threading.Lock()  # held while an update changes the state
+        # Zombies their creator exited without collecting (the first
+        # MAX_HANDED_OFF): whoever collected them after, they are its leaks
+        # if it held them long enough (runner.leaks); past the cap, a count
+        # of those held ``settle`` s or longer (runner.handoff_bound).
+        self.handed_off: list[Zombie] = []
+        self.handed_off_unlisted = 0
+        self.settle = 0.0  # how long a creator must hold one for it to count
 
     def sample(self) -> Sample:
         """Bring the state up to date now and return the point it adds."""
@@ -258,6 +276,21 @@ class TreeWatcher:
             name, cmdline = _identify(ppid) or ("?", [])
             parent = parents[ppid] = Parent(ppid, name, cmdline, adopter=adopter)
         return parent
+
+    def _collected(self, zombie: Zombie, by_holder: bool, held: float) -> None:
+        """Count who collected ``zombie``: its holder (``by_holder``), or an
+        adopter after the holder, its creator, exited after ``held`` s."""
+        parent = self.stats.parents.get(zombie.ppid)
+        if by_holder or zombie.adopted:
+            if parent is not None:
+                parent.reaped += 1
+            return
+        if parent is not None:
+            parent.handed_off += 1
+        if len(self.handed_off) < MAX_HANDED_OFF:
+            self.handed_off.append(dataclasses.replace(zombie, held=held))
+        elif held >= self.settle:
+            self.handed_off_unlisted += 1
 
     def _point(self, now: float, live: int, zombies: int) -> Sample:
         """Record one point of the timeline."""
@@ -370,6 +403,8 @@ class Monitor(TreeWatcher):
         leader = self.sid == self.root
         found = []
         for adopter in self.adopters:
+            if adopter == self.root:
+                continue  # PID 1 of a namespace: see _reparented_to_root()
             # Read every sample, so through kept descriptors where possible;
             # thread count 0: each thread's list (PID 1 often has several).
             for pid in self.source.children(adopter, 0):
@@ -410,7 +445,23 @@ class Monitor(TreeWatcher):
                     listed.add(child)
                     stack.append(child)
                     self._origin[child] = pid
+        self._reparented_to_root()
         return statuses, listed
+
+    def _reparented_to_root(self) -> None:
+        """Hold, for the root, the processes it adopted since the last walk.
+
+        The root is an adopter of its own tree when it is PID 1 of a PID
+        namespace (``run --pid1``): every orphan of the namespace goes to it.
+        A child of the root that the last walk saw under another parent is
+        one; an orphan first seen already under the root is not told from
+        the root's own child (events tell them apart: they know who forked).
+        """
+        if self.root not in self.adopters:
+            return
+        for pid, parent in self._origin.items():
+            if parent == self.root and self._parent_of.get(pid, self.root) != self.root:
+                self._holding[pid] = self.root
 
     # -- sampling ------------------------------------------------------------
 
@@ -434,6 +485,11 @@ class Monitor(TreeWatcher):
             else:
                 zombie = self.zombies.pop(pid)
                 self.stats.add_lifetime(now - zombie.since)
+                # Gone: collected by its holder, unless the holder is gone
+                # too. Then its creator exited still holding it, and an
+                # adopter collected it (or, within one interval, it reaped
+                # and then exited: a sample cannot tell, see DESIGN.md).
+                self._collected(zombie, self._holds(zombie.ppid), now - zombie.since)
                 if zombie.adopted and len(self.stats.adopted_lifetimes) < MAX_LIFETIMES:
                     self.stats.adopted_lifetimes.append(now - zombie.since)
         new = current - self.zombies.keys()
@@ -486,12 +542,23 @@ class Monitor(TreeWatcher):
         self._parent(origin, adopter=False)  # named now if it is still readable
         return origin, False
 
+    def _holds(self, ppid: int) -> bool:
+        """True if ``ppid``, a zombie's holder, is still alive to collect it."""
+        if not ppid or ppid in self.adopters:
+            return True  # an adopter's, or (0) a holder never known: nobody to blame
+        status = self._status(ppid)
+        return status is not None and status != psutil.STATUS_ZOMBIE
+
     def _describe(self, pid: int, now: float) -> Zombie:
         ppid, name = self.source.describe(pid) or (0, "?")
         if not ppid:
             # Collected since the walk found it: the walk knows who held it.
             ppid = self._origin.get(pid) or self._holding.get(pid, 0)
-        adopted = ppid in self.adopters
+        # The root as PID 1 holds its own children too: adopted are those
+        # it came to hold as orphans.
+        adopted = ppid in self.adopters and (
+            ppid != self.root or pid in self._holding or pid in self._held
+        )
         parent = self._parent(ppid, adopted)
         if parent is not None:
             parent.zombies_seen += 1

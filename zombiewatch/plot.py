@@ -3,7 +3,7 @@
 One row per mode (or program): on the left the timeline, zombies and live
 children per sample, the settle window shaded and the leaked zombies
 marked at its end; on the right the distribution of zombie lifetimes.
-matplotlib is an optional extra (``pip install 'zombiewatch[plot]'``):
+matplotlib is an optional extra (``pip install matplotlib``, or the ``plot`` extra):
 nothing else imports this module.
 """
 
@@ -15,7 +15,8 @@ from zombiewatch.errors import writing
 from zombiewatch.modes.base import PASS
 from zombiewatch.report import Report, RunResult
 
-INSTALL_HINT = "--plot needs matplotlib: pip install 'zombiewatch[plot]'"
+# zombiewatch is not on PyPI: 'zombiewatch[plot]' would find nothing there.
+INSTALL_HINT = "--plot needs matplotlib: pip install matplotlib"
 
 
 def require_matplotlib() -> None:
@@ -40,8 +41,8 @@ def _timeline(ax: Any, run: RunResult) -> None:
             label="live children", alpha=0.7)  # fmt: skip
     ax.axvspan(run.load_end - t0, run.end - t0, color="grey", alpha=0.2, label="settle window")
     if run.leaked:
-        ax.plot([run.end - t0], [len(run.leaked)], marker="X", markersize=10, color="black",
-                linestyle="none", label=f"{len(run.leaked)} leaked")  # fmt: skip
+        ax.plot([run.end - t0], [run.leaked_count], marker="X", markersize=10, color="black",
+                linestyle="none", label=f"{run.leaked_count} leaked")  # fmt: skip
     verdict = run.verdict.upper()
     expected = f" (expected {run.expected.upper()})" if run.expected else ""
     color = "tab:green" if run.verdict == PASS else "tab:red"

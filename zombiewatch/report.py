@@ -16,7 +16,20 @@ from zombiewatch import _stats
 from zombiewatch._text import clip, failure_list, number
 from zombiewatch.errors import ExitCode
 from zombiewatch.modes.base import FAIL, PASS
-from zombiewatch.monitor import MonitorStats, Zombie
+from zombiewatch.monitor import MonitorStats, Parent, Zombie
+
+
+@dataclass
+class Check:
+    """A named question a run answers with a verdict (``run --pid1``: orphans, SIGTERM)."""
+
+    name: str
+    verdict: str  # "pass", "fail" or "skip" (the run could not answer it)
+    text: str  # one line, for people
+    data: dict[str, Any] = field(default_factory=dict)  # the figures, for JSON
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "verdict": self.verdict, "text": self.text, **self.data}
 
 
 @dataclass
@@ -46,16 +59,36 @@ class RunResult:
     load_status: int | None = None  # exit status of a --load command
     target_status: int | None = None  # exit status of a program that exited by itself
     target_log: str = ""
+    target_tail: list[str] = field(default_factory=list)  # run: CMD's last lines of output
     fork_failures: int = 0  # connections the built-in server refused: no worker could start
+    accept_pauses: int = 0  # times it paused accepting, out of descriptors, refusing no one
     ground_truth: dict[str, Any] | None = None  # _record.compare(), with --ground-truth
+    checks: list[Check] = field(default_factory=list)  # run --pid1
+    ns_pids: dict[int, int] = field(default_factory=dict)  # host pid -> pid in its namespace
+    # --max-failed: connections allowed to fail, a count or (percent) a share of them.
+    max_failed: float = 0
+    max_failed_percent: bool = False
+    # Set when the program under test ended before the load did and left
+    # nothing serving: what it ended with ("exited with status 1").
+    target_ended: str | None = None
+    max_zombies_hit: int | None = None  # zombies at once when --max-zombies stopped the load
+    # Zombies present at the end but younger than the settle window: born
+    # during it, so not (yet) leaked.
+    unsettled: int = 0
+    # Leaks past the handed-off list's cap (MAX_HANDED_OFF): counted, not listed.
+    leaked_unlisted: int = 0
 
     @property
-    def failed_rules(self) -> list[str]:
-        """Each verdict rule that failed, said the way the report prints it."""
+    def leaked_count(self) -> int:
+        """Every zombie leaked: those listed in ``leaked`` and those counted only."""
+        return len(self.leaked) + self.leaked_unlisted
+
+    def zombie_rules(self) -> list[str]:
+        """The zombie rules that failed (leaked, grace, max-zombies): exit 1."""
         failed = []
-        if len(self.leaked) > self.max_leaked:
+        if self.leaked_count > self.max_leaked:
             failed.append(
-                f"leaked: {len(self.leaked)} zombie(s) outlived the {self.settle:g} s settle"
+                f"leaked: {self.leaked_count} zombie(s) outlived the {self.settle:g} s settle"
                 f" window (--max-leaked {self.max_leaked})"
             )
         if self.grace is not None and self.max_age > self.grace:
@@ -63,16 +96,65 @@ class RunResult:
                 f"grace: a zombie stayed one for {self.max_age:.3g} s (--grace {self.grace:g})"
             )
         if self.max_zombies is not None and self.monitor.peak_zombies >= self.max_zombies:
+            # One number for one event: the count that tripped the rule and
+            # stopped the load, not a later (higher) peak.
+            at_once = self.max_zombies_hit or self.monitor.peak_zombies
             failed.append(
-                f"max-zombies: {self.monitor.peak_zombies} zombies at once"
-                f" (--max-zombies {self.max_zombies})"
+                f"max-zombies: {at_once} zombies at once (--max-zombies {self.max_zombies})"
             )
+        failed.extend(f"{c.name}: {c.text}" for c in self.checks if c.verdict == FAIL)
+        return failed
+
+    def counted_failures(self) -> dict[str, int]:
+        """Failed connections by reason, without those the runner itself cut
+        short when --max-zombies stopped the load."""
+        failures = dict(self.flood.get("failures", {}))
+        if self.stopped_early:
+            failures.pop("stopped", None)
+        return failures
+
+    def allowed_failures(self) -> int:
+        """How many connections --max-failed lets fail."""
+        if not self.max_failed_percent:
+            return int(self.max_failed)
+        return int(self.max_failed * int(self.flood.get("connections", 0)) / 100)
+
+    def load_rules(self) -> list[str]:
+        """The load rules that failed (load, target): the run measured, but
+        not under the load asked for; exit 4 when no zombie rule failed."""
+        failed = []
+        failures = self.counted_failures()
+        failed_count = sum(failures.values())
+        if failed_count > self.allowed_failures():
+            budget = ""
+            if self.max_failed:
+                unit = "%" if self.max_failed_percent else ""
+                budget = f" (--max-failed {self.max_failed:g}{unit})"
+            failed.append(
+                f"load: {failed_count} of {self.flood.get('connections', 0)} connections"
+                f" failed: {failure_list(failures)}{budget}"
+            )
+        if self.load_status and not self.stopped_early:
+            failed.append(f"load: the load command exited with status {self.load_status}")
+        if self.target_ended is not None:
+            failed.append(f"target: the program {self.target_ended} before the load ended")
         return failed
 
     @property
+    def failed_rules(self) -> list[str]:
+        """Each verdict rule that failed, said the way the report prints it."""
+        return self.zombie_rules() + self.load_rules()
+
+    @property
     def verdict(self) -> str:
-        """ "pass" when every verdict rule held (by default: nothing leaked)."""
+        """ "pass" when every verdict rule held: nothing leaked, and the load
+        ran as asked."""
         return FAIL if self.failed_rules else PASS
+
+    @property
+    def zombie_verdict(self) -> str:
+        """The verdict of the zombie rules alone: what a mode's contract promises."""
+        return FAIL if self.zombie_rules() else PASS
 
     def effective_interval(self) -> float | None:
         """Mean seconds between samples: more than --interval when sampling
@@ -82,15 +164,31 @@ class RunResult:
             return None
         return (stats.last.t - stats.timeline[0].t) / (stats.samples - 1)
 
+    def completed_connections(self) -> int:
+        """Connections that ran to an end of their own: every one started,
+        less those cut short or never started (stopped, flood deadline)."""
+        failures = self.flood.get("failures", {})
+        cut = int(failures.get("stopped", 0)) + int(failures.get("flood deadline", 0))
+        return max(0, int(self.flood.get("connections", 0)) - cut)
+
     def growth(self) -> dict[str, float | None]:
-        """How fast zombies appeared and piled up over the load phase."""
-        minutes = self.duration / 60
-        connections = int(self.flood.get("connections", 0))
+        """How fast zombies appeared and piled up over the load phase.
+
+        Per minute only for a load phase of a minute or more: a shorter one
+        would be extrapolated; per second always. Per connection means per
+        completed connection (``completed_connections``).
+        """
+        seconds = self.duration
+        completed = self.completed_connections()
         net = self.zombies_at_load_end - self.zombies_at_start
+        seen = self.monitor.zombies_seen
+        per_minute = seconds >= 60
         return {
-            "new_per_minute": round(self.monitor.zombies_seen / minutes, 2) if minutes else None,
-            "net_per_minute": round(net / minutes, 2) if minutes else None,
-            "net_per_connection": round(net / connections, 4) if connections else None,
+            "new_per_second": round(seen / seconds, 3) if seconds > 0 else None,
+            "net_per_second": round(net / seconds, 3) if seconds > 0 else None,
+            "new_per_minute": round(seen * 60 / seconds, 2) if per_minute else None,
+            "net_per_minute": round(net * 60 / seconds, 2) if per_minute else None,
+            "net_per_connection": round(net / completed, 4) if completed else None,
         }
 
     def orphans(self) -> dict[str, Any]:
@@ -130,14 +228,23 @@ class RunResult:
                 "zombies_seen": p.zombies_seen,
                 "leaked": leaked.get(p.pid, 0),
                 "adopter": p.adopter,
+                # Who collected its zombies: itself, or an adopter after it
+                # exited without collecting them (each one of its leaks
+                # with kernel events; when sampled, those it held for the
+                # settle window or longer).
+                "reaped_by_parent": p.reaped,
+                "reaped_by_adopter": p.handed_off,
             }
             for p in parents
         ]
 
     @property
     def met_expectation(self) -> bool:
-        """True when the verdict is the one the mode's contract promises."""
-        return self.expected is None or self.verdict == self.expected
+        """True when the zombie verdict is the one the mode's contract
+        promises, under the load asked for."""
+        if self.expected is None:
+            return True
+        return self.zombie_verdict == self.expected and not self.load_rules()
 
     @property
     def measured(self) -> bool:
@@ -149,21 +256,6 @@ class RunResult:
         if self.stopped_early:
             return True
         return int(self.flood.get("connections", 0)) == 0 or int(self.flood.get("ok", 0)) > 0
-
-    def load_failures(self) -> list[str]:
-        """Log lines for what went wrong with the load, apart from the verdict:
-        connections that failed, a ``--load`` command's non-zero status."""
-        lines = []
-        failures = dict(self.flood.get("failures", {}))
-        if self.stopped_early:
-            # --max-zombies stopped the load: those connections and that
-            # exit status are ours, not failures of the target.
-            failures.pop("stopped", None)
-        if failures:
-            lines.append(f"{self.mode}: {sum(failures.values())} connection(s) failed: {failures}")
-        if self.load_status and not self.stopped_early:
-            lines.append(f"the load command failed with status {self.load_status}")
-        return lines
 
     def observation(self) -> dict[str, Any]:
         """How the tree was observed, and so what its lifetimes mean."""
@@ -206,7 +298,8 @@ class RunResult:
             "connect_ms": self.flood.get("connect_ms", {}),
             "peak_zombies": self.monitor.peak_zombies,
             "zombies_seen": self.monitor.zombies_seen,
-            "leaked": len(self.leaked),
+            "leaked": self.leaked_count,
+            "unsettled": self.unsettled,
             "leaked_zombies": [
                 {
                     "pid": z.pid,
@@ -214,14 +307,20 @@ class RunResult:
                     "name": z.name,
                     "age_ms": round(z.age(self.end) * 1000, 1),
                     "adopted": z.adopted,
+                    # Its parent exited without collecting it; age_ms is how
+                    # long the parent held it.
+                    "handed_off": z.held is not None,
                 }
                 for z in self.leaked
             ],
             "by_parent": self.by_parent(),
             "orphans": self.orphans(),
             "growth": self.growth(),
+            "completed_connections": self.completed_connections() if connections else None,
             "zombies_per_connection": (
-                round(self.zombies_at_load_end / connections, 4) if connections else None
+                round(self.zombies_at_load_end / self.completed_connections(), 4)
+                if self.completed_connections()
+                else None
             ),
             "escaped": self.escaped,
             "orphans_at_stop": self.orphans_at_stop,
@@ -240,10 +339,25 @@ class RunResult:
                 None if self.listen_queue is None else {**self.listen_queue, "scope": "host"}
             ),
             "fork_failures": self.fork_failures,
+            "accept_pauses": self.accept_pauses,
             "ground_truth": self.ground_truth,
             "load_status": self.load_status,
             "target_status": self.target_status,
+            "target_tail": self.target_tail,
+            "checks": [check.to_dict() for check in self.checks],
+            "ns_pids": self._named_ns_pids(),
         }
+
+    def _named_ns_pids(self) -> dict[str, int]:
+        """Host pid -> pid in its namespace, for PID 1 and the pids the run
+        names (zombie holders, leaked zombies, orphaners), not every process
+        a flood forked."""
+        named = {pid for pid, ns in self.ns_pids.items() if ns == 1}
+        named.update(self.monitor.parents)
+        named.update(pid for pid, _through in self.monitor.orphaned_by)
+        for zombie in self.leaked:
+            named.update((zombie.pid, zombie.ppid))
+        return {str(pid): self.ns_pids[pid] for pid in sorted(named) if pid in self.ns_pids}
 
 
 @dataclass
@@ -256,14 +370,22 @@ class Report:
 
     @property
     def return_code(self) -> ExitCode:
-        """The process exit status that CI asserts on (docs/DESIGN.md, Verdict rules)."""
+        """The process exit status that CI asserts on (docs/DESIGN.md, Verdict rules):
+        3 nothing measured, 1 a zombie rule failed (with ``--check``: a zombie
+        verdict missed its expectation), 4 a load rule failed, else 0."""
         if any(not run.measured for run in self.runs):
             return ExitCode.NOT_MEASURED
         if self.check:
-            ok = all(run.met_expectation for run in self.runs)
+            zombies = any(
+                run.expected is not None and run.zombie_verdict != run.expected for run in self.runs
+            )
         else:
-            ok = all(run.verdict == PASS for run in self.runs)
-        return ExitCode.OK if ok else ExitCode.ZOMBIES
+            zombies = any(run.zombie_rules() for run in self.runs)
+        if zombies:
+            return ExitCode.ZOMBIES
+        if any(run.load_rules() for run in self.runs):
+            return ExitCode.LOAD_FAILED
+        return ExitCode.OK
 
     def to_json(self) -> str:
         """One JSON object: ``{"runs": [...], ...}``."""
@@ -275,14 +397,12 @@ class Report:
         }
         return json.dumps(data, indent=2)
 
-    def load_failures(self) -> list[str]:
-        """Log lines for every run's load failures (``RunResult.load_failures``)."""
-        return [line for run in self.runs for line in run.load_failures()]
-
     def render(self) -> str:
         """Text for people: a block for one run, a table for several."""
         if len(self.runs) == 1 and not self.check:
             text = render_run(self.runs[0])
+        elif any(run.checks for run in self.runs):
+            text = "\n\n".join(render_run(run) for run in self.runs)  # --compare-init
         else:
             text = _render_table(self.runs, self.check)
         for mode, why in self.skipped.items():
@@ -361,6 +481,18 @@ def _load_line(run: RunResult, d: dict[str, Any]) -> str:
     return f"watched    {run.duration:.1f} s"
 
 
+def _growth_line(growth: dict[str, float | None]) -> str:
+    # Under a minute: per second, not extrapolated to a minute.
+    unit = "minute" if growth["new_per_minute"] is not None else "second"
+    short = "min" if unit == "minute" else "s"
+    new, net = number(growth[f"new_per_{unit}"]), number(growth[f"net_per_{unit}"])
+    rates = f"{new} new/{short}, net {net}/{short}"
+    line = f"growth     {rates}"
+    if growth["net_per_connection"] is not None:
+        line += f", net {number(growth['net_per_connection'])} per completed connection"
+    return line
+
+
 def _command(cmdline: list[str], width: int = 60) -> str:
     return clip(" ".join(cmdline) or "?", width)
 
@@ -369,6 +501,10 @@ def render_run(run: RunResult) -> str:
     """The text report of one run, a labelled line per fact."""
     d = run.to_dict()
     lines = [f"mode       {run.mode}: {run.summary}" if run.summary else f"target     {run.mode}"]
+    if run.checks:
+        root = min(run.ns_pids, key=lambda pid: run.ns_pids[pid], default=None)
+        where = f" (host pid {root})" if root is not None else ""
+        lines[0] += f", as PID 1 of its own PID namespace{where}"
     lines.append(_load_line(run, d))
     if run.listen_queue is not None:
         lines.append(
@@ -379,10 +515,9 @@ def render_run(run: RunResult) -> str:
     lines += [
         f"zombies    peak {d['peak_zombies']}, seen {d['zombies_seen']}"
         f"{' (every child that exited)' if d['observe']['method'] == 'events' else ''},"
-        f" leaked {d['leaked']} after a {run.settle:g} s settle window",
-        f"growth     {number(growth['new_per_minute'])} new/min,"
-        f" net {number(growth['net_per_minute'])}/min,"
-        f" net {number(growth['net_per_connection'])} per connection",
+        f" leaked {d['leaked']} after a {run.settle:g} s settle window"
+        + (f" ({run.unsettled} younger than the window at its end)" if run.unsettled else ""),
+        _growth_line(growth),
         f"lifetime   p50/p99/max {_lifetimes(run)} ms ({_resolution(d)})",
         f"children   max live {d['max_live_children']}; orphans escaped {d['escaped']}"
         f" during the run, {d['orphans_at_stop']} when the target stopped",
@@ -394,46 +529,95 @@ def render_run(run: RunResult) -> str:
     orphans = d["orphans"]
     for adopter, count in orphans["adopted_by"].items():
         who = "PID 1 (init)" if adopter == "1" else f"pid {adopter} (a subreaper)"
+        if run.ns_pids.get(int(adopter)) == 1:
+            who = f"{_pid(run, int(adopter))}, PID 1 of its namespace"
         life = orphans["zombie_ms"]
         lines.append(
             f"orphans    {count} escaped to {who}; as zombies there p50/max"
             f" {_ms(life['p50'])}/{_ms(life['max'])} ms"
         )
     for origin in orphans["orphaned_by"][:3]:
-        lines.append(f"orphaned   {origin['orphans']} by {_orphaner(origin)}")
+        lines.append(f"orphaned   {origin['orphans']} by {_orphaner(origin, run)}")
     for parent in d["by_parent"][:5]:
         role = " (adopted them)" if parent["adopter"] else ""
+        by_adopter = parent["reaped_by_adopter"]
         lines.append(
-            f"parent     pid {parent['pid']} {_command(parent['cmdline'] or [parent['name']])}:"
-            f" {parent['zombies_seen']} zombie(s) seen, {parent['leaked']} leaked{role}"
+            f"parent     {_pid(run, parent['pid'])}"
+            f" {_command(parent['cmdline'] or [parent['name']])}:"
+            f" {parent['zombies_seen']} zombie(s) seen, {parent['reaped_by_parent']} reaped"
+            f" by it{f', {by_adopter} by an adopter after it exited' if by_adopter else ''},"
+            f" {parent['leaked']} leaked{role}"
         )
     for zombie in d["leaked_zombies"][:10]:
-        lines.append(
-            f"leaked     pid {zombie['pid']} ({zombie['name']}), parent {zombie['ppid']},"
-            f" zombie for {zombie['age_ms']:.0f} ms"
-        )
-    if len(run.leaked) > 10:
-        lines.append(f"leaked     ... and {len(run.leaked) - 10} more")
+        lines.append(f"leaked     {describe_leak(zombie, run.monitor.parents, run.ns_pids)}")
+    if run.leaked_count > 10:
+        lines.append(f"leaked     ... and {run.leaked_count - 10} more")
     if run.ground_truth is not None:
         lines.append(_truth_line(run.ground_truth))
     if run.fork_failures:
         lines.append(
             f"refused    {run.fork_failures} connection(s): the server could not start a worker"
         )
+    if run.accept_pauses:
+        lines.append(
+            f"paused     accepting {run.accept_pauses} time(s): the server was out of"
+            " descriptors, and clients waited unanswered"
+        )
     if run.stopped_early:
         lines.append(f"stopped    the load early: {run.stopped_early}")
     if run.target_status is not None:
         lines.append(f"exited     the target exited by itself with status {run.target_status}")
-    lines.extend(f"rule       {rule}" for rule in run.failed_rules)
+        if run.target_status != 0 and run.target_tail:
+            lines.append("output     its last lines:")
+            lines.extend(f"           | {line}" for line in run.target_tail)
+    lines.extend(f"check      {c.name}: {c.verdict.upper()}, {c.text}" for c in run.checks)
+    lines.extend(f"rule       {rule}" for rule in run.failed_rules if not _is_check(run, rule))
     expected = f" (expected {run.expected.upper()})" if run.expected else ""
     lines.append(f"verdict    {run.verdict.upper()}{expected}")
     return "\n".join(lines)
 
 
-def _orphaner(origin: dict[str, Any]) -> str:
+def _is_check(run: RunResult, rule: str) -> bool:
+    return any(rule == f"{c.name}: {c.text}" for c in run.checks)
+
+
+def _pid(run: RunResult, pid: int, word: str = "pid ") -> str:
+    """``pid 4242``, or ``pid 4242 [ns 7]`` where it ran in a PID namespace."""
+    return _ns_pid(run.ns_pids, pid, word)
+
+
+def _ns_pid(ns_pids: dict[int, int], pid: int, word: str = "pid ") -> str:
+    ns = ns_pids.get(pid)
+    return f"{word}{pid}" if ns is None else f"{word}{pid} [ns {ns}]"
+
+
+def describe_leak(
+    zombie: dict[str, Any],
+    parents: dict[int, Parent],
+    ns_pids: dict[int, int] | None = None,
+    width: int = 40,
+) -> str:
+    """One leaked zombie, as the text report and JUnit say it; the parent's
+    command line clipped to ``width`` (JUnit has room for all of it)."""
+    ns_pids = ns_pids or {}
+    parent = parents.get(zombie["ppid"])
+    held_by = f" {_command(parent.cmdline or [parent.name], width)}" if parent else ""
+    text = (
+        f"{_ns_pid(ns_pids, zombie['pid'])} ({zombie['name']}),"
+        f" parent {_ns_pid(ns_pids, zombie['ppid'], '')}{held_by}"
+    )
+    if zombie["handed_off"]:
+        return (
+            text + f", held {zombie['age_ms']:.0f} ms, never collected by it: it exited and"
+            " an adopter collected it"
+        )
+    return text + f", zombie for {zombie['age_ms']:.0f} ms"
+
+
+def _orphaner(origin: dict[str, Any], run: RunResult) -> str:
     if not origin["pid"]:
         return "processes unknown: no sample caught the orphan with its parent"
-    named = f"pid {origin['pid']} {_command(origin['cmdline'] or [origin['name'] or '?'])}"
+    named = f"{_pid(run, origin['pid'])} {_command(origin['cmdline'] or [origin['name'] or '?'])}"
     if origin["through_children"]:
         return f"children of {named} that exited before their own children (as in a double fork)"
     return named
@@ -476,10 +660,11 @@ def _render_table(runs: list[RunResult], check: bool) -> str:
             " ".join(f"{cell:{fmt}}" for cell, (_n, fmt) in zip(cells, _COLUMNS, strict=True))
         )
     if check:
-        missed = [run.mode for run in runs if not run.met_expectation]
+        missed = [run.mode for run in runs if run.zombie_verdict != (run.expected or PASS)]
         rows.append(
             "check: every mode met its expected verdict"
             if not missed
             else f"check: {', '.join(missed)} missed the expected verdict"
         )
+    rows.extend(f"rule {run.mode}: {rule}" for run in runs for rule in run.load_rules())
     return "\n".join(rows)

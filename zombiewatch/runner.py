@@ -19,25 +19,26 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from zombiewatch import _defaults, _procfs, _proctl, _record, modes, server
+from zombiewatch import _containment, _defaults, _procfs, _proctl, _record, _text, modes, server
 from zombiewatch import flood as flooder
 from zombiewatch._backoff import poll_until
+from zombiewatch._output import CommandOutput
 from zombiewatch._text import log as log  # re-exported: the CLI logs through runner.log
-from zombiewatch.errors import Interrupted, ZombiewatchError
+from zombiewatch.errors import Interrupted, ZombieTargetError, ZombiewatchError
 from zombiewatch.live import CLEAR_LINE, CLEAR_SCREEN, render_live, render_progress
 from zombiewatch.loads import CommandLoad, FloodLoad, Load
-from zombiewatch.monitor import Sample, TreeWatcher
+from zombiewatch.monitor import Sample, TreeWatcher, Zombie
 from zombiewatch.observe import open_monitor
 from zombiewatch.report import Report, RunResult
 from zombiewatch.targets import (
     READY_TIMEOUT,
+    STOP_GRACE,
     OrphanCollector,
     ServerTarget,
     Target,
@@ -48,7 +49,17 @@ from zombiewatch.targets import (
 )
 
 ORPHAN_TIMEOUT = 5.0  # seconds to collect the orphans of a stopped target
+# A parent that exits within this many seconds of its child's exit was
+# already exiting, and could not have collected it: a double fork's middle
+# process, a relay closing with its child. Measured at most 2.3 ms on a busy
+# 2-core host (docs/FACTS.md, "Handed-off zombies"); with exact lifetimes, a
+# zombie handed off after its creator held it longer is the creator's leak.
+EXIT_SLACK = 0.1
 LIVE_REDRAW = 0.25  # seconds between two screens of --live or progress lines
+# Seconds between two checks of the control loop at most, whatever
+# --interval says: the load's end, --duration and the settle window are
+# seen on time even when samples are seconds apart.
+CONTROL_STEP = 0.05
 
 
 @dataclass
@@ -62,17 +73,23 @@ class RunOptions:
     lines: int = _defaults.LINES
     child_delay: float | None = None  # None: the mode's own default
     max_children: int | None = None
+    conn_timeout: float = _defaults.CONN_TIMEOUT  # the server's whole-connection deadline
     timeout: float = _defaults.TIMEOUT  # per connection
     host: str = _defaults.HOST
     max_leaked: int = _defaults.MAX_LEAKED
     grace: float | None = None
     max_zombies: int | None = None
     duration: float | None = None  # how long to watch when there is no load
+    ready_timeout: float = READY_TIMEOUT  # seconds for `run`'s CMD to listen
     live: bool = False  # redraw a one-screen view on stdout (a terminal)
     progress: bool = False  # one self-overwriting progress line on stderr (a terminal)
     subreaper: bool = True  # be the adopter of the target's orphans (Linux)
     observe: str = _defaults.OBSERVE  # auto, events or sample (see observe.py)
     ground_truth: bool = False  # the built-in server records each child (_record.py)
+    max_failed: float = 0  # --max-failed: connections allowed to fail ...
+    max_failed_percent: bool = False  # ... as a count, or a percentage of them
+    half_close: bool = False  # the flooder half-closes after sending (--half-close)
+    cmd_output: str | None = None  # run: CMD's output to this file, not prefixed to stderr
 
     @property
     def flood_deadline(self) -> float:
@@ -85,6 +102,7 @@ def flood_load(host: str, port: int, opts: RunOptions, collector: OrphanCollecto
     config = flooder.Config(
         host=host, port=port, connections=opts.connections, concurrency=opts.concurrency,
         lines=opts.lines, timeout=opts.timeout, deadline=opts.flood_deadline,
+        half_close=opts.half_close,
     )  # fmt: skip
     return FloodLoad(config, collector, progress=opts.progress)
 
@@ -118,22 +136,20 @@ class _Display:
         with monitor.lock:
             zombies = list(monitor.zombies.values())
         name = " ".join(monitor.root_cmdline) or f"pid {monitor.root}"
-        sys.stdout.write(CLEAR_SCREEN + render_live(name, monitor.stats, zombies, elapsed))
-        sys.stdout.flush()
+        _text.write("stdout", CLEAR_SCREEN + render_live(name, monitor.stats, zombies, elapsed))
 
     def _draw_progress(self, elapsed: float) -> None:
         last = self.monitor.stats.last
         done = self.load.progress() if self.load is not None else None
         line = render_progress(elapsed, last.zombies if last else 0, done, self.opts.connections)
-        sys.stderr.write(line)
-        sys.stderr.flush()
+        _text.write("stderr", line)
 
     def clear(self) -> None:
         """Make room for the report."""
         if self.opts.live:
-            sys.stdout.write(CLEAR_SCREEN)  # the report replaces the live screen
+            _text.write("stdout", CLEAR_SCREEN)  # the report replaces the live screen
         if self.opts.progress:
-            sys.stderr.write(CLEAR_LINE)
+            _text.write("stderr", CLEAR_LINE)
 
 
 @dataclass
@@ -144,6 +160,7 @@ class Observation:
     final: Sample
     started: float
     stopped_early: str | None = None  # why, if a rule ended the load early
+    max_zombies_hit: int | None = None  # the count that ended it, if --max-zombies did
 
 
 def observe(
@@ -168,7 +185,8 @@ def observe(
         collector.collect()
         display.update(force)
 
-    stopped_early = _watch_load(monitor, opts, load_done, tick, interrupt_ends_load)
+    hit = _watch_load(monitor, opts, load_done, tick, interrupt_ends_load)
+    stopped_early = None if hit is None else f"{hit} zombies at once"
     if stopped_early and load is not None:
         load.interrupt()  # the verdict is known: no more zombies to make
     load_end = monitor.sample()
@@ -178,7 +196,7 @@ def observe(
     monitor.stop()
     collector.collect()
     final = monitor.sample()
-    return Observation(load_end, final, started, stopped_early)
+    return Observation(load_end, final, started, stopped_early, hit)
 
 
 def _watch_load(
@@ -187,21 +205,22 @@ def _watch_load(
     load_done: Callable[[], bool],
     tick: Callable[[], None],
     interrupt_ends_load: bool,
-) -> str | None:
-    """Sample until the load is done; return why a rule ended it early, if one did."""
+) -> int | None:
+    """Sample until the load is done; return the zombies at once that made
+    --max-zombies end it early, if it did."""
     stopped_early = None
 
     def load_over() -> bool:
         nonlocal stopped_early
         tick()
         if opts.max_zombies is not None and monitor.stats.peak_zombies >= opts.max_zombies:
-            stopped_early = f"{monitor.stats.peak_zombies} zombies at once"
+            stopped_early = monitor.stats.peak_zombies
             return True
         return load_done()
 
     try:
         while not load_over():
-            time.sleep(opts.interval)
+            time.sleep(_control_step(opts))
     except (KeyboardInterrupt, Interrupted):
         if not interrupt_ends_load:
             raise
@@ -224,7 +243,16 @@ def _settle(
         return empty or time.monotonic() >= settle_deadline
 
     while not settled():
-        time.sleep(opts.interval)
+        time.sleep(_control_step(opts, settle_deadline))
+
+
+def _control_step(opts: RunOptions, deadline: float | None = None) -> float:
+    """How long the control loop sleeps: the sampling interval, but never
+    past ``CONTROL_STEP`` or ``deadline``."""
+    step = min(opts.interval, CONTROL_STEP)
+    if deadline is not None:
+        step = min(step, max(0.0, deadline - time.monotonic()))
+    return step
 
 
 def _result(
@@ -236,9 +264,7 @@ def _result(
     escaped: int,
     listen_before: dict[str, int] | None,
 ) -> RunResult:
-    # Zombies an adopter holds (the runner, about to reap them, or init)
-    # are orphans that escaped the target, not zombies it failed to collect.
-    leaked = [z for z in monitor.zombies.values() if not z.adopted]
+    leaked, unsettled = leaks(monitor, obs.final.t, opts.settle)
     listen_after = _procfs.listen_queue_counters()
     listen = None
     if listen_before is not None and listen_after is not None:
@@ -249,7 +275,7 @@ def _result(
         summary="",
         flood=flood,
         monitor=monitor.stats,
-        leaked=sorted(leaked, key=lambda z: z.pid),
+        leaked=leaked,
         settle=opts.settle,
         end=obs.final.t,
         duration=obs.load_end.t - obs.started,
@@ -265,7 +291,44 @@ def _result(
         ),
         listen_queue=listen,
         stopped_early=obs.stopped_early,
+        max_zombies_hit=obs.max_zombies_hit,
+        unsettled=unsettled,
+        leaked_unlisted=monitor.handed_off_unlisted,
+        max_failed=opts.max_failed,
+        max_failed_percent=opts.max_failed_percent,
     )
+
+
+def leaks(monitor: TreeWatcher, end: float, settle: float) -> tuple[list[Zombie], int]:
+    """The zombies leaked by the end of a watch, and how many present then
+    were younger than the settle window (docs/DESIGN.md, Verdict rules).
+
+    Leaked: a zombie its creator still holds that has been one for the
+    settle window or longer (one born during the window is not yet
+    leaked); and one its creator exited without collecting, handed to an
+    adopter, whoever collected it after: with kernel events when the
+    creator held it ``EXIT_SLACK`` or longer (the creator never collected
+    it, and was not already exiting when it died), when sampled if the
+    creator held it for the settle window or longer. Zombies an adopter
+    holds from the start (the runner, or init) are orphans that escaped,
+    not leaks; unless the target itself adopted them, as PID 1 of a
+    namespace (``run --pid1``).
+    """
+    held = [z for z in monitor.zombies.values() if not z.adopted or z.ppid == monitor.root]
+    # A sampled zombie may have been one up to an interval before the
+    # sample that first saw it: given that much, so that one born just
+    # before the window is not taken for one born in it.
+    early = 0.0 if monitor.stats.method == "events" else monitor.interval
+    settled = [z for z in held if z.age(end) + early >= settle]
+    bound = handoff_bound(monitor, settle)
+    handed = [z for z in monitor.handed_off if z.age(end) >= bound]
+    return sorted(settled + handed, key=lambda z: z.pid), len(held) - len(settled)
+
+
+def handoff_bound(monitor: TreeWatcher, settle: float) -> float:
+    """How long a creator must have held a zombie it handed off for that to
+    be its leak (``leaks``)."""
+    return min(settle, EXIT_SLACK) if monitor.stats.method == "events" else settle
 
 
 @dataclass
@@ -274,9 +337,11 @@ class _Measurement:
 
     target: Target
     collector: OrphanCollector
+    box: _containment.Box
     monitor: TreeWatcher | None = None
     load: Load | None = None
     listen_before: dict[str, int] | None = None
+    target_ended_in_load: bool = False  # the program exited while the load ran
 
 
 def measure(
@@ -284,16 +349,19 @@ def measure(
     target: Target,
     opts: RunOptions,
     collector: OrphanCollector,
+    box: _containment.Box,
     start_load: Callable[[], Load | None],
     ready: Callable[[], None] = lambda: None,
     must_survive: bool = False,
 ) -> RunResult:
     """Measure ``target`` under the load ``start_load()`` returns; stop it after.
 
-    With ``must_survive`` (the built-in server), a target that exits during
-    the run makes the measurement void: its zombies would have escaped.
+    ``box`` holds all the run starts (``_containment``): at the end all of
+    it is stopped, not only the target's tree. With ``must_survive`` (the
+    built-in server), a target that exits during the run makes the
+    measurement void: its zombies would have escaped.
     """
-    m = _Measurement(target, collector)
+    m = _Measurement(target, collector, box)
     collector.keep.add(target.pid)
     try:
         _start(m, opts, start_load, ready)
@@ -303,6 +371,7 @@ def measure(
         orphans_at_stop = _teardown(m)
     result.orphans_at_stop = orphans_at_stop
     result.target_log = target.log
+    result.target_tail = target.tail()
     return result
 
 
@@ -317,6 +386,7 @@ def _start(
     m.monitor = open_monitor(
         m.target.pid, m.collector.adopters, opts.interval, opts.observe, log=log
     )
+    m.monitor.settle = handoff_bound(m.monitor, opts.settle)
     if opts.ground_truth and m.monitor.stats.method == "events":
         m.monitor.stats.reaps = {}  # each child's exit and reap, for the comparison
     m.listen_before = _procfs.listen_queue_counters()
@@ -333,15 +403,17 @@ def _observe_target(m: _Measurement, opts: RunOptions, must_survive: bool) -> Ob
     assert m.monitor is not None
     target, load = m.target, m.load
     if load is not None:
-        # A server that dies ends the measurement at once: waiting for
-        # the flood to fail every remaining connection tells nothing.
-        obs = observe(
-            m.monitor,
-            m.collector,
-            opts,
-            lambda: load.done() or (must_survive and target.exited()),
-            load,
-        )
+
+        def load_done() -> bool:
+            # A server that dies ends the measurement at once: waiting for
+            # the flood to fail every remaining connection tells nothing.
+            # Any other program may have handed its work to a daemon: the
+            # load goes on, and the verdict says the program ended.
+            if not m.target_ended_in_load and target.exited():
+                m.target_ended_in_load = True
+            return load.done() or (must_survive and m.target_ended_in_load)
+
+        obs = observe(m.monitor, m.collector, opts, load_done, load)
     else:
         deadline = None if opts.duration is None else time.monotonic() + opts.duration
 
@@ -377,16 +449,32 @@ def _measured(name: str, m: _Measurement, obs: Observation, opts: RunOptions) ->
         result.load_status = load.status()
     if m.target.exited():
         result.target_status = m.target.proc.wait()
+    if m.target_ended_in_load and not obs.stopped_early:
+        result.target_ended = _ended(result.target_status, obs.load_end.live)
     return result
+
+
+def _ended(status: int | None, live: int) -> str | None:
+    """What a program that exited during the load ended with, as the target
+    rule says it; None for one that exited 0 and left its tree serving (a
+    daemon's launcher)."""
+    if status is not None and status < 0:
+        return f"was killed by signal {-status}"
+    if status:
+        return f"exited with status {status}"
+    return None if live else "exited with status 0 and left nothing running"
 
 
 def _teardown(m: _Measurement) -> int:
     """Stop everything the measurement started; return the orphans at stop.
 
     Runs whatever happened before, with SIGINT and SIGTERM held until the
-    target's tree is stopped and its orphans collected.
+    target's tree is stopped and its orphans collected. Stopped with the
+    target: every process the run started that is still there, whatever
+    session or group it moved to (a daemon of the target or of the load,
+    adopted by the runner or held in the run's cgroup).
     """
-    monitor, load, collector = m.monitor, m.load, m.collector
+    monitor, load, collector, box = m.monitor, m.load, m.collector, m.box
     with signals_blocked():
         if monitor is not None:
             with contextlib.suppress(Exception):
@@ -395,7 +483,15 @@ def _teardown(m: _Measurement) -> int:
             load.stop()
             load.close()
         before = len(collector.adopted)
-        m.target.stop(monitor.tree if monitor is not None else tuple)
+
+        def tree() -> list[int]:
+            # Zombies are dead already: the wait is for what still runs.
+            watched = _containment.live(monitor.tree()) if monitor is not None else []
+            return [*watched, *box.members()]
+
+        m.target.stop(tree)
+        # Whatever a dying process forked after the last listing.
+        box.stop_all(STOP_GRACE)
         if monitor is not None:
             monitor.close()  # its last use was the tree() just above
         poll_until(lambda: collector.collect() == 0, ORPHAN_TIMEOUT)
@@ -404,7 +500,9 @@ def _teardown(m: _Measurement) -> int:
     return orphans_at_stop
 
 
-def run_mode(name: str, opts: RunOptions, collector: OrphanCollector) -> RunResult:
+def run_mode(
+    name: str, opts: RunOptions, collector: OrphanCollector, box: _containment.Box
+) -> RunResult:
     """Measure the built-in server in mode ``name`` under the built-in flood."""
     mode = modes.get(name)
     child_delay = mode.child_delay if opts.child_delay is None else opts.child_delay
@@ -418,6 +516,7 @@ def run_mode(name: str, opts: RunOptions, collector: OrphanCollector) -> RunResu
         port=0,
         max_children=opts.max_children,
         child_delay=child_delay,
+        conn_timeout=opts.conn_timeout,
         record=record,
     )
     target = ServerTarget(config)
@@ -432,6 +531,7 @@ def run_mode(name: str, opts: RunOptions, collector: OrphanCollector) -> RunResu
             target,
             opts,
             collector,
+            box,
             lambda: flood_load(opts.host, target.port, opts, collector),
             ready,
             must_survive=True,
@@ -445,6 +545,7 @@ def run_mode(name: str, opts: RunOptions, collector: OrphanCollector) -> RunResu
     result.expected = mode.expected
     result.summary = mode.summary
     result.fork_failures = target.refused()
+    result.accept_pauses = target.accept_pauses()
     return result
 
 
@@ -457,10 +558,11 @@ def run(names: list[str], opts: RunOptions, check: bool = False) -> Report:
             if not mode.available():
                 report.skipped[name] = mode.unavailable_reason()
                 continue
-            with orphan_collector() as collector:
-                result = run_mode(name, opts, collector)
+            with _containment.contain() as box, orphan_collector() as collector:
+                collector.keep.add(box.guard_pid)
+                result = run_mode(name, opts, collector, box)
             if result.target_log:
-                sys.stderr.write(result.target_log)
+                _text.write("stderr", result.target_log)
             report.runs.append(result)
     return report
 
@@ -473,23 +575,54 @@ def run_command(
     wait_port: tuple[str, int] | None = None,
 ) -> Report:
     """Measure any program: ``zombiewatch run -- CMD``."""
-    with sigterm_raises(), orphan_collector(opts.subreaper) as collector:
-        target = Target(argv)
+    with (
+        sigterm_raises(),
+        _containment.contain() as box,
+        orphan_collector(opts.subreaper) as collector,
+    ):
+        collector.keep.add(box.guard_pid)
+        output = CommandOutput(os.path.basename(argv[0]), opts.cmd_output)
+        target = Target(argv, output=output)
         log(f"started {argv[0]} as pid {target.pid}")
-
-        def ready() -> None:
-            if wait_port is not None:
-                wait_for_port(target, *wait_port, timeout=READY_TIMEOUT)
-
-        def start_load() -> Load | None:
-            if flood_to is not None:
-                return flood_load(*flood_to, opts, collector)
-            if load_command is not None:
-                return CommandLoad(load_command, collector)
-            return None
-
-        result = measure(" ".join(argv), target, opts, collector, start_load, ready)
+        output.pass_on()  # its lines after the line that says which pid is which
+        result = measure_command(
+            " ".join(argv), target, opts, collector, box, flood_to, load_command, wait_port
+        )
     return Report(runs=[result])
+
+
+def measure_command(
+    name: str,
+    target: Target,
+    opts: RunOptions,
+    collector: OrphanCollector,
+    box: _containment.Box,
+    flood_to: tuple[str, int] | None = None,
+    load_command: str | None = None,
+    wait_port: tuple[str, int] | None = None,
+) -> RunResult:
+    """Measure a started ``run`` target under ``--flood``, ``--load`` or neither."""
+
+    listening: list[str] = []  # the address the program listens on, once it does
+
+    def ready() -> None:
+        if wait_port is not None:
+            host, port = wait_port
+            listening.append(
+                wait_for_port(target, host, port, opts.ready_timeout, collector.orphans)
+            )
+
+    def start_load() -> Load | None:
+        if flood_to is not None:
+            # The name was resolved once: flood the address the program
+            # was found listening on, when it is the same host and port.
+            host = listening[0] if listening and wait_port == flood_to else flood_to[0]
+            return flood_load(host, flood_to[1], opts, collector)
+        if load_command is not None:
+            return CommandLoad(load_command, collector)
+        return None
+
+    return measure(name, target, opts, collector, box, start_load, ready)
 
 
 def watch(pid: int, opts: RunOptions) -> Report:
@@ -497,14 +630,27 @@ def watch(pid: int, opts: RunOptions) -> Report:
 
     Ctrl-C (or ``--duration``) ends the watch; the settle window follows
     and the report is printed: an interrupted watch is a finished watch.
+    A process that exits ends it too, even when its parent leaves it a
+    zombie; one that is a zombie already is ``ZombieTargetError``.
     """
+    stat = _procfs.read_stat(pid)
+    if stat is not None and stat.group_exited:  # a Zl leader is alive
+        raise ZombieTargetError(
+            f"process {pid} ({stat.comm}) is a zombie already: {_held_by(stat)}"
+        )
     adopters = [1] if pid != 1 else []  # orphans of the tree go to init
     monitor = open_monitor(pid, adopters, opts.interval, opts.observe, log=log)
+    monitor.settle = handoff_bound(monitor, opts.settle)
     collector = OrphanCollector(subreaper=False)  # starts nothing, adopts nothing
     deadline = None if opts.duration is None else time.monotonic() + opts.duration
 
     def over() -> bool:
         gone = _proctl.session_of(pid) is None
+        if not gone:
+            now = _procfs.read_stat(pid)
+            if now is not None and now.state == "Z":
+                log(f"process {pid} exited and is a zombie: {_held_by(now)}")
+                gone = True
         return gone or (deadline is not None and time.monotonic() >= deadline)
 
     monitor.start()
@@ -518,3 +664,10 @@ def watch(pid: int, opts: RunOptions) -> Report:
             monitor.close()
     result = _result(f"pid {pid}", monitor, obs, opts, {}, 0, listen_before)
     return Report(runs=[result])
+
+
+def _held_by(stat: _procfs.ProcStat) -> str:
+    """Who holds zombie ``stat``: its parent, which has not collected it."""
+    holder = _procfs.read_stat(stat.ppid)
+    name = f" ({holder.comm})" if holder is not None else ""
+    return f"its parent {stat.ppid}{name} has not collected it"

@@ -4,7 +4,8 @@ signals that may clear them: what ``zombiewatch scan`` does, start to end.
 Owns the scan (one cheap pass over every process, then psutil for the few
 parents that hold zombies), the rules for which processes zombiewatch may
 signal, the polls that tell what a signal changed, and ``run``, the
-command's sequence: scan, nudge, plan, confirm, kill, summary. It does not
+command's sequence: scan, then with ``--kill-parents`` plan and confirm
+before any signal, nudge, kill, summary. It does not
 parse options, ask questions or exit: ``cli`` does, and hands ``run`` the
 question to ask as a callback. The records and their text are
 ``scan_report``'s; direct ``/proc`` reads are ``_procfs``'s and the
@@ -17,8 +18,11 @@ handler after its children died) collects them; one that never waits
 ignores it. Killing the parent hands its zombies to PID 1 or the nearest
 subreaper, which should collect them, but it kills the parent: a shell, a
 terminal, a server. So that needs ``--kill-parents``, is listed first and
-is never sent to PID 1, kernel threads, this process's ancestors or
-(unless we are root) other users' processes.
+confirmed before anything is sent, the nudge included, and is never sent
+to PID 1, kernel threads or this process's ancestors. Other users'
+processes are signalled only by root, and only with ``--all-users``: a
+scan run as root sees every user's processes, and one mistyped command
+must not reach them all.
 """
 
 from __future__ import annotations
@@ -85,12 +89,15 @@ def _user_name(uid: int | None) -> str:
         return str(uid)
 
 
-def protection(stat: _procfs.ProcStat | None, uid: int | None, me: set[int]) -> str | None:
+def protection(
+    stat: _procfs.ProcStat | None, uid: int | None, me: set[int], all_users: bool = False
+) -> str | None:
     """Say why zombiewatch must never signal this parent, or return None.
 
     ``me`` is this process and its ancestors: signalling them could end the
     user's own shell or terminal (zps's default did). Ownership is by real
-    uid, as kill(2) checks it, unless we are root.
+    uid, as kill(2) checks it; root may signal other users' processes, but
+    only when asked to with ``all_users``.
     """
     if stat is None:
         return None  # gone: nothing to protect, the signal will find nothing
@@ -102,12 +109,16 @@ def protection(stat: _procfs.ProcStat | None, uid: int | None, me: set[int]) -> 
         return "this scan itself"
     if stat.pid in me:
         return "an ancestor of this scan (your shell or terminal?)"
-    if os.geteuid() != 0 and uid != os.getuid():
-        return f"owned by {_user_name(uid)}, not by you ({_user_name(os.getuid())})"
+    if uid != os.getuid():
+        owner = f"owned by {_user_name(uid)}, not by you ({_user_name(os.getuid())})"
+        if os.geteuid() != 0:
+            return owner
+        if not all_users:
+            return f"{owner}; --all-users to signal it"
     return None
 
 
-def _describe(ppid: int, me: set[int]) -> ZombieParent:
+def _describe(ppid: int, me: set[int], all_users: bool = False) -> ZombieParent:
     """Read a zombie holder's details: psutil for the few that hold zombies."""
     if ppid == 0:
         # In a PID namespace (a container), a process whose parent lives
@@ -135,14 +146,15 @@ def _describe(ppid: int, me: set[int]) -> ZombieParent:
         user=_user_name(uid),
         name=name,
         cmdline=cmdline,
-        protected=protection(stat, uid, me),
+        protected=protection(stat, uid, me, all_users),
     )
 
 
-def scan(filters: Filters | None = None) -> ScanResult:
+def scan(filters: Filters | None = None, all_users: bool = False) -> ScanResult:
     """Find every zombie on the machine and group the matching ones by parent.
 
-    Parents are sorted by zombie count, most first (then by pid).
+    Parents are sorted by zombie count, most first (then by pid). With
+    ``all_users`` (and root), other users' parents are not protected.
     """
     filters = filters or Filters()
     started = time.monotonic()
@@ -163,7 +175,7 @@ def scan(filters: Filters | None = None) -> ScanResult:
     for ppid, zombies in by_parent.items():
         if len(zombies) < filters.min_count:
             continue
-        parent = _describe(ppid, me)
+        parent = _describe(ppid, me, all_users)
         if filters.uid is not None and parent.uid != filters.uid:
             continue
         parent.zombies = sorted(zombies, key=lambda z: z.pid)
@@ -315,6 +327,7 @@ def decline(
         outcome.collected = [
             z.pid for z in outcome.parent.zombies if z.pid not in outcome.remaining
         ]
+    result.remaining = count_remaining(result)
     return result.kill
 
 
@@ -347,11 +360,14 @@ def run(
     show: Callable[[str], None],
     table: bool = True,
     width: int | None = None,
+    all_users: bool = False,
 ) -> ScanResult:
-    """Run ``zombiewatch scan``: scan; with ``reap`` or ``kill``, nudge each
-    parent with SIGCHLD; with ``kill``, plan, ask ``confirm`` and send
-    ``kill`` to the parents still holding zombies (or record the refusal);
-    then the summary.
+    """Run ``zombiewatch scan``: scan; with ``kill``, show the plan and ask
+    ``confirm`` before any signal (a no records the refusal and sends
+    nothing); with ``reap`` or a confirmed ``kill``, nudge each parent with
+    SIGCHLD; with ``kill``, then send ``kill`` to the parents still holding
+    zombies; then the summary. ``all_users`` lets root signal other users'
+    processes.
 
     ``show`` gets each piece of text for people as soon as it is known, the
     plan before the question: the scan's table (only with ``table``; cut
@@ -365,19 +381,25 @@ def run(
             show(text)
 
     reaping = reap or kill is not None
-    result = scan(filters)
+    result = scan(filters, all_users)
     if table:
         say(render_scan(result, reaping=reaping, width=width))
     if not reaping or not result.parents:
         return result
-    say(render_round(nudge(result, wait)))
     if kill is not None:
+        # Asked before the nudge too: SIGCHLD is harmless to a parent that
+        # ignores it, but it is still a signal the user has not agreed to.
         targets, spared = kill_plan(result)
         say(render_plan(targets, spared, kill))
-        if not targets or confirm(f"Send {kill.name} to {len(targets)} process(es)?"):
-            round_ = kill_parents(result, targets, spared, kill, wait)
-        else:
-            round_ = decline(result, targets, spared, kill)
+        question = f"Send SIGCHLD, then {kill.name} if they still hold zombies,"
+        if targets and not confirm(f"{question} to {len(targets)} process(es)?"):
+            say(render_round(decline(result, targets, spared, kill)))
+            say(render_summary(result))
+            return result
+    say(render_round(nudge(result, wait)))
+    if kill is not None:
+        targets, spared = kill_plan(result)  # those the nudge did not clear
+        round_ = kill_parents(result, targets, spared, kill, wait)
         if targets:  # else the plan said it all
             say(render_round(round_))
     say(render_summary(result))

@@ -346,11 +346,15 @@ def render_round(round_: SignalRound) -> str:
 
 
 def render_plan(targets: list[ZombieParent], spared: list[Outcome], sig: signal.Signals) -> str:
-    """The --kill-parents plan: who gets which signal, who is spared and why."""
-    lines = [f"--kill-parents: the plan ({sig.name}):"]
+    """The --kill-parents plan, shown before any signal: who gets which
+    signal, who is spared and why."""
+    lines = [
+        f"--kill-parents: the plan (SIGCHLD to each, then {sig.name} to those"
+        " still holding zombies):"
+    ]
     for p in targets:
         lines.append(
-            f"  {sig.name} -> {p.pid} {p.name} ({p.user}), holding"
+            f"  SIGCHLD, then {sig.name} -> {p.pid} {p.name} ({p.user}), holding"
             f" {_plural(p.count, 'zombie')}: {p.command()}"
         )
     for o in spared:

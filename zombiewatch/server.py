@@ -2,8 +2,10 @@
 
 Protocol: a client sends lines and gets each back in upper case; the
 connection ends at EOF. A line over ``max_line`` bytes, a line with NUL
-or non-UTF-8 bytes, or a client idle for ``idle_timeout`` seconds ends that
-connection with an ``ERROR ...`` line, never the server.
+or non-UTF-8 bytes, a client idle for ``idle_timeout`` seconds, or a
+connection open for ``conn_timeout`` seconds ends that connection with an
+``ERROR ...`` line, never the server. A client the server cannot take on
+(no process, thread or descriptor for it) gets ``ERROR server busy``.
 
 This module runs as its own process (``python -m zombiewatch.server
 CONFIG_JSON``). Its parent forks once per connection, and a fork costs
@@ -15,6 +17,7 @@ Logs go to stderr as plain lines; stdout carries only the ready line.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import select
@@ -33,11 +36,24 @@ if TYPE_CHECKING:
 # ExitCode.NOT_MEASURED; errors.py imports click, which this process must not.
 EXIT_NOT_MEASURED = 3
 
+# What a client hears when no worker can start for it (fork or thread
+# failed, no descriptor left); the flooder counts it as an "error reply".
+BUSY = b"ERROR server busy: cannot start a worker\n"
+
 
 class Config:
     """What ``zombiewatch serve`` passes to the server process."""
 
-    __slots__ = ("child_delay", "host", "idle_timeout", "max_children", "mode", "port", "record")
+    __slots__ = (
+        "child_delay",
+        "conn_timeout",
+        "host",
+        "idle_timeout",
+        "max_children",
+        "mode",
+        "port",
+        "record",
+    )
 
     def __init__(
         self,
@@ -48,6 +64,7 @@ class Config:
         child_delay: float = _defaults.CHILD_DELAY,
         idle_timeout: float = _defaults.IDLE_TIMEOUT,
         record: str | None = None,
+        conn_timeout: float = _defaults.CONN_TIMEOUT,
     ) -> None:
         self.mode = mode
         self.host = host
@@ -55,6 +72,7 @@ class Config:
         self.max_children = max_children
         self.child_delay = child_delay
         self.idle_timeout = idle_timeout
+        self.conn_timeout = conn_timeout
         self.record = record  # a file for the ground-truth record (_record.py), or None
 
     def to_json(self) -> str:
@@ -75,6 +93,7 @@ class Server:
 
     max_line = 64 * 1024
     idle_timeout = _defaults.IDLE_TIMEOUT
+    conn_timeout = _defaults.CONN_TIMEOUT
     linger = 2.0  # seconds to drain a client's input after an error line
     # The kernel caps this at net.core.somaxconn (4096 on Linux 5.4+). The
     # socketserver default of 5 overflows at 50 concurrent clients: they
@@ -85,6 +104,7 @@ class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.idle_timeout = config.idle_timeout
+        self.conn_timeout = config.conn_timeout
         self.reaper = modes.get(config.mode)()
         self.selector = selectors.DefaultSelector()
         self.listener: socket.socket | None = None
@@ -102,7 +122,12 @@ class Server:
         self._in_child = False
         self._paused = False
         self._resume_at: float | None = None
-        self.fork_failures = 0
+        self.fork_failures = 0  # clients refused with BUSY: no worker could start
+        # accept() out of descriptors with no spare to refuse the client
+        # with: the listener paused and the client waited, unanswered.
+        self.accept_pauses = 0
+        self._pausing = False  # logged the current burst of pauses
+        self._spare: int | None = None  # see _refuse_for_want_of_fds()
         self.max_workers = 0  # most workers alive at once, by our --max-children count
         self._failing_since: int | None = None
         self.recorder: _record.Recorder | None = None  # the ground truth, when asked for
@@ -160,6 +185,7 @@ class Server:
         assert self.listener is not None, "bind() first"
         self._install_signals()
         self.selector.register(self.listener, selectors.EVENT_READ, self._accept)
+        self._spare = _open_spare()
         self.reaper.install(self)
         try:
             while not self._stopping:
@@ -200,23 +226,34 @@ class Server:
         except BlockingIOError:
             return False  # nobody waiting (or another wakeup took them)
         except OSError as err:
-            # EMFILE/ENFILE/ENOBUFS: out of resources. The client stays in
-            # the backlog; stop listening for a moment, or the still-readable
-            # listener would spin this loop and flood the log.
-            self._refuse(None, err)
+            if err.errno in (errno.EMFILE, errno.ENFILE):
+                refused = self._refuse_for_want_of_fds(err)
+                if refused is not None:
+                    return refused
+            # ENOBUFS/ENOMEM, or out of descriptors with no spare: the
+            # client stays in the backlog, unanswered. Stop listening for a
+            # moment, or the still-readable listener would spin this loop.
+            self.accept_pauses += 1
+            if not self._pausing:  # once per burst, as for refusals
+                self._pausing = True
+                self._log(f"cannot accept a connection: {err}; pausing until one can")
             self._pause_listener(resume_in=0.1)
             return False
         fd = conn.fileno()
-        life = self._open_life(fd) if self.config.max_children else None
+        life = None
         self._forked = False
         try:
+            if self.config.max_children:
+                life = self._open_life(fd)  # EMFILE too: refused like a failed fork
             self.reaper.spawn(conn)
         except (OSError, RuntimeError) as err:
-            # EAGAIN at the process limit, ENOMEM, or "can't start new
-            # thread": refuse this one connection and keep accepting.
+            # EAGAIN at the process limit, ENOMEM, EMFILE, or "can't start
+            # new thread": refuse this one connection and keep accepting.
             if life is not None:
                 os.close(life)
-                os.close(self._worker_ends.pop(fd))
+                end = self._worker_ends.pop(fd, None)
+                if end is not None:
+                    os.close(end)
             self._refuse(conn, err)
             return True
         if life is not None:
@@ -229,12 +266,43 @@ class Server:
         self._worker_started()
         return True
 
+    def _refuse_for_want_of_fds(self, err: OSError) -> bool | None:
+        """accept() failed with EMFILE/ENFILE: refuse the client at the head
+        of the backlog with BUSY, using the spare descriptor to accept it.
+
+        Returns True once a client was refused, False if none was waiting
+        after all, None if there is no spare (the caller pauses). Without
+        this, a server out of descriptors (pidfd's one per child, thread's
+        one per connection) leaves every new client in silence until some
+        worker ends: the libev/nginx remedy of one descriptor kept in
+        reserve (docs/DESIGN.md, Server protocol; docs/FACTS.md, Slow
+        clients and running out).
+        """
+        assert self.listener is not None
+        if self._spare is None:
+            self._spare = _open_spare()  # descriptors may have come free since
+            return None
+        os.close(self._spare)
+        self._spare = None
+        try:
+            conn, _addr = self.listener.accept()
+        except BlockingIOError:
+            conn = None  # the waiting client gave up
+        except OSError:
+            # Another thread (thread mode) took the descriptor first.
+            self._spare = _open_spare()
+            return None
+        if conn is not None:
+            self._refuse(conn, err)
+        self._spare = _open_spare()
+        return conn is not None
+
     def _open_life(self, fd: int) -> int:
         life_r, life_w = os.pipe()
         self._worker_ends[fd] = life_w
         return life_r
 
-    def _refuse(self, conn: socket.socket | None, err: Exception) -> None:
+    def _refuse(self, conn: socket.socket, err: Exception) -> None:
         self.fork_failures += 1
         if self._failing_since is None:
             # Once per burst: a server at its process limit fails thousands
@@ -242,11 +310,7 @@ class Server:
             self._failing_since = self.fork_failures
             self._log(f"cannot serve a connection: {err}; refusing until one can")
         if conn is not None:
-            try:
-                conn.sendall(b"ERROR server busy: cannot start a worker\n")
-            except OSError:
-                pass
-            conn.close()
+            _send_busy(conn)
 
     def _pause_listener(self, resume_in: float | None = None) -> None:
         """Stop accepting; clients wait in the backlog. With ``resume_in``,
@@ -260,12 +324,15 @@ class Server:
 
     def _resume_listener(self) -> None:
         assert self.listener is not None
+        if self._spare is None:
+            self._spare = _open_spare()
         if self._paused:
             self.selector.register(self.listener, selectors.EVENT_READ, self._accept)
             self._paused = False
         self._resume_at = None
 
     def _worker_started(self) -> None:
+        self._pausing = False
         if self._failing_since is not None:
             failed = self.fork_failures - self._failing_since + 1
             self._log(f"workers start again after {failed} refused connection(s)")
@@ -343,7 +410,16 @@ class Server:
         # No flush before the fork: every write of the server is flushed at
         # once (main(), _log()), and a child leaves by os._exit(), which
         # never flushes, so no buffered line can be written twice.
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            if self._in_child:
+                # A child forking its own worker (double-fork's middle
+                # child): the parent let go of the connection at the first
+                # fork, so the client hears BUSY from here. The raise ends
+                # this child with status 1, which the parent counts.
+                _send_busy(conn)
+            raise
         if pid:
             self._forked = True
             conn.close()
@@ -371,12 +447,14 @@ class Server:
         self.selector.close()
         if self.listener is not None:
             self.listener.close()
-        for fd in (self._wakeup_r, self._wakeup_w, *self._lives):
+        spare = () if self._spare is None else (self._spare,)
+        for fd in (self._wakeup_r, self._wakeup_w, *spare, *self._lives):
             try:
                 os.close(fd)
             except OSError:
                 pass  # already closed by the first of a double fork
         self._lives = set()
+        self._spare = None
         self._in_child = True
 
     def serve_worker(self, conn: socket.socket) -> None:
@@ -402,45 +480,84 @@ class Server:
             time.sleep(delay - time.monotonic() % delay)
 
     def handle(self, conn: socket.socket) -> None:
-        """Answer each line in upper case until EOF, an error or idleness."""
+        """Answer each line in upper case until EOF, an error, idleness or
+        the connection's deadline."""
         # Plain blocking reads of the descriptor; the idle timeout is the
         # SO_RCVTIMEO set in bind(). setblocking(True) because BSD accept()
         # passes the listener's O_NONBLOCK on to the connection.
         conn.setblocking(True)
         fd = conn.fileno()
+        deadline = time.monotonic() + self.conn_timeout
         pending = b""
         try:
             while True:
+                by_deadline = self._bound(conn, deadline)
                 try:
                     data = os.read(fd, 65536)
                 except BlockingIOError:  # EAGAIN: SO_RCVTIMEO ran out
+                    if by_deadline:
+                        continue  # _bound() now says the deadline has passed
                     self._send_error(conn, f"idle for {self.idle_timeout:g} s")
                     return
                 if not data:
                     # EOF: the client is done. A last line without a
                     # newline is answered like any other.
                     if pending:
-                        self._answer(conn, [pending], b"")
+                        self._answer(conn, [pending], b"", deadline)
                     return
                 pending += data
                 if b"\n" in data:
                     *lines, pending = pending.split(b"\n")
-                    if not self._answer(conn, lines, b"\n"):
+                    if not self._answer(conn, lines, b"\n", deadline):
                         return
                 if len(pending) > self.max_line:
                     self._send_error(conn, f"line longer than {self.max_line} bytes")
                     return
+        except _Expired:
+            self._send_error(conn, f"connection open for {self.conn_timeout:g} s")
         except OSError:
             pass  # reset, broken pipe, or SO_SNDTIMEO: the client left
 
-    def _answer(self, conn: socket.socket, lines: list[bytes], end: bytes) -> bool:
+    def _bound(self, conn: socket.socket, deadline: float) -> bool:
+        """Keep the next blocking read or send within the connection's deadline.
+
+        The idle timeout bounds each read; a client that sends a byte just
+        before it runs out would hold its worker forever. So in the last
+        ``idle_timeout`` seconds before the deadline the socket's timeouts
+        shrink to what is left (one setsockopt per call then, none before).
+        Returns True when the deadline is what bounds the next call; raises
+        ``_Expired`` once it has passed (docs/FACTS.md, Slow clients and
+        running out).
+        """
+        left = deadline - time.monotonic()
+        if left >= self.idle_timeout:
+            return False
+        if left <= 0:
+            raise _Expired
+        timeval = _timeval(left)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        return True
+
+    def _sendall(self, conn: socket.socket, data: bytes, deadline: float) -> None:
+        """Send all of ``data``, but not past the connection's deadline."""
+        # sendall() would retry partial sends for as long as the client reads
+        # a little now and then: a slow reader is slowloris on the way back.
+        # A blocking send() returns what it queued when SO_SNDTIMEO runs out
+        # (docs/FACTS.md, Slow clients and running out).
+        view = memoryview(data)
+        while view:
+            self._bound(conn, deadline)
+            view = view[conn.send(view) :]
+
+    def _answer(self, conn: socket.socket, lines: list[bytes], end: bytes, deadline: float) -> bool:
         """Send ``lines`` back in upper case; False after an error line."""
         # One check and one send for everything read at once: a client that
         # pipelines many lines costs one syscall, not one per line.
         batch = end.join(lines) + end
         longest = max(len(line) for line in lines) + len(end)
         if longest <= self.max_line and b"\0" not in batch and _is_utf8(batch):
-            conn.sendall(batch.upper())
+            self._sendall(conn, batch.upper(), deadline)
             return True
         # Something in the batch is bad: answer the lines before it, then
         # the error, as a client reading line by line expects.
@@ -451,7 +568,7 @@ class Server:
             if b"\0" in line or not _is_utf8(line):
                 self._send_error(conn, "line has NUL or non-UTF-8 bytes")
                 return False
-            conn.sendall((line + end).upper())
+            self._sendall(conn, (line + end).upper(), deadline)
         return True
 
     def _send_error(self, conn: socket.socket, message: str) -> None:
@@ -475,6 +592,32 @@ class Server:
         sys.stderr.flush()  # nothing may be pending at the next fork
 
 
+class _Expired(Exception):
+    """The connection's deadline (``conn_timeout``) has passed."""
+
+
+def _send_busy(conn: socket.socket) -> None:
+    """Tell a client no worker can start for it, and close the connection.
+
+    No lingering close, which would stall the accept loop: a reset that
+    follows still leaves the line readable on Linux (docs/FACTS.md, Slow
+    clients and running out).
+    """
+    try:
+        conn.sendall(BUSY)
+    except OSError:
+        pass  # it left already
+    conn.close()
+
+
+def _open_spare() -> int | None:
+    """Open the descriptor kept in reserve for refusing clients at EMFILE."""
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None  # out already; _resume_listener() tries again
+
+
 def _is_utf8(data: bytes) -> bool:
     try:
         data.decode("utf-8")
@@ -485,7 +628,7 @@ def _is_utf8(data: bytes) -> bool:
 
 def _timeval(seconds: float) -> bytes:
     """Pack ``seconds`` as the struct timeval that SO_RCVTIMEO takes."""
-    import struct  # once, in bind(); nothing else in the server needs it
+    import struct  # not at the top: only bind() and a connection's last seconds need it
 
     whole = int(seconds)
     return struct.pack("ll", whole, int((seconds - whole) * 1e6))
@@ -536,7 +679,11 @@ def main(argv: list[str] | None = None) -> None:
     server.serve_forever()
     # The last line: what the runner cannot see from outside.
     try:
-        stopped = {"event": "stopped", "refused": server.fork_failures}
+        stopped = {
+            "event": "stopped",
+            "refused": server.fork_failures,
+            "accept_pauses": server.accept_pauses,
+        }
         if config.max_children:
             stopped["max_workers"] = server.max_workers
         sys.stdout.write(json.dumps(stopped) + "\n")

@@ -12,10 +12,12 @@ orphans. Stopping is guarded: SIGTERM to the runner becomes
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +29,7 @@ import psutil
 
 from zombiewatch import _procfs, _proctl, server
 from zombiewatch._backoff import poll_until
+from zombiewatch._output import CommandOutput
 from zombiewatch._text import log
 from zombiewatch.errors import Interrupted, ServerStartError, ZombiewatchError
 
@@ -110,32 +113,65 @@ def read_ready_line(fd: int, timeout: float) -> dict[str, Any]:
 
 
 class Target:
-    """A program we started, in its own session, that we stop with its tree."""
+    """A program we started, in its own session, that we stop with its tree.
 
-    def __init__(self, argv: list[str], stdout: int | IO[bytes] | None = None) -> None:
+    With ``output`` (``run``'s CMD), its stdout and stderr both go there:
+    passed on as they come, the last lines kept. Without (the built-in
+    server), ``stdout`` is given and stderr is kept in a file for ``log``.
+    """
+
+    def __init__(
+        self,
+        argv: list[str],
+        stdout: int | IO[bytes] | None = None,
+        output: CommandOutput | None = None,
+    ) -> None:
         self.argv = argv
-        if stdout is None:
-            # Our stdout carries only the report (--json must parse): what the
-            # program prints goes to our stderr, with the logs.
-            stdout = sys.stderr.fileno()
-        # A file, not a pipe, so a chatty target never blocks on a full pipe
-        # that nobody reads during the run. Closed in stop().
-        self._log_file: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+        self.output = output
+        self._log_file: IO[bytes] | None = None
+        stderr: int | IO[bytes]
+        if output is not None:
+            stdout = stderr = output.writer()
+        else:
+            if stdout is None:
+                # Our stdout carries only the report (--json must parse): what
+                # the program prints goes to our stderr, with the logs.
+                stdout = sys.stderr.fileno()
+            # A file, not a pipe, so a chatty target never blocks on a full
+            # pipe that nobody reads during the run. Closed in stop().
+            self._log_file = stderr = tempfile.TemporaryFile()  # noqa: SIM115
         try:
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=self._log_file,
+            self.proc = self._popen(
+                argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                 start_new_session=True,
-                preexec_fn=_proctl.die_with_parent_preexec(signal.SIGTERM),
-            )
+            )  # fmt: skip
         except OSError as err:
-            self._log_file.close()
+            self._close_output()
             raise ZombiewatchError(f"cannot run {argv[0]}: {err.strerror}") from err
+        except BaseException:
+            self._close_output()
+            raise
         self.pid = self.proc.pid
+        if output is not None:
+            output.started(self.pid)
         self.log = ""
         self.stdout_tail = b""
+
+    def _popen(self, argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
+        """Start the program (a subclass may start it elsewhere: ``pid1``)."""
+        return subprocess.Popen(
+            argv, preexec_fn=_proctl.die_with_parent_preexec(signal.SIGTERM), **popen
+        )
+
+    def tail(self) -> list[str]:
+        """The last lines of the program's output (with ``output``)."""
+        return self.output.tail() if self.output is not None else []
+
+    def _close_output(self) -> None:
+        if self.output is not None:
+            self.output.finish()
+        if self._log_file is not None:
+            self._log_file.close()
 
     def exited(self) -> bool:
         """True once the program itself has exited (its tree may live on)."""
@@ -144,10 +180,16 @@ class Target:
     def failure(self) -> str:
         """One line on why the program ended early: its last stderr line."""
         self.proc.wait()
-        lines = self._read_log().strip().splitlines()
+        if self.output is not None:
+            self.output.wait(1.0)  # its last words, unless a child still holds the pipe
+            lines = [line for line in self.output.tail() if line.strip()]
+        else:
+            lines = self._read_log().strip().splitlines()
         return lines[-1] if lines else f"exited with status {self.proc.returncode}"
 
     def _read_log(self) -> str:
+        if self._log_file is None:
+            return ""
         self._log_file.seek(0)
         return self._log_file.read().decode(errors="replace")
 
@@ -175,7 +217,7 @@ class Target:
             self.stdout_tail = self.proc.stdout.read() or b""
             self.proc.stdout.close()
         self.log = self._read_log()
-        self._log_file.close()
+        self._close_output()
 
 
 class ServerTarget(Target):
@@ -199,41 +241,119 @@ class ServerTarget(Target):
     def refused(self) -> int:
         """Connections the server refused because no worker could start
         (fork failed): from its last line, after ``stop()``."""
+        return int(self._stopped().get("refused", 0))
+
+    def accept_pauses(self) -> int:
+        """Times the server, out of descriptors, paused accepting and left a
+        client waiting unanswered: from its last line, after ``stop()``."""
+        return int(self._stopped().get("accept_pauses", 0))
+
+    def _stopped(self) -> dict[str, Any]:
         for line in self.stdout_tail.splitlines():
             try:
                 event = json.loads(line)
             except ValueError:
                 continue
             if event.get("event") == "stopped":
-                return int(event["refused"])
-        return 0
+                return dict(event)
+        return {}
 
 
-def _listening(host: str, port: int) -> bool:
-    """True if some socket listens on host:port (or on every address).
+@functools.cache
+def resolve(host: str) -> tuple[str, ...]:
+    """Return every address ``host`` names, resolved once per process.
 
-    Reads the socket table instead of connecting: a probe connection would
-    be one more client, and one more child (or zombie) to count.
+    Raises ``OSError`` (``socket.gaierror``) or ``UnicodeError`` if it
+    does not resolve: the CLI checks before anything starts.
     """
-    wildcard = ("0.0.0.0", "::", host)
-    for conn in psutil.net_connections("tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr:
-            ip, lport = conn.laddr[0], conn.laddr[1]
-            if lport == port and ip in wildcard:
-                return True
-    return False
+    infos = socket.getaddrinfo(host.strip("[]"), None, type=socket.SOCK_STREAM)
+    return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def wait_for_port(target: Target, host: str, port: int, timeout: float) -> None:
-    """Wait until something listens on host:port; fail if ``target`` exits first."""
+def _serves(listener: str, addresses: tuple[str, ...]) -> str | None:
+    """The address of ``addresses`` a socket listening on ``listener`` accepts
+    connections to, or None: itself, or any (of its family, for 0.0.0.0)
+    for a wildcard; a socket on ``::`` takes IPv4 too, unless IPV6_V6ONLY."""
+    if listener in addresses:
+        return listener
+    if listener.startswith("::ffff:") and listener[7:] in addresses:
+        return listener[7:]  # an IPv4-mapped address of a dual-stack socket
+    for address in addresses:
+        if listener == "::" or (listener == "0.0.0.0" and ":" not in address):
+            return address
+    return None
+
+
+def _describe_holder(pid: int) -> str:
+    try:
+        return f"pid {pid} ({' '.join(psutil.Process(pid).cmdline()) or '?'})"
+    except psutil.Error:
+        return f"pid {pid}"
+
+
+def wait_for_port(
+    target: Target,
+    host: str,
+    port: int,
+    timeout: float,
+    orphans: Callable[[], Iterable[int]] = tuple,
+) -> str:
+    """Wait until the program under test listens on host:port; return the
+    address to connect to there.
+
+    The listener must be the program's: a socket of ``/proc/net/tcp{,6}``
+    whose inode one of its tree's processes (``target`` and its
+    descendants, and the ``orphans()`` it left to us and theirs) holds in
+    ``/proc/PID/fd``. A port some other process holds would take the load
+    meant for the program (which then failed to bind): that is
+    ``ServerStartError`` naming the holder, as soon as the program exits
+    or at the timeout.
+    """
+    addresses = resolve(host)
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    found: dict[int, str] = {}  # inode -> address, of a listener there
+
+    def ours() -> str | None:
+        found.clear()
+        for inode, listener in _procfs.listening_sockets(port).items():
+            address = _serves(listener, addresses)
+            if address is not None:
+                found[inode] = address
+        if not found:
+            return None
+        tree = _procfs.descendants(target.pid)
+        for pid in orphans():
+            tree += _procfs.descendants(pid)
+        held = set().union(*(_procfs.socket_inodes(pid) for pid in tree))
+        return next((found[inode] for inode in found if inode in held), None)
+
+    def not_ours() -> ServerStartError | None:
+        holders = _procfs.socket_holders(set(found)) if found else []
+        if not holders:
+            return None
+        return ServerStartError(
+            f"{where} is held by {_describe_holder(holders[0])}, not by the program under test"
+        )
+
+    address: str | None = None
 
     def listening() -> bool:
-        if target.exited():
-            raise ServerStartError(f"the command exited before listening: {target.failure()}")
-        return _listening(host, port)
+        nonlocal address
+        address = ours()
+        if address is None and target.exited():
+            error = not_ours()
+            raise error or ServerStartError(
+                f"the command exited before listening: {target.failure()}"
+            )
+        return address is not None
 
     if not poll_until(listening, timeout, max_step=0.1):
-        raise ServerStartError(f"the command did not listen on {host}:{port} within {timeout:g} s")
+        raise not_ours() or ServerStartError(
+            f"the command did not listen on {where} within {timeout:g} s"
+            " (--ready-timeout waits longer)"
+        )
+    assert address is not None
+    return address
 
 
 class OrphanCollector:
@@ -252,6 +372,12 @@ class OrphanCollector:
         """Where orphans of what we start go: to us if we are a subreaper,
         else to init (or a subreaper above us, which we cannot see)."""
         return [os.getpid()] if self.subreaper else [1]
+
+    def orphans(self) -> list[int]:
+        """The processes we hold as an adopter now: the target's orphans."""
+        if not self.subreaper:
+            return []
+        return [pid for pid in _procfs.read_children(os.getpid()) if pid not in self.keep]
 
     def collect(self) -> int:
         """Reap every adopted orphan that has exited; return how many remain."""

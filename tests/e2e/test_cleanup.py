@@ -49,7 +49,7 @@ def test_sigkill_of_the_runner_takes_the_server_down(spawn) -> None:
 
     # PR_SET_PDEATHSIG turns the runner's death into SIGTERM for the server,
     # which stops its workers; its orphans go to PID 1.
-    call_until(lambda: _exited(server_pid), timeout=5, what="server exit")
+    call_until(lambda: _exited(server_pid), timeout=30, what="server exit")
     # Its own zombie waits for PID 1, which may collect only every few seconds.
     assert_nothing_left(server_pid, timeout=30)
 

@@ -158,8 +158,16 @@ def test_every_connection_right(server) -> None:
 
 
 def test_replies_in_pieces(server) -> None:
+    srv = server(upper_in_pieces)  # answers at the end of input: needs the half-close
+    _assert_all_ok(flood("127.0.0.1", srv.port, 40, 8, lines=3, half_close=True), 40)
+
+
+def test_without_half_close_a_server_that_answers_at_eof_times_out(server) -> None:
+    # The default reads the reply before closing: a server that waits for
+    # the end of input never answers; --half-close is for it.
     srv = server(upper_in_pieces)
-    _assert_all_ok(flood("127.0.0.1", srv.port, 40, 8, lines=3), 40)
+    result = flood("127.0.0.1", srv.port, 4, 4, timeout=0.3)
+    assert result.failures == {"reply timeout": 4}
 
 
 def test_more_concurrency_than_connections(server) -> None:
@@ -232,8 +240,8 @@ def test_connection_refused() -> None:
     ],
 )
 def test_each_failure_by_name(server, script: Handler, lines: int, why: str) -> None:
-    srv = server(script)
-    result = flood("127.0.0.1", srv.port, 12, 4, lines=lines, timeout=10)
+    srv = server(script)  # each reads to the end of input, then answers
+    result = flood("127.0.0.1", srv.port, 12, 4, lines=lines, timeout=10, half_close=True)
     assert result.failures == {why: 12}
     assert result.ok == 0
     assert len(result.connect_latencies) == 12  # all connected; the answers were wrong
@@ -245,7 +253,9 @@ def test_reply_timeout(server) -> None:
     result = flood("127.0.0.1", srv.port, 6, 3, timeout=0.3)
     took = time.monotonic() - began
     assert result.failures == {"reply timeout": 6}
-    assert 0.6 <= took < 5  # two rounds of three, each timing out once
+    # Two rounds of three, each timing out once: at least 0.6 s, and far
+    # less than forever (the bound is for a busy host, not a speed).
+    assert 0.6 <= took < 30
 
 
 def test_connect_timeout() -> None:
@@ -268,9 +278,11 @@ def test_deadline_ends_the_flood_whatever_the_server_does(server, script: Handle
     srv = server(script)
     connections = 100_000
     began = time.monotonic()
-    result = flood("127.0.0.1", srv.port, connections, 50, deadline=0.5)
+    result = flood("127.0.0.1", srv.port, connections, 50, deadline=0.5, half_close=True)
     took = time.monotonic() - began
-    assert took < 0.5 + 5  # a bound, not a speed: the old flooder ran 13-20 s past it
+    # A bound, not a speed: the old flooder ran 13-20 s past it on a quiet
+    # host; this leaves a busy one 10 s to count the 100,000 as cut off.
+    assert took < 0.5 + 10
     assert result.elapsed >= 0.5
     assert result.ok + result.failed == connections
     assert result.ok > 0  # it did flood until the deadline
@@ -282,7 +294,7 @@ def test_deadline_cuts_connections_stuck_longer_than_it(server) -> None:
     srv = server(silent)
     result = flood("127.0.0.1", srv.port, 10, 5, timeout=60, deadline=0.3)
     assert result.failures == {"flood deadline": 10}
-    assert result.elapsed < 2
+    assert result.elapsed < 30  # not the 60 s each connection was allowed
 
 
 @pytest.mark.parametrize(("lines", "connections"), [(5000, 20), (100_000, 2)])
@@ -314,7 +326,7 @@ def test_interrupted_flood_closes_every_socket(server) -> None:
         flood("127.0.0.1", srv.port, 100, 20, timeout=60, progress=interrupt)
     # Our sockets close at once; the server's close as its threads see EOF.
     srv.stop.set()
-    call_until(lambda: _open_fds() <= before, 10, what="every descriptor to be closed")
+    call_until(lambda: _open_fds() <= before, what="every descriptor to be closed")
 
 
 def test_out_of_descriptors_fails_one_connection_and_goes_on(server) -> None:
@@ -364,7 +376,7 @@ def test_sigterm_stops_the_flood_command_which_still_reports(server) -> None:
         lambda: len(psutil.Process(proc.pid).net_connections("tcp")) >= 10, what="connections"
     )
     proc.terminate()
-    out, err = proc.communicate(timeout=10)
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     data = json.loads(out)
     assert data["failures"] == {"stopped": 1000}

@@ -20,7 +20,7 @@ def _run(mode: str, *extra: str) -> tuple[int, dict, str]:
     # A mode that collects gets a long window, for a host that stalls it;
     # it costs nothing, as the window ends at the first sample with nothing
     # left. One that leaks keeps its zombies: a short window shows them.
-    settle = "3" if modes.get(mode).expected == "pass" else "0.5"
+    settle = "10" if modes.get(mode).expected == "pass" else "0.5"
     proc = zombiewatch(
         "--mode", mode, "--connections", str(CONNECTIONS), "--concurrency", "30",
         "--settle", settle, "--json", *extra,
@@ -61,9 +61,11 @@ def test_none_leaves_one_zombie_per_connection() -> None:
     assert run["leaked"] == CONNECTIONS
     assert run["peak_zombies"] == CONNECTIONS
     # Taken when the flood ends, while the last workers may still be in
-    # their --child-delay (they answer first, then wait, then exit): up to
-    # a connection rate's worth of 20 ms, more on a host that stalls them.
-    assert 0.5 <= run["zombies_per_connection"] <= 1.0
+    # their --child-delay (they answer first, then wait, then exit): a
+    # connection rate's worth of 20 ms on a quiet host, and on a busy one
+    # any number of workers not yet run to their exit. The exact counts
+    # are the ones above and below.
+    assert 0 < run["zombies_per_connection"] <= 1.0
     # The stopped server's zombies were handed to the runner, which reaped them.
     assert run["orphans_at_stop"] == CONNECTIONS
 

@@ -42,6 +42,6 @@ def test_plot_without_matplotlib_is_a_usage_error(tmp_path: Path) -> None:
     )
     proc = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert "pip install 'zombiewatch[plot]'" in proc.stderr
+    assert "--plot needs matplotlib: pip install matplotlib" in proc.stderr
     assert proc.stderr.count("\n") == 1
     assert not (tmp_path / "x.png").exists()

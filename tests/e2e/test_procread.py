@@ -415,20 +415,31 @@ def test_every_threads_children_are_read_through_kept_descriptors() -> None:
     worker.start()
     worker.join()
     idle.start()
+
+    def gone(thread: threading.Thread) -> Callable[[], bool]:
+        # join() returns when Python is done with the thread, before the
+        # kernel has removed its task (and moved its children to another
+        # thread), which on a busy machine can take a while.
+        return lambda: str(thread.native_id) not in os.listdir(f"/proc/{me}/task")
+
     try:
+        call_until(gone(worker), what="the worker thread's task to go")
         [child] = forked
-        threads = len(os.listdir(f"/proc/{me}/task"))
+        assert child.pid in reader.children(me, 0)  # now under another thread
+        kept = {tid: list(fds) for tid, fds in reader._tasks[me].items()}
+        assert str(idle.native_id) in kept
+        assert all(len(fds) == 2 for fds in kept.values())  # a comm and a children file each
+        assert reader.kept == 2 * len(kept)
         assert child.pid in reader.children(me, 0)
-        kept, fds = reader.kept, open_fds()
-        assert kept == 2 * threads  # a comm and a children file per thread
-        assert child.pid in reader.children(me, 0)
-        assert (reader.kept, open_fds()) == (kept, fds)  # read again, none opened
+        # Read again: each thread seen both times through the same descriptors.
+        again = reader._tasks[me]
+        assert all(again[tid] == fds for tid, fds in kept.items() if tid in again)
         parked.set()
         idle.join()
-        # join() returns before the kernel has removed the thread's task.
-        call_until(lambda: len(os.listdir(f"/proc/{me}/task")) < threads, what="the thread to end")
+        call_until(gone(idle), what="the idle thread's task to go")
         assert child.pid in reader.children(me, 0)  # 0: read as multi-threaded
-        assert reader.kept == kept - 2  # the ended thread's descriptors are closed
+        assert str(idle.native_id) not in reader._tasks[me]  # the ended thread's are closed
+        assert reader.kept == 2 * len(reader._tasks[me])
         reader.forget(me)
         assert reader.kept == 0
     finally:

@@ -76,7 +76,7 @@ def _settle(expected: str) -> str:
     # A server that collects (ForkingTCPServer every 0.5 s) gets time to, on
     # a busy host; the window ends early once nothing is left. A lingering
     # leak stays whatever the window.
-    return "4" if expected == "pass" else "1"
+    return "10" if expected == "pass" else "1"
 
 
 def _skip_unless_installed(name: str) -> None:
@@ -145,10 +145,13 @@ def _accepts(port: int) -> bool:
 
 def test_run_built_in_server_with_load_command() -> None:
     port = free_port()
-    flood_sh = Path(__file__).resolve().parents[2] / "scripts" / "flood.sh"
+    flood_sh = Path(__file__).resolve().parents[2] / "zombiewatch" / "scripts" / "flood.sh"
     code, run, stderr = _run(
         "--wait-port", str(port), "--load", f"{flood_sh} 127.0.0.1 {port} 50 5",
-        "--settle", "0.5", "--", PYTHON, "-m", "zombiewatch", "serve", "--mode", "none",
+        # A worker answers, then exits: on a busy host the last ones may be
+        # run to their exit only a while after the load, and a worker still
+        # alive is not yet a zombie.
+        "--settle", "2", "--", PYTHON, "-m", "zombiewatch", "serve", "--mode", "none",
         "--port", str(port),
     )  # fmt: skip
     assert code == 1
@@ -159,12 +162,14 @@ def test_run_built_in_server_with_load_command() -> None:
     assert "zombiewatch.server" in " ".join(parent["cmdline"])
 
 
-def test_failing_load_is_reported_apart_from_the_verdict() -> None:
+def test_a_failing_load_fails_the_run_by_the_load_rule() -> None:
     code, run, stderr = _run("--load", "exit 7", "--settle", "0.1", "--", "sleep", "30")
     assert run["load_status"] == 7
-    assert run["verdict"] == "pass"
-    assert code == 0
-    assert "the load command failed with status 7" in stderr
+    assert run["verdict"] == "fail"
+    assert run["leaked"] == 0
+    assert run["failed_rules"] == ["load: the load command exited with status 7"]
+    assert code == 4
+    assert "sleep 30: load: the load command exited with status 7" in stderr
 
 
 DOUBLE_FORK = textwrap.dedent(
@@ -359,11 +364,13 @@ def test_watch_ended_by_ctrl_c_reports_the_time_it_watched(spawn) -> None:
     out, err = watcher.communicate(timeout=30)
     assert watcher.returncode == 1, err  # the verdict, not 130: the watch finished
     run = json.loads(out)["runs"][0]
-    # Its clock starts a moment after its sampling thread: half a second of
-    # margin for a busy host. The bug this guards against reported 0.0.
-    assert 0.5 <= run["duration_s"] <= time.monotonic() - started
+    # Its clock starts a moment after its sampling thread, a moment that a
+    # busy host can stretch: most of the second is margin. The bug this
+    # guards against reported 0.0.
+    assert 0.1 <= run["duration_s"] <= time.monotonic() - started
     assert run["leaked"] == 3
-    assert run["growth"]["net_per_minute"] == 0
+    assert run["growth"]["net_per_second"] == 0
+    assert run["growth"]["net_per_minute"] is None  # under a minute: not extrapolated
     parent.stdin.close()
     parent.wait(timeout=10)
 
@@ -379,7 +386,7 @@ def test_live_view_redraws_on_a_terminal(spawn) -> None:
     call_until(lambda: len(zombie_children(parent.pid)) == 1, what="a zombie")
     primary, secondary = pty.openpty()
     proc = subprocess.Popen(
-        [PYTHON, "-m", "zombiewatch", "watch", str(parent.pid), "--live", "--duration", "1",
+        [PYTHON, "-m", "zombiewatch", "watch", str(parent.pid), "--live", "--duration", "2",
          "--settle", "0.1"],
         stdout=secondary, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
     )  # fmt: skip
@@ -420,7 +427,7 @@ ORPHANER = textwrap.dedent(
 
 def test_no_subreaper_follows_the_orphans_that_escape_to_pid_1() -> None:
     code, run, stderr = _run(
-        "--no-subreaper", "--duration", "3", "--settle", "0.2", "--", PYTHON, "-c", ORPHANER
+        "--no-subreaper", "--duration", "5", "--settle", "0.2", "--", PYTHON, "-c", ORPHANER
     )
     assert run["orphans"]["adopted_by"] == {"1": 3}, stderr
     assert sum(o["orphans"] for o in run["orphans"]["orphaned_by"]) == 3
@@ -430,7 +437,7 @@ def test_no_subreaper_follows_the_orphans_that_escape_to_pid_1() -> None:
 
 
 def test_with_the_subreaper_the_runner_adopts_and_reaps_them() -> None:
-    code, run, _ = _run("--duration", "3", "--settle", "0.2", "--", PYTHON, "-c", ORPHANER)
+    code, run, _ = _run("--duration", "5", "--settle", "0.2", "--", PYTHON, "-c", ORPHANER)
     assert code == 0
     assert run["escaped"] == 3
     assert "1" not in run["orphans"]["adopted_by"]

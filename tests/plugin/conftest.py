@@ -54,7 +54,9 @@ def run(pytester, monkeypatch) -> Callable[..., pytest.RunResult]:
     if not conftest.exists():
         conftest.write_text(REAP_AT_EXIT)
 
-    def run_pytest(*args: str, timeout: float = 60) -> pytest.RunResult:
+    # Well inside pytest-timeout's 180 s, and far beyond the few seconds an
+    # inner session takes on a quiet host.
+    def run_pytest(*args: str, timeout: float = 120) -> pytest.RunResult:
         return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=timeout)
 
     return run_pytest

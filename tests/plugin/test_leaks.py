@@ -121,7 +121,9 @@ def test_the_same_child_collected_passes(pytester, run, how: str) -> None:
 
 def test_a_child_still_running_at_the_end_is_waited_for(pytester, run) -> None:
     # No help from the test: `true` may still be running at teardown; the
-    # guard waits (default settle, 1 s) for it to exit, and finds its zombie.
+    # guard waits (the settle window) for it to exit, and finds its zombie.
+    # 3 s, not the default 1 s: a busy host may take a while to run `true`
+    # to its end, and the window costs its whole length here anyway.
     make_tests(
         pytester,
         """
@@ -132,12 +134,12 @@ def test_a_child_still_running_at_the_end_is_waited_for(pytester, run) -> None:
         """,
     )
 
-    result = run("--zombiewatch")
+    result = run("--zombiewatch", "--zombiewatch-settle=3")
 
     result.assert_outcomes(passed=1, errors=1)
     [pid] = pids(pytester, "leak")
     assert f"pid {pid} 'true'" in error_text(result, "test_leak")
-    assert "after a 1 s settle window" in error_text(result, "test_leak")
+    assert "after a 3 s settle window" in error_text(result, "test_leak")
 
 
 def test_only_the_test_that_leaks_fails_not_the_next(pytester, run) -> None:

@@ -6,6 +6,7 @@ sure of it by turning ``runner.run`` and ``os.execv`` into test failures.
 
 from __future__ import annotations
 
+import json
 import os
 
 import click
@@ -80,6 +81,27 @@ USAGE_ERRORS = [
     pytest.param(["serve", "--port", "65536"], "--port", id="serve-port-too-big"),
     pytest.param(["serve", "--mode", "all"], "all", id="serve-mode-all"),
     pytest.param(["serve", "--mode", "nope"], "nope", id="serve-unknown-mode"),
+    # Options of the default command before a subcommand were silently dropped (#20).
+    pytest.param(["--json", "modes"], "'zombiewatch modes --json ...'", id="json-before-modes"),
+    pytest.param(
+        ["--mode", "none", "--connections", "5", "scan"],
+        "--mode and --connections before 'scan' would be ignored",
+        id="mode-before-scan",
+    ),
+    pytest.param(
+        ["--settle", "2", "watch", "1"],
+        "'zombiewatch watch --settle ...'",
+        id="settle-before-watch",
+    ),
+    pytest.param(["--check", "run", "--", "true"], "'run' has no --check", id="check-before-run"),
+    pytest.param(["watch", ""], "no PID given", id="watch-empty-pid"),
+    pytest.param(["watch", "  "], "no PID given", id="watch-blank-pid"),
+    pytest.param(
+        ["run", "--ready-timeout", "30", "--", "true"],
+        "--wait-port or --flood",
+        id="ready-timeout-without-port",
+    ),
+    pytest.param(["scripts", "--path", "--write", "x"], "not both", id="scripts-path-and-write"),
 ]
 
 
@@ -211,4 +233,145 @@ def test_server_exit_code_matches_the_contract():
 
 
 def test_exit_codes_are_the_documented_numbers():
-    assert [int(code) for code in ExitCode] == [0, 1, 2, 3, 130]
+    assert [int(code) for code in ExitCode] == [0, 1, 2, 3, 4, 130]
+
+
+# -- refused before anything starts (#15, #16) -----------------------------------
+
+
+@pytest.fixture
+def no_run_command(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise MustNotRun(f"the CLI tried to run something: {args!r}")
+
+    monkeypatch.setattr(runner, "run_command", refuse)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--flood", "no.such.host.invalid:80"], "cannot resolve 'no.such.host.invalid'"),
+        (["--wait-port", "no.such.host.invalid:80"], "cannot resolve 'no.such.host.invalid'"),
+        (["--flood", "::1:80"], "put an IPv6 address in brackets, [::1]:80"),
+        (["--junit-xml", ""], "the file name is empty"),
+        (["--junit-xml", "/"], "is a directory"),
+        (["--junit-xml", "/proc/version"], "cannot write '/proc/version'"),
+        (["--junit-xml", "/no/such/dir/x.xml"], "no writable directory"),
+        (["--max-failed", "x"], "is not a count (N) or a percentage (P%)"),
+        (["--max-failed", "101%"], "a percentage 0-100%"),
+        (["--max-failed", "-1"], "a count >= 0"),
+    ],
+)
+def test_run_refuses_before_starting_anything(capsys, no_run_command, args, message):
+    code, out, err = run_main(capsys, ["run", *args, "--", "true"])
+    assert code == ExitCode.USAGE
+    assert out == ""
+    assert_one_error_line(err)
+    assert message in err
+
+
+@pytest.mark.parametrize(
+    ("value", "address"),
+    [("8080", ("127.0.0.1", 8080)), ("[::1]:8080", ("::1", 8080)),
+     ("localhost:9", ("localhost", 9)), ("127.0.0.1:1", ("127.0.0.1", 1))],
+)  # fmt: skip
+def test_addresses_are_parsed_and_resolved(value, address):
+    assert cli_module._address(value, "'--flood'") == address
+
+
+@pytest.mark.parametrize(
+    ("value", "budget"),
+    [("0", (0, False)), ("12", (12, False)), ("2.5%", (2.5, True)), ("100%", (100.0, True))],
+)
+def test_max_failed_is_a_count_or_a_percentage(value, budget):
+    assert cli_module.FailureBudget().convert(value, None, None) == budget
+
+
+def test_debug_may_come_before_a_command(capsys):
+    # --debug is for every command (it shows tracebacks); it is not refused.
+    code, out, _err = run_main(capsys, ["--debug", "modes"])
+    assert code == 0
+    assert out.startswith("none ")
+
+
+def test_modes_json_lists_every_mode(pidfd_unavailable):
+    result = invoke(["modes", "--json"])
+    assert result.exit_code == 0
+    listed = json.loads(result.output)["modes"]
+    assert [entry["name"] for entry in listed] == modes.names()
+    pidfd = next(entry for entry in listed if entry["name"] == "pidfd")
+    assert pidfd["available"] is False
+    assert pidfd["unavailable_reason"] == "no pidfds in this test"
+    none = listed[0]
+    assert none["expected"] == "fail"
+    assert none["available"] is True
+    assert none["unavailable_reason"] is None
+    assert none["summary"] == modes.get("none").summary
+
+
+@pytest.mark.parametrize("name", ["", *sorted(cli.commands)])
+def test_every_help_has_examples_and_exit_status(name):
+    result = invoke([name, "--help"] if name else ["--help"])
+    assert result.exit_code == 0
+    help_text = result.output
+    assert "Examples:" in help_text
+    examples = help_text.split("Examples:")[1].split("\n\n")[0].splitlines()[1:]
+    assert 2 <= len(examples) <= 3, help_text
+    assert all(line.strip().startswith(("zombiewatch", '"$(zombiewatch')) for line in examples)
+    assert "Exit status: 0" in help_text
+
+
+def test_watch_settle_help_speaks_of_the_watch_not_a_load():
+    result = invoke(["watch", "--help"])
+    settle = result.output.split("--settle")[1].split("--observe")[0]
+    assert "watch ends" in " ".join(settle.split())
+
+
+def test_run_ready_timeout_reaches_the_runner(monkeypatch):
+    seen: dict[str, object] = {}
+
+    def run_command(argv, opts, flood_addr, load, port_addr):
+        seen.update(argv=argv, ready_timeout=opts.ready_timeout, port=port_addr)
+        raise MustNotRun("stopped at the runner, as planned")
+
+    monkeypatch.setattr(runner, "run_command", run_command)
+    with pytest.raises(MustNotRun):
+        invoke(["run", "--wait-port", "8080", "--ready-timeout", "90", "--", "true"])
+    assert seen == {"argv": ["true"], "ready_timeout": 90.0, "port": ("127.0.0.1", 8080)}
+    with pytest.raises(MustNotRun):
+        invoke(["run", "--wait-port", "8080", "--", "true"])
+    assert seen["ready_timeout"] == runner.RunOptions().ready_timeout == 10.0
+
+
+def test_scripts_path_holds_every_shipped_script():
+    result = invoke(["scripts", "--path"])
+    assert result.exit_code == 0
+    where = result.output.strip()
+    for name in ("ci-zero-zombies.sh", "flood.sh", "zombiewatch-command.sh"):
+        assert os.path.isfile(os.path.join(where, name))
+    assert os.access(os.path.join(where, "flood.sh"), os.X_OK)
+
+
+def test_scripts_write_copies_them_out_and_replaces_old_copies(tmp_path):
+    dest = tmp_path / "ci" / "zw"
+    dest.mkdir(parents=True)
+    (dest / "flood.sh").write_text("old")
+    result = invoke(["scripts", "--write", str(dest)])
+    assert result.exit_code == 0
+    assert sorted(os.listdir(dest)) == ["ci-zero-zombies.sh", "flood.sh", "zombiewatch-command.sh"]
+    assert result.output.splitlines() == [str(dest / name) for name in sorted(os.listdir(dest))]
+    shipped = invoke(["scripts", "--path"]).output.strip()
+    for name in os.listdir(dest):
+        with open(os.path.join(shipped, name)) as original:
+            assert (dest / name).read_text() == original.read()
+    assert os.access(dest / "ci-zero-zombies.sh", os.X_OK)
+    assert not os.access(dest / "zombiewatch-command.sh", os.X_OK)  # sourced, not run
+
+
+def test_scripts_write_where_it_cannot_is_exit_3(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _out, err = run_main(capsys, ["scripts", "--write", str(blocker / "sub")])
+    assert code == ExitCode.NOT_MEASURED
+    assert_one_error_line(err)
+    assert f"cannot write {blocker / 'sub'}" in err

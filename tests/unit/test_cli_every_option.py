@@ -23,6 +23,8 @@ REQUIRED = {
     "watch": ["1"],
     "modes": [],
     "scan": [],
+    "scripts": [],
+    "export": [],
 }
 
 

@@ -6,10 +6,11 @@ fork or exit can come first; the monitor must still count that child."""
 from __future__ import annotations
 
 import os
+import types
 
 import pytest
 
-from zombiewatch import _cnproc, observe
+from zombiewatch import _cnproc, _procfs, observe
 from zombiewatch.events import EARLY_WINDOW_NS, EventMonitor
 
 pytestmark = pytest.mark.skipif(
@@ -99,3 +100,30 @@ def test_an_exit_that_names_parent_0_is_held_by_the_child_s_forker(fed) -> None:
     monitor.sample()
     assert monitor.stats.zombies_seen == 1
     assert monitor.stats.parents[ROOT].zombies_seen == 1
+
+
+def test_root_as_pid1_counts_the_orphans_handed_to_it(monkeypatch) -> None:
+    # run --pid1: the root is PID 1 of a namespace and the adopter of its
+    # own tree. A double fork's orphan is handed to it (counted, adopted);
+    # its own child is not adopted.
+    own, middle, orphan = NOBODY, NOBODY + 1, NOBODY + 2
+    reparented = types.SimpleNamespace(ppid=ROOT, comm="daemon")
+    monkeypatch.setattr(_procfs, "read_stat", lambda pid: reparented if pid == orphan else None)
+    conn = ScriptedConnector()
+    monitor = EventMonitor(ROOT, adopters=[ROOT], connector=conn)  # type: ignore[arg-type]
+    try:
+        conn.fork(1_000, ROOT, own)
+        conn.fork(1_100, ROOT, middle)
+        conn.fork(1_200, middle, orphan)
+        conn.exit(1_300, middle, ROOT)  # the middle exits: its child goes to PID 1
+        conn.exit(1_400, own, ROOT)
+        conn.exit(1_500, orphan, ROOT)
+        monitor.sample()
+        assert monitor.stats.escaped == {ROOT: 1}
+        assert monitor.stats.orphaned_by == {(ROOT, True): 1}
+        assert monitor.stats.zombies_seen == 3
+        # Reaped before they could be watched (no such pids): only the
+        # orphan's zombie counts as one PID 1 adopted.
+        assert len(monitor.stats.adopted_lifetimes) == 1
+    finally:
+        monitor.close()

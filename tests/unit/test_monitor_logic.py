@@ -525,3 +525,63 @@ def test_escaped_orphans_are_forgotten_some_samples_after_they_go():
         m._count_escapes(set())
         m.stats.samples += 1
     assert m._held == {}
+
+
+def test_root_as_pid1_counts_the_orphans_it_adopts_not_its_own_children(clock):
+    # run --pid1: the root is PID 1 of a namespace and the adopter of its
+    # own tree. 30 is its own child; 32 is seen under 31 (the middle of a
+    # double fork), then, 31 gone, under the root: an orphan it adopted.
+    source = FakeSource({ROOT: [30, 31], 31: [32]}, {30: S, 31: S, 32: S})
+    m = Monitor(ROOT, adopters=[ROOT], source=source)
+    m.sample()
+    assert m.stats.escaped == {}
+
+    source.tree = {ROOT: [30, 32]}
+    source.statuses = {30: (Z, 1), 32: (S, 1)}
+    clock.now += 1
+    m.sample()
+    assert m.stats.escaped == {ROOT: 1}
+    assert m.zombies[30].adopted is False  # its own child, never adopted
+
+    source.statuses = {30: (Z, 1), 32: (Z, 1)}
+    source.described = {32: (ROOT, "daemon")}
+    clock.now += 1
+    m.sample()
+    assert m.zombies[32].adopted is True
+    assert m.stats.escaped == {ROOT: 1}  # counted once
+
+
+# -- who collected each zombie: its parent, or an adopter after it (#14, #15) --------
+
+
+def test_a_zombie_whose_holder_lives_on_was_reaped_by_it(script):
+    script.source.described[101] = (200, "w")
+    script.sample(1.0, {101: Z, 200: S})
+    script.sample(1.5, {200: S}, direct={200: S})
+    assert script.monitor.handed_off == []
+    assert script.monitor.stats.parents[200].reaped == 1
+    assert script.monitor.stats.parents[200].handed_off == 0
+
+
+def test_a_zombie_gone_with_its_holder_was_handed_off_after_its_hold(script):
+    # The holder exited holding it; an adopter collected it: the holder's
+    # leak, held from first sight to the sample that found both gone.
+    script.source.described[101] = (200, "w")
+    script.sample(1.0, {101: Z, 200: S})
+    script.sample(2.5, {}, direct={200: None})
+    [handed] = script.monitor.handed_off
+    assert (handed.pid, handed.ppid, handed.held) == (101, 200, 1.5)
+    assert script.monitor.stats.parents[200].handed_off == 1
+    assert script.monitor.stats.parents[200].reaped == 0
+
+
+def test_past_the_cap_handoffs_are_counted_when_held_long_enough(script, monkeypatch):
+    monkeypatch.setattr(monitor_module, "MAX_HANDED_OFF", 1)
+    script.monitor.settle = 1.0
+    for n, held in enumerate([2.0, 2.0, 0.5]):
+        pid = 101 + n
+        script.source.described[pid] = (200, "w")
+        script.sample(10.0 * n, {pid: Z, 200: S})
+        script.sample(10.0 * n + held, {}, direct={200: None})
+    assert len(script.monitor.handed_off) == 1
+    assert script.monitor.handed_off_unlisted == 1  # the 0.5 s hold does not count

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import os
 import resource
+import socket
 import sys
 import types
 
@@ -214,3 +215,74 @@ def test_ppid_and_name_agree_with_psutil_on_this_process(reader):
     stat = reader.reread(me.pid)
     assert stat is not None
     assert (stat.ppid, stat.comm) == (me.ppid(), me.name()[:15])
+
+
+# -- one rule for "zombie" and "kernel thread", the monitor's and scan's (#15) ---
+
+
+@pytest.mark.parametrize(
+    ("state", "threads", "exited", "group"),
+    [(b"Z", 1, True, "zombie"), (b"Z", 2, False, "running"), (b"S", 3, False, "sleeping")],
+)
+def test_a_zombie_main_thread_with_live_threads_is_an_alive_group(state, threads, exited, group):
+    stat = ProcStat(4242, stat_line(b"x", state, threads))
+    assert stat.group_exited is exited
+    assert stat.group_status == group
+
+
+def test_the_sampler_reads_the_group_status():
+    from zombiewatch._sampling import ProcfsSource
+
+    class Reader:
+        def stat(self, pid, renew):
+            return ProcStat(pid, stat_line(b"x", b"Z", 3, pid))
+
+    source = ProcfsSource()
+    source.reader = Reader()  # type: ignore[assignment]
+    assert source.stat(4242, False) == ("running", 3)
+
+
+@pytest.mark.parametrize(
+    ("pid", "flags", "kernel"),
+    [(2, 0, False), (3, 0x00400000, False), (2, _procfs.PF_KTHREAD, True),
+     (77, _procfs.PF_KTHREAD | 0x40, True)],
+)  # fmt: skip
+def test_a_kernel_thread_is_known_by_pf_kthread_not_by_pid(pid, flags, kernel):
+    line = stat_line(b"x", pid=pid).split(b" ")
+    line[8] = str(flags).encode()  # field 9: flags
+    assert ProcStat(pid, b" ".join(line)).kernel_thread is kernel
+
+
+@needs_proc
+def test_pid_2_here_is_kthreadd_by_its_flags():
+    stat = _procfs.read_stat(2)
+    if stat is None or stat.comm != "kthreadd":
+        pytest.skip("in a PID namespace: no kthreadd in view")
+    assert stat.kernel_thread
+
+
+# -- who holds a listening port ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hex_ip", "text"),
+    [("0100007F", "127.0.0.1"), ("00000000", "0.0.0.0"),
+     ("00000000000000000000000001000000", "::1"),
+     ("0000000000000000FFFF00000100007F", "::ffff:127.0.0.1")],
+)  # fmt: skip
+def test_proc_net_tcp_addresses_are_host_order_words(hex_ip, text):
+    if sys.byteorder != "little":
+        pytest.skip("the table is written for a little-endian host")
+    assert _procfs._tcp_address(hex_ip) == text
+
+
+@needs_proc
+def test_a_listening_socket_is_found_and_its_holder_named():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        listeners = _procfs.listening_sockets(port)
+        assert list(listeners.values()) == ["127.0.0.1"]
+        [inode] = listeners
+        assert inode in _procfs.socket_inodes(os.getpid())
+        assert _procfs.socket_holders({inode}) == [os.getpid()]
+    assert _procfs.listening_sockets(port) == {}

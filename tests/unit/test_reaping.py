@@ -349,7 +349,7 @@ def test_pidfd_watches_each_child_and_collects_it_when_readable(monkeypatch, fak
         os.fstat(fd)  # the mode closed it
 
 
-def test_pidfd_falls_back_to_polling_on_emfile(monkeypatch, fake_waitpid):
+def test_pidfd_falls_back_to_polling_on_emfile(monkeypatch, fake_waitpid, keep_sigchld):
     pidfd_open = mock.Mock(side_effect=OSError(errno.EMFILE, "Too many open files"))
     monkeypatch.setattr(os, "pidfd_open", pidfd_open, raising=False)
     # First tick: the child is still running; second tick: it has exited.
@@ -360,6 +360,9 @@ def test_pidfd_falls_back_to_polling_on_emfile(monkeypatch, fake_waitpid):
     reaper.on_fork(321)
     assert server.watched == {}
     fake.assert_not_called()
+    # Its exit must wake the loop, which passes only when something arrives:
+    # a Python handler makes SIGCHLD write to the server's wakeup fd.
+    assert callable(signal.getsignal(signal.SIGCHLD))
 
     reaper.tick()
     fake.assert_called_once_with(321, os.WNOHANG)
@@ -368,12 +371,15 @@ def test_pidfd_falls_back_to_polling_on_emfile(monkeypatch, fake_waitpid):
     reaper.tick()
     assert fake.call_args_list == [mock.call(321, os.WNOHANG)] * 2
     assert reaper._unwatched == set()
+    assert signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL  # nothing left to poll for
 
     reaper.tick()  # forgotten: no further waitpid
     assert fake.call_count == 2
 
 
-def test_pidfd_polled_child_collected_elsewhere_is_forgotten(monkeypatch, fake_waitpid):
+def test_pidfd_polled_child_collected_elsewhere_is_forgotten(
+    monkeypatch, fake_waitpid, keep_sigchld
+):
     monkeypatch.setattr(
         os, "pidfd_open", mock.Mock(side_effect=OSError(errno.EMFILE, "x")), raising=False
     )

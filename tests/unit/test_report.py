@@ -162,10 +162,81 @@ def test_a_watched_program_without_connections_is_measured():
     assert Report([r]).return_code is ExitCode.OK
 
 
-def test_some_failed_connections_still_count_as_measured():
+def test_some_failed_connections_count_as_measured_but_fail_the_load_rule():
     r = run(flood_data=flood(connections=10, ok=1, failures={"reply timeout": 9}))
     assert r.measured
-    assert Report([r]).return_code is ExitCode.OK
+    assert r.verdict == "fail"
+    assert r.failed_rules == ["load: 9 of 10 connections failed: 9 reply timeout"]
+    assert Report([r]).return_code is ExitCode.LOAD_FAILED
+
+
+@pytest.mark.parametrize(
+    ("budget", "percent", "failed", "passes"),
+    [(0, False, 1, False), (3, False, 3, True), (3, False, 4, False),
+     (10, True, 30, True), (10, True, 31, False)],
+)  # fmt: skip
+def test_max_failed_is_a_count_or_a_share_of_the_connections(budget, percent, failed, passes):
+    data = flood(connections=300, ok=300 - failed, failures={"connection reset": failed})
+    r = run(flood_data=data, max_failed=budget, max_failed_percent=percent)
+    assert (r.verdict == "pass") is passes
+    assert Report([r]).return_code is (ExitCode.OK if passes else ExitCode.LOAD_FAILED)
+
+
+def test_zombies_leaked_outrank_a_failed_load():
+    r = run(leaked=1, flood_data=flood(connections=10, ok=9, failures={"short reply": 1}))
+    assert [rule.split(":")[0] for rule in r.failed_rules] == ["leaked", "load"]
+    assert Report([r]).return_code is ExitCode.ZOMBIES
+
+
+def test_a_failed_load_command_and_a_target_that_ended_are_load_rules():
+    r = run(mode="CMD", expected=None, flood_data={}, load_status=2)
+    assert r.failed_rules == ["load: the load command exited with status 2"]
+    r = run(mode="CMD", expected=None, target_ended="exited with status 1")
+    assert r.failed_rules == ["target: the program exited with status 1 before the load ended"]
+    assert Report([r]).return_code is ExitCode.LOAD_FAILED
+
+
+def test_with_check_a_failed_load_is_exit_4_not_a_missed_verdict():
+    r = run(mode="none", expected="fail", leaked=3,
+            flood_data=flood(connections=10, ok=8, failures={"reply timeout": 2}))  # fmt: skip
+    assert r.zombie_verdict == "fail"
+    assert not r.met_expectation
+    assert Report([r], check=True).return_code is ExitCode.LOAD_FAILED
+    assert "rule none: load: 2 of 10" in Report([r], check=True).render()
+
+
+def test_text_json_and_junit_say_the_same_load_rule():
+    from zombiewatch.junit import to_junit
+
+    r = run(flood_data=flood(connections=300, ok=271, failures={"connection reset": 29}))
+    rule = "load: 29 of 300 connections failed: 29 connection reset"
+    report = Report([r])
+    assert json.loads(report.to_json())["runs"][0]["failed_rules"] == [rule]
+    assert f"rule       {rule}" in report.render()
+    xml = to_junit(report)
+    assert f'message="{rule}" type="LoadFailed"' in xml
+    assert json.loads(report.to_json())["exit_code"] == 4
+
+
+def test_the_max_zombies_rule_says_the_count_that_stopped_the_load():
+    r = run(leaked=0, max_zombies=100, max_zombies_hit=106, stopped_early="106 zombies at once")
+    r.monitor.peak_zombies = 165
+    assert r.zombie_rules() == ["max-zombies: 106 zombies at once (--max-zombies 100)"]
+    assert "stopped    the load early: 106 zombies at once" in render_run(r)
+
+
+def test_growth_is_per_second_under_a_minute_and_per_completed_connection():
+    data = flood(connections=10, ok=4, failures={"stopped": 6})
+    r = run(flood_data=data, duration=0.5, zombies_at_load_end=2, stopped_early="x")
+    growth = r.growth()
+    assert growth["new_per_minute"] is None
+    assert growth["net_per_minute"] is None
+    assert growth["new_per_second"] == 6.0  # 3 zombies seen in 0.5 s
+    assert growth["net_per_connection"] == 0.5  # 2 over the 4 completed, not the 10
+    assert "6 new/s, net 4/s, net 0.5 per completed connection" in render_run(r)
+    long = run(duration=120, zombies_at_load_end=2)
+    assert long.growth()["new_per_minute"] == 1.5
+    assert "1.5 new/min" in render_run(long)
 
 
 def test_return_code_is_an_int_for_sys_exit():

@@ -87,7 +87,7 @@ def machine(monkeypatch):
     monkeypatch.setattr(_procfs, "scan_zombies", lambda: (zombies, 500))
     owners = {100: 0, 200: 1000, 1: 0}
 
-    def describe(ppid, me):
+    def describe(ppid, me, all_users=False):
         held = parent(ppid, [], uid=owners[ppid])
         held.protected = "PID 1 is never signalled" if ppid == 1 else None
         return held
@@ -193,8 +193,11 @@ def test_no_zombies_text_names_the_filters(monkeypatch) -> None:
     ("proc", "expected"),
     [
         (stat(1, 0, "S"), "PID 1 is never signalled"),
-        (stat(2, 0, "S"), "a kernel thread"),
-        (stat(300, 2, "S"), "a kernel thread"),
+        # By PF_KTHREAD, not by pid: in a PID namespace PID 2 and its
+        # children are the application (#15).
+        (stat(2, 0, "S", flags=_procfs.PF_KTHREAD), "a kernel thread"),
+        (stat(2, 1, "S"), None),
+        (stat(300, 2, "S"), None),
         (stat(301, 7, "S", flags=_procfs.PF_KTHREAD), "a kernel thread"),
         (stat(400, 7, "S"), "an ancestor of this scan (your shell or terminal?)"),
         (None, None),  # gone: nothing to protect
@@ -214,14 +217,23 @@ def test_this_scan_itself_is_protected() -> None:
     assert scanner.protection(me, os.getuid(), {os.getpid()}) == "this scan itself"
 
 
-def test_other_users_processes_are_protected_unless_root(monkeypatch) -> None:
+def test_other_users_processes_are_protected_unless_root_with_all_users(monkeypatch) -> None:
     proc = stat(500, 7, "S")
     monkeypatch.setattr(os, "geteuid", lambda: 54321)  # no passwd entry: shown as a number
     monkeypatch.setattr(os, "getuid", lambda: 54321)
     assert scanner.protection(proc, 54321, set()) is None
     assert scanner.protection(proc, 0, set()) == "owned by root, not by you (54321)"
+    # kill(2) would refuse anyway: --all-users gives no one else's rights.
+    assert scanner.protection(proc, 0, set(), all_users=True) == (
+        "owned by root, not by you (54321)"
+    )
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    assert scanner.protection(proc, 1234, set()) is None
+    monkeypatch.setattr(os, "getuid", lambda: 0)
+    assert scanner.protection(proc, 0, set()) is None  # root's own
+    assert scanner.protection(proc, 1234, set()) == (
+        "owned by 1234, not by you (root); --all-users to signal it"
+    )
+    assert scanner.protection(proc, 1234, set(), all_users=True) is None
 
 
 # -- what a signal did ---------------------------------------------------------------
@@ -326,7 +338,7 @@ def test_kill_plan_and_kill(signals) -> None:
         (200, "owned by alice, not by you (bob)")
     ]
     plan = scan_report.render_plan(targets, spared, signal.SIGTERM)
-    assert "SIGTERM -> 100 p100 (root), holding 1 zombie: /bin/p100 --flag" in plan
+    assert "SIGCHLD, then SIGTERM -> 100 p100 (root), holding 1 zombie: /bin/p100 --flag" in plan
     assert "not signalled: 200 p200: owned by alice" in plan
     signals["alive"].discard(1001)  # the adopter collects it once its parent died
     round_ = scanner.kill_parents(result, targets, spared, signal.SIGTERM, wait=5)
@@ -350,6 +362,56 @@ def test_declined_plan_signals_nothing(signals) -> None:
     assert round_.confirmed is False
     assert round_.outcomes[0].why_not == "you said no"
     assert round_.outcomes[0].remaining == [1001]
+
+
+def run_scan(monkeypatch, signals, result, *, answer: bool, reap=False, kill=signal.SIGTERM):
+    """Run the command's sequence on ``result``; return each question with
+    the signals sent before it was asked, and everything shown."""
+    monkeypatch.setattr(scanner, "scan", lambda filters, all_users=False: result)
+    asked: list[tuple[str, list[Any]]] = []
+    shown: list[str] = []
+
+    def confirm(question: str) -> bool:
+        asked.append((question, list(signals["sent"])))
+        return answer
+
+    scanner.run(
+        scan_report.Filters(), reap=reap, kill=kill, wait=0.01, confirm=confirm,
+        show=shown.append,
+    )  # fmt: skip
+    return asked, shown
+
+
+def test_kill_parents_asks_before_any_signal_even_the_nudge(monkeypatch, signals) -> None:
+    signals["alive"] = {1001}
+    signals["dies"] = {100}
+    result = result_of(parent(100, [1001]), parent(300, [3001]))
+    asked, shown = run_scan(monkeypatch, signals, result, answer=True)
+    [(question, sent_before)] = asked
+    assert sent_before == []  # nothing at all before the answer
+    assert question == "Send SIGCHLD, then SIGTERM if they still hold zombies, to 2 process(es)?"
+    assert shown[1].startswith("--kill-parents: the plan (SIGCHLD to each, then SIGTERM")
+    # Then the nudge to both, and SIGTERM only to the one it did not clear.
+    assert signals["sent"] == [(100, signal.SIGCHLD), (300, signal.SIGCHLD), (100, signal.SIGTERM)]
+
+
+def test_kill_parents_declined_sends_nothing_at_all(monkeypatch, signals) -> None:
+    result = result_of(parent(100, [1001]))
+    asked, shown = run_scan(monkeypatch, signals, result, answer=False)
+    assert len(asked) == 1
+    assert signals["sent"] == []
+    assert result.nudge is None
+    assert result.kill is not None
+    assert result.kill.confirmed is False
+    assert result.remaining == 1
+    assert any("you said no" in text for text in shown)
+
+
+def test_reap_alone_asks_nothing(monkeypatch, signals) -> None:
+    result = result_of(parent(100, [1001]))
+    asked, _shown = run_scan(monkeypatch, signals, result, answer=False, reap=True, kill=None)
+    assert asked == []
+    assert signals["sent"] == [(100, signal.SIGCHLD)]
 
 
 # -- small parsers -------------------------------------------------------------------

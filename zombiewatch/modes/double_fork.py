@@ -7,6 +7,12 @@ holds a zombie; whether the worker's zombie lingers depends on its adopter:
 the runner (a subreaper) collects it at once, a container whose PID 1 is an
 application never does. Cost: two forks per connection. Expected: PASS,
 with every worker counted as escaped.
+
+If the second fork fails (EAGAIN at a process limit), the middle child
+tells the client ``ERROR server busy`` itself, because the parent has
+already let go of the connection, and exits with status 1; the parent reads
+that status and refuses the connection like a failed first fork (counted in
+``fork_failures``).
 """
 
 from __future__ import annotations
@@ -37,6 +43,12 @@ class DoubleForkReaper(ForkingReaper):
 
     def on_fork(self, pid: int) -> None:
         try:
-            os.waitpid(pid, 0)  # the middle child is already exiting
+            _pid, status = os.waitpid(pid, 0)  # the middle child is already exiting
         except ChildProcessError:
-            pass
+            return
+        if status != 0:
+            # It exits 0 once the worker is forked; anything else (its fork
+            # failed, or it was killed first) means no worker serves this
+            # client. Raised here, the server counts the refusal.
+            code = os.waitstatus_to_exitcode(status)
+            raise OSError(f"the middle child could not fork the worker (status {code})")

@@ -7,8 +7,11 @@
 #
 #   scripts/flood.sh HOST PORT COUNT [PARALLEL]
 #
-# FLOOD_TIMEOUT (default 5) bounds each connection in seconds, so the whole
-# flood is bounded by COUNT / PARALLEL * FLOOD_TIMEOUT.
+# FLOOD_TIMEOUT (default 5, above 0) bounds each connection in seconds, so
+# the whole flood is bounded by COUNT / PARALLEL * FLOOD_TIMEOUT. Counts are
+# decimal (a leading zero is not octal). Each connection sends its line and
+# reads the reply without half-closing: a relay server (socat -t 0) would
+# take a half-close for the end and drop the reply.
 set -uo pipefail
 export LC_ALL=C # ${x^^} must upper-case ASCII only, as the server does
 
@@ -16,21 +19,28 @@ die() {
 	echo "flood.sh: $*" >&2
 	exit 2
 }
-# in_range NAME VALUE MIN MAX: VALUE is an integer in [MIN, MAX], or die.
-in_range() {
-	if ! [[ $2 =~ ^[0-9]+$ ]] || (($2 < $3 || $2 > $4)); then
+# decimal NAME VALUE MIN MAX: print VALUE, a decimal integer in [MIN, MAX],
+# without leading zeros, or die. Read as base 10 (10#): bash arithmetic
+# would take 010 as octal 8 and fail on 08.
+decimal() {
+	if ! [[ $2 =~ ^[0-9]{1,9}$ ]] || ((10#$2 < $3 || 10#$2 > $4)); then
 		die "$1 must be $3-$4, not '$2'"
 	fi
+	echo $((10#$2))
 }
 
 [[ $# -ge 3 && $# -le 4 ]] || die "usage: flood.sh HOST PORT COUNT [PARALLEL]"
 host=$1 port=$2 count=$3 parallel=${4:-10}
 timeout_s=${FLOOD_TIMEOUT:-5}
 [[ -n $host ]] || die "empty HOST"
-in_range PORT "$port" 1 65535
-in_range COUNT "$count" 1 1000000
-in_range PARALLEL "$parallel" 1 1000
-[[ $timeout_s =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "FLOOD_TIMEOUT must be a number of seconds"
+port=$(decimal PORT "$port" 1 65535) || exit 2
+count=$(decimal COUNT "$count" 1 1000000) || exit 2
+parallel=$(decimal PARALLEL "$parallel" 1 1000) || exit 2
+# coreutils timeout takes 0 as "no limit": a connection that never ends
+# would hold the flood forever, so 0 is refused.
+if ! [[ $timeout_s =~ ^[0-9]+(\.[0-9]+)?$ ]] || [[ $timeout_s =~ ^0*(\.0*)?$ ]]; then
+	die "FLOOD_TIMEOUT must be a number of seconds above 0, not '$timeout_s'"
+fi
 
 results=$(mktemp) || die "cannot create a temporary file"
 
