@@ -973,17 +973,25 @@ def export(
 
     Serves /metrics on --listen, or writes --textfile DIR for node_exporter.
     Each scrape scans /proc as `zombiewatch scan` does. Prints one JSON line
-    when it is up. Needs the prometheus extra: pip install
-    'zombiewatch[prometheus]'. Exit status: 0 stopped by SIGTERM or SIGINT;
-    2 usage error (the extra missing, bad option); 3 cannot listen, or
-    --observe events where events cannot be had.
+    when it is up. Needs prometheus_client, the prometheus extra: pip
+    install prometheus_client (or '.[prometheus]' in a clone).
+
+    \b
+    Examples:
+      zombiewatch export
+      zombiewatch export --listen 0.0.0.0:9577 --top 20
+      zombiewatch export --textfile /var/lib/prometheus/node-exporter --every 15
+
+    Exit status: 0 stopped by SIGTERM or SIGINT; 2 usage error (the extra
+    missing, bad option); 3 cannot listen, or --observe events where events
+    cannot be had.
     """
     try:
         from zombiewatch import export as exporter
     except ImportError as err:
         raise click.UsageError(
             f"export needs prometheus_client ({err.name} is missing):"
-            " pip install 'zombiewatch[prometheus]'"
+            " pip install prometheus_client (or '.[prometheus]' in a clone)"
         ) from err
     from zombiewatch import scan as scanner
 

@@ -7,7 +7,7 @@ out: an HTTP ``/metrics`` endpoint and a ``.prom`` file replaced
 atomically every ``--every`` seconds. The scan itself is ``scan``'s (one
 cheap pass over ``/proc``, psutil only for the parents that hold zombies);
 lifetimes from kernel events are ``lifetimes``'s. Needs the optional
-``prometheus_client`` (``pip install 'zombiewatch[prometheus]'``); ``cli``
+``prometheus_client`` (the ``prometheus`` extra); ``cli``
 imports this module only for the ``export`` command.
 
 A scrape that finds no process, or whose scan raises, is not a crash: the

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -150,6 +151,16 @@ def exporter(spawn, tmp_path):
 def get(url: str, timeout: float = 30.0) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return response.read().decode()
+
+
+def _ready(url: str) -> bool:
+    """Prometheus answers 503 on /-/ready until it has loaded its storage."""
+    try:
+        return "Ready" in get(url)
+    except urllib.error.HTTPError as err:
+        if err.code == 503:
+            return False
+        raise
 
 
 def parse(text: str) -> dict[str, list[Any]]:
@@ -494,7 +505,7 @@ def prometheus() -> Iterator[Any]:
         started.append(proc)
 
         url = "http://" + call_until(lambda: _listening_on(log, proc), 90, "prometheus to listen")
-        call_until(lambda: "Ready" in get(f"{url}/-/ready"), 90, "prometheus to be ready")
+        call_until(lambda: _ready(f"{url}/-/ready"), 90, "prometheus to be ready")
         return Prometheus(proc, url)
 
     try:

@@ -1,0 +1,1 @@
+../zombiewatch/scripts/ci-zero-zombies.sh

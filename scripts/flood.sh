@@ -1,0 +1,1 @@
+../zombiewatch/scripts/flood.sh

@@ -1,0 +1,1 @@
+../zombiewatch/scripts/zombiewatch-command.sh
