@@ -680,6 +680,9 @@ class _Summary:
         if late:
             self.add_late(late)
 
+    # An xdist hook: optional, or pytest refuses the plugin where xdist is
+    # not installed ("unknown hook").
+    @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         """An xdist worker is done: what it found after its last test."""
         found = getattr(node, "workeroutput", {}).get(REPORT_ATTR)

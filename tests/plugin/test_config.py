@@ -368,3 +368,12 @@ def test_no_summary_line_when_no_test_ran(pytester, run, args) -> None:
         line for line in result.outlines if line.startswith("zombiewatch: ") and "guarded" in line
     ]
     assert "0 tests guarded" not in result.stdout.str()
+
+
+def test_the_plugin_loads_where_xdist_is_not_installed(pytester) -> None:
+    # xdist's hooks are optional: without xdist pytest would refuse the
+    # plugin ("unknown hook 'pytest_testnodedown'") before the first test.
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    result = pytester.runpytest_subprocess("--zombiewatch", "-p", "no:xdist")
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["*1 passed*"])
