@@ -99,7 +99,7 @@ def test_the_plugin_from_the_wheel_fails_a_leaking_test(wheel_venv: Path, tmp_pa
     assert "ERROR at teardown of test_leaks_a_zombie" in proc.stdout
     assert "zombiewatch: this test left 1 zombie process" in proc.stdout
     assert "2 passed, 1 error" in proc.stdout  # the error is the leak, at teardown
-    assert "zombiewatch: 2 tests guarded, 1 leaked zombies" in proc.stdout
+    assert "zombiewatch: 2 tests guarded, 1 test leaked 1 zombie" in proc.stdout
 
 
 def test_install_from_a_git_url(tmp_path: Path) -> None:
