@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from collections.abc import Iterator
 
@@ -9,6 +10,17 @@ import psutil
 import pytest
 
 from tests.helpers import PYTHON
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The Ctrl-C tests send SIGINT to what they start. A shell that runs the
+    # suite in the background (`bash .ci/run &`) starts it with SIGINT
+    # ignored; an ignored signal stays ignored across exec, and zombiewatch
+    # keeps it ignored as nohup's user expects. The suite's own processes
+    # get the default instead, so those tests test zombiewatch, not the
+    # shell that started the suite.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _reap_children() -> None:
