@@ -146,22 +146,9 @@ def part_reap(table: Table, procs: Procs, tools: Tools, plan: Plan) -> None:
             f" children seen as zombies; {rate:,.0f} conn/s; max"
             f" {median([lifetime(r, 'max') for r in rs]):.1f} ms"
         )
-        leaked = sum(r["leaked"] for r in rs)
-        if leaked:
-            notes += f"; {leaked} leaked"
-        if name == base_name:
-            table.add(Row("4", f"zombie lifetime, {name}", fig, "(the baseline)", notes=notes))
-        else:
-            table.add(
-                Row(
-                    "4",
-                    f"zombie lifetime, {name}",
-                    fig,
-                    f"{base_name} ≈ {median(base_est):.2f} ms",
-                    ratio_of(est, base_est),
-                    notes=notes,
-                )
-            )
+        against = f"{base_name} ≈ {median(base_est):.2f} ms"
+        ratio = 0.0 if name == base_name else ratio_of(est, base_est)
+        _add(table, rs, name == base_name, name, fig, against, ratio, notes)
     table.notes.append(
         f"4: the runner (`zombiewatch --mode M --child-delay 0`, or `zombiewatch run --flood`"
         f" for the C server) floods {n:,} connections, {CONCURRENCY} at a time, with the"
@@ -173,6 +160,26 @@ def part_reap(table: Table, procs: Procs, tools: Tools, plan: Plan) -> None:
         " min(lifetime, interval), which resolves what the interval cannot; the ratio"
         " compares that estimate with the C server's."
     )
+
+
+def _add(
+    table: Table,
+    runs: list[dict[str, Any]],
+    baseline: bool,
+    name: str,
+    fig: str,
+    against: str,
+    ratio: float,
+    notes: str,
+) -> None:
+    """One row of part 4: the baseline's, or one compared with it."""
+    leaked = sum(r["leaked"] for r in runs)
+    if leaked:
+        notes += f"; {leaked} leaked"
+    if baseline:
+        table.add(Row("4", f"zombie lifetime, {name}", fig, "(the baseline)", notes=notes))
+    else:
+        table.add(Row("4", f"zombie lifetime, {name}", fig, against, ratio, notes=notes))
 
 
 def _us(run: dict[str, Any], key: str) -> float:
@@ -199,22 +206,9 @@ def _exact_rows(table: Table, runs: dict[str, list[dict[str, Any]]], n: int) -> 
             f" (the rest reaped within {bound * 1000:,.0f} µs of their exit, before"
             f" they could be watched); {median([r['conn_per_s'] for r in rs]):,.0f} conn/s"
         )
-        leaked = sum(r["leaked"] for r in rs)
-        if leaked:
-            notes += f"; {leaked} leaked"
-        if name == base_name:
-            table.add(Row("4", f"zombie lifetime, {name}", fig, "(the baseline)", notes=notes))
-            continue
-        table.add(
-            Row(
-                "4",
-                f"zombie lifetime, {name}",
-                fig,
-                f"{base_name} p50 {median(base):,.0f} µs",
-                ratio_of([_us(r, "p50") for r in rs], base),
-                notes=notes,
-            )
-        )
+        against = f"{base_name} p50 {median(base):,.0f} µs"
+        ratio = 0.0 if name == base_name else ratio_of([_us(r, "p50") for r in rs], base)
+        _add(table, rs, name == base_name, name, fig, against, ratio, notes)
     table.notes.append(
         f"4: the runner (`zombiewatch --mode M --child-delay 0 --observe events`, or"
         f" `zombiewatch run --flood` for the C server) floods {n:,} connections,"
