@@ -488,7 +488,7 @@ class Monitor(TreeWatcher):
                 # Gone: collected by its holder, unless the holder is gone
                 # too. Then its creator exited still holding it, and an
                 # adopter collected it (or, within one interval, it reaped
-                # and then exited: a sample cannot tell, see DESIGN.md).
+                # and then exited: a sample cannot tell, see docs/DESIGN.md, "Handed-off zombies").
                 self._collected(zombie, self._holds(zombie.ppid), now - zombie.since)
                 if zombie.adopted and len(self.stats.adopted_lifetimes) < MAX_LIFETIMES:
                     self.stats.adopted_lifetimes.append(now - zombie.since)
