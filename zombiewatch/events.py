@@ -295,6 +295,11 @@ class EventMonitor(TreeWatcher):
             stat = _procfs.read_stat(pid)
             zombie = self.zombies.get(pid)
             if proc.exit_ns is not None and zombie is not None and not zombie.adopted:
+                if stat is None and not self._by_adopter(pid, proc.exit_ns):
+                    # Collected already (its HUP is handled after these
+                    # events), and the adopter does not say it did: by the
+                    # parent, just before it exited.
+                    continue
                 self._collected(zombie, by_holder=False, held=max(0, ts - proc.exit_ns) * _NS)
                 # Its reap is the adopter's from now on, not the creator's.
                 adopter = stat.ppid if stat is not None else 0
@@ -339,10 +344,9 @@ class EventMonitor(TreeWatcher):
         if self.zombies.pop(proc.pid, None) is None and proc.exit_ns is None:
             self._live -= 1
 
-    def _hup(self, fd: int, now_ns: int) -> None:
-        proc = self._by_fd.get(fd)
-        if proc is None:
-            return
+    def _hup(self, proc: _Proc, now_ns: int) -> None:
+        if self._by_fd.get(proc.fd) is not proc:
+            return  # taken out of the tree by the events handled just before
         if proc.exit_ns is None:
             proc.reaped_ns = now_ns  # the exit event is still on its way
             self._forget_fd(proc)
@@ -366,13 +370,18 @@ class EventMonitor(TreeWatcher):
                 del self._children[proc.creator]
         zombie = self.zombies.pop(proc.pid, None)
         self._unnamed.pop(proc.pid, None)
-        if zombie is not None:
-            # By its holder: its parent, or (adopted) the adopter it went to.
-            self._collected(zombie, by_holder=True, held=0.0)
         if proc.exit_ns is None:  # reaped unseen exiting: events were lost
+            if zombie is not None:
+                self._collected(zombie, by_holder=True, held=0.0)
             self._live -= 1
             return
         seconds = max(0, ts - proc.exit_ns) * _NS
+        if zombie is not None:
+            # By its holder: its parent, or (adopted) the adopter it went to;
+            # unless the adopter says it collected one its parent still held:
+            # the parent exited and its exit event is still on the way.
+            by_holder = zombie.adopted or not self._by_adopter(proc.pid, proc.exit_ns)
+            self._collected(zombie, by_holder, held=0.0 if by_holder else seconds)
         stats = self.stats
         if stats.reaps is not None:
             stats.reaps.setdefault(proc.pid, []).append((proc.exit_ns, ts, exact and proc.exact))
@@ -407,14 +416,19 @@ class EventMonitor(TreeWatcher):
             started = time.monotonic()
             now_ns = time.monotonic_ns()
             with self.lock:
-                conn = self._conn.fileno()
-                # Reaps first: no pidfd is opened before every HUP in
-                # ``ready`` is handled, so none is read for a reused number.
-                # A HUP whose exit event has not come yet waits for it.
-                for fd, _events in ready:
-                    if fd != conn:
-                        self._hup(fd, now_ns)
+                # The events first, then the reaps: a parent's exit and its
+                # adopter's reaps of the zombies it left can come in one
+                # wake-up, and the exit must be known for the reaps to be
+                # credited to the adopter (docs/DESIGN.md, "Handed-off
+                # zombies"). The HUPs are matched to their processes before
+                # the events run, as the events may close a pidfd and open
+                # another with its number. A HUP whose exit event has not
+                # come yet waits for it.
+                by_fd = self._by_fd
+                reaped = [by_fd[fd] for fd, _events in ready if fd in by_fd]
                 self._drain()
+                for proc in reaped:
+                    self._hup(proc, now_ns)
             self.stats.sample_time += time.monotonic() - started
 
     # -- the watcher's interface ---------------------------------------------------

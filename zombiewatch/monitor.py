@@ -251,6 +251,12 @@ class TreeWatcher:
         self.handed_off: list[Zombie] = []
         self.handed_off_unlisted = 0
         self.settle = 0.0  # how long a creator must hold one for it to count
+        # The zombies the adopter collects, where it says (the runner as
+        # subreaper: OrphanCollector.collecting, pid -> when it saw the
+        # zombie, each noted before its reap). A vanished zombie noted there
+        # was handed off, not collected by its creator; None when the
+        # adopter does not say.
+        self.adopter_reaps: dict[int, int] | None = None
 
     def sample(self) -> Sample:
         """Bring the state up to date now and return the point it adds."""
@@ -291,6 +297,14 @@ class TreeWatcher:
             self.handed_off.append(dataclasses.replace(zombie, held=held))
         elif held >= self.settle:
             self.handed_off_unlisted += 1
+
+    def _by_adopter(self, pid: int, since_ns: int) -> bool:
+        """True if the adopter said it collected ``pid``, a zombie since
+        ``since_ns`` (monotonic): a note from before then is of an earlier
+        process with that pid."""
+        reaps = self.adopter_reaps
+        seen = None if reaps is None else reaps.pop(pid, None)
+        return seen is not None and seen >= since_ns
 
     def _point(self, now: float, live: int, zombies: int) -> Sample:
         """Record one point of the timeline."""
@@ -485,11 +499,14 @@ class Monitor(TreeWatcher):
             else:
                 zombie = self.zombies.pop(pid)
                 self.stats.add_lifetime(now - zombie.since)
-                # Gone: collected by its holder, unless the holder is gone
-                # too. Then its creator exited still holding it, and an
-                # adopter collected it (or, within one interval, it reaped
-                # and then exited: a sample cannot tell, see docs/DESIGN.md, "Handed-off zombies").
-                self._collected(zombie, self._holds(zombie.ppid), now - zombie.since)
+                # Gone: collected by its holder, unless the adopter says it
+                # collected it, or the holder is gone too. Then its creator
+                # exited still holding it, and an adopter collected it (or,
+                # within one interval, it reaped and then exited: a sample
+                # cannot tell, see docs/DESIGN.md, "Handed-off zombies").
+                by_adopter = self._by_adopter(pid, int(zombie.since * 1e9))
+                by_holder = not by_adopter and self._holds(zombie.ppid)
+                self._collected(zombie, by_holder, now - zombie.since)
                 if zombie.adopted and len(self.stats.adopted_lifetimes) < MAX_LIFETIMES:
                     self.stats.adopted_lifetimes.append(now - zombie.since)
         new = current - self.zombies.keys()

@@ -387,6 +387,8 @@ def _start(
         m.target.pid, m.collector.adopters, opts.interval, opts.observe, log=log
     )
     m.monitor.settle = handoff_bound(m.monitor, opts.settle)
+    if m.collector.subreaper:
+        m.monitor.adopter_reaps = m.collector.collecting
     if opts.ground_truth and m.monitor.stats.method == "events":
         m.monitor.stats.reaps = {}  # each child's exit and reap, for the comparison
     m.listen_before = _procfs.listen_queue_counters()

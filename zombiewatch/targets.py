@@ -366,6 +366,11 @@ class OrphanCollector:
         self.subreaper = subreaper
         self.keep: set[int] = set()  # our own subprocesses: Popen waits for them
         self.adopted: set[int] = set()
+        # pid -> when (time.monotonic_ns()) it was seen a zombie, noted
+        # just before its reap: a monitor that sees it vanish knows the
+        # adopter collected it, not the parent that exited
+        # (TreeWatcher.adopter_reaps); the monitor takes it out.
+        self.collecting: dict[int, int] = {}
 
     @property
     def adopters(self) -> list[int]:
@@ -389,8 +394,11 @@ class OrphanCollector:
                 continue
             self.adopted.add(pid)
             try:
-                if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                if not child_exited(pid):
                     remaining += 1
+                    continue
+                self.collecting[pid] = time.monotonic_ns()
+                os.waitpid(pid, 0)  # a zombie: returns at once
             except ChildProcessError:
                 pass  # collected already
         return remaining

@@ -19,7 +19,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import zombiewatch
-from tests.unit.test_events_order import ScriptedConnector
+from tests.scripted import ScriptedConnector
 from zombiewatch import __version__, _cnproc, export, lifetimes, scan_report
 from zombiewatch.cli import cli
 from zombiewatch.errors import ExitCode

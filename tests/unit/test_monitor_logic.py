@@ -585,3 +585,24 @@ def test_past_the_cap_handoffs_are_counted_when_held_long_enough(script, monkeyp
         script.sample(10.0 * n + held, {}, direct={200: None})
     assert len(script.monitor.handed_off) == 1
     assert script.monitor.handed_off_unlisted == 1  # the 0.5 s hold does not count
+
+
+def test_a_zombie_the_adopter_says_it_collected_was_handed_off(script):
+    # Whatever a direct read of the holder says (here: alive, as a reused
+    # pid would), the adopter's note decides.
+    script.monitor.adopter_reaps = {101: 1_200_000_000}  # noted at 1.2 s
+    script.source.described[101] = (200, "w")
+    script.sample(1.0, {101: Z, 200: S})
+    script.sample(1.5, {200: S}, direct={200: S})
+    assert [z.pid for z in script.monitor.handed_off] == [101]
+    assert script.monitor.stats.parents[200].handed_off == 1
+    assert script.monitor.adopter_reaps == {}
+
+
+def test_an_adopters_note_from_before_the_zombie_is_of_another_process(script):
+    script.monitor.adopter_reaps = {101: 500_000_000}  # noted at 0.5 s
+    script.source.described[101] = (200, "w")
+    script.sample(1.0, {101: Z, 200: S})
+    script.sample(1.5, {200: S}, direct={200: S})
+    assert script.monitor.handed_off == []
+    assert script.monitor.stats.parents[200].reaped == 1

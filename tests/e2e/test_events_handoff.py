@@ -1,0 +1,110 @@
+"""A parent's exit and its adopter's reaps of the zombies it left, read by
+the event monitor in one wake-up or in either order: the reaps are the
+adopter's (a handoff) only when the adopter says so
+(``OrphanCollector.collecting``). Scripted connector events; the zombie
+is a real child of this process, so its pidfd's HUP is real."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+import pytest
+
+from tests.scripted import NOBODY, ScriptedConnector
+from zombiewatch import observe
+from zombiewatch._backoff import poll_until
+from zombiewatch.events import EventMonitor
+from zombiewatch.targets import child_exited
+
+pytestmark = pytest.mark.skipif(
+    observe.events_unavailable_reason() is not None, reason="no pidfds or /proc here"
+)
+
+ROOT = os.getpid()
+
+
+def _zombie_child() -> int:
+    """A real child of this process that has exited, not yet collected: its
+    pidfd reports HUP when this process collects it."""
+    pid = os.posix_spawn("/bin/true", ["true"], os.environ)
+    assert poll_until(lambda: child_exited(pid), 10.0)
+    return pid
+
+
+@pytest.fixture
+def handoff():
+    """A creator (no such process) with a real zombie child, ``zombie``,
+    known to the monitor; the monitor listens to the adopter's notes."""
+    conn = ScriptedConnector()
+    monitor = EventMonitor(ROOT, adopters=[ROOT], connector=conn)  # type: ignore[arg-type]
+    monitor.adopter_reaps = {}
+    creator, zombie = NOBODY, _zombie_child()
+    try:
+        exited = time.monotonic_ns()
+        conn.fork(exited - 2_000, ROOT, creator)
+        conn.fork(exited - 1_000, creator, zombie)
+        conn.exit(exited, zombie, creator)
+        monitor.sample()
+        assert monitor.zombies[zombie].ppid == creator
+        yield conn, monitor, creator, zombie
+    finally:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(zombie, 0)
+        monitor.close()
+
+
+def _reap(monitor: EventMonitor, pid: int, by_adopter: bool) -> None:
+    if by_adopter:  # as OrphanCollector.collect does: noted, then reaped
+        assert monitor.adopter_reaps is not None
+        monitor.adopter_reaps[pid] = time.monotonic_ns()
+    os.waitpid(pid, 0)
+
+
+def test_an_adopters_reap_in_the_wake_up_of_the_creators_exit_is_a_handoff(handoff) -> None:
+    # The creator's exit event and the HUP of the adopter's reap are read
+    # together: the reap must not be credited to the creator.
+    conn, monitor, creator, zombie = handoff
+    _reap(monitor, zombie, by_adopter=True)
+    conn.exit(time.monotonic_ns(), creator, ROOT)
+    monitor.sample()
+    parent = monitor.stats.parents[creator]
+    assert (parent.handed_off, parent.reaped) == (1, 0)
+    assert [z.pid for z in monitor.handed_off] == [zombie]
+    assert not monitor.zombies
+
+
+def test_a_reap_by_the_creator_just_before_it_exits_is_its_own(handoff) -> None:
+    conn, monitor, creator, zombie = handoff
+    _reap(monitor, zombie, by_adopter=False)
+    conn.exit(time.monotonic_ns(), creator, ROOT)
+    monitor.sample()
+    parent = monitor.stats.parents[creator]
+    assert (parent.handed_off, parent.reaped) == (0, 1)
+    assert monitor.handed_off == []
+
+
+def test_an_adopters_reap_seen_before_the_creators_exit_event_is_a_handoff(handoff) -> None:
+    # The adopter may collect between the kernel's reparenting and the
+    # creator's exit event: the reap is read first, the exit after.
+    conn, monitor, creator, zombie = handoff
+    _reap(monitor, zombie, by_adopter=True)
+    monitor.sample()
+    conn.exit(time.monotonic_ns(), creator, ROOT)
+    monitor.sample()
+    parent = monitor.stats.parents[creator]
+    assert (parent.handed_off, parent.reaped) == (1, 0)
+    assert [z.pid for z in monitor.handed_off] == [zombie]
+
+
+def test_a_note_older_than_the_zombie_is_of_an_earlier_process(handoff) -> None:
+    # Pids are reused: a note taken before this zombie existed is not its.
+    conn, monitor, creator, zombie = handoff
+    assert monitor.adopter_reaps is not None
+    monitor.adopter_reaps[zombie] = 0
+    os.waitpid(zombie, 0)
+    conn.exit(time.monotonic_ns(), creator, ROOT)
+    monitor.sample()
+    assert monitor.stats.parents[creator].reaped == 1
+    assert monitor.handed_off == []
