@@ -104,7 +104,7 @@ class Connector:
             sock.close()
             why = err.strerror
             if err.errno in (errno.EPERM, errno.EACCES):
-                why = "needs root or CAP_NET_ADMIN in the initial namespaces"
+                why = "needs root or CAP_NET_ADMIN in the initial namespaces (before Linux 6.6)"
             raise ConnectorError(err.errno, f"cannot listen to process events: {why}") from err
         sock.setblocking(False)
         self._sock = sock

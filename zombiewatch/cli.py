@@ -149,7 +149,8 @@ watch_options = _options(
     click.option("--observe", type=click.Choice(OBSERVE_METHODS), default=_defaults.OBSERVE,
                  show_default=True,
                  help="How to watch the tree: kernel events (exact lifetimes; Linux, root or"
-                 " CAP_NET_ADMIN), sampling every --interval, or events where they work."),
+                 " CAP_NET_ADMIN before 6.6), sampling every --interval, or events where"
+                 " they work."),
     click.option("--interval", type=FiniteFloat(min=0.001, max=60), default=_defaults.INTERVAL,
                  show_default=True,
                  help="Seconds between two samples of the process tree (with events: between"
