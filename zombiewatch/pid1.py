@@ -34,7 +34,7 @@ from zombiewatch._backoff import poll_until
 from zombiewatch._output import CommandOutput
 from zombiewatch.errors import AccessDeniedError
 from zombiewatch.modes.base import FAIL, PASS
-from zombiewatch.report import Check, Report, RunResult
+from zombiewatch.report import Check, Report, RunResult, shell_join
 from zombiewatch.runner import RunOptions, log, measure_command
 from zombiewatch.targets import OrphanCollector, Target, child_exited, sigterm_raises
 
@@ -233,10 +233,10 @@ def measure_pid1(
         collector.root = target.pid
         collector.collect()
         where = "new user and PID namespaces" if target.userns else "a new PID namespace"
-        log(f"started {' '.join(pid1_argv)} as PID 1 of {where}, host pid {target.pid}")
+        log(f"started {shell_join(pid1_argv)} as PID 1 of {where}, host pid {target.pid}")
         output.pass_on()
         result = measure_command(
-            " ".join(pid1_argv), target, opts, collector, box, flood_to, load_command, wait_port
+            shell_join(pid1_argv), target, opts, collector, box, flood_to, load_command, wait_port
         )
     result.ns_pids = collector.ns_pids
     result.checks = [
