@@ -251,7 +251,7 @@ def _plottable(path: str | None) -> str | None:
 
 def _terminal_width() -> int | None:
     """Columns of the terminal stdout is, or None when it is not one: a log
-    or a pipe gets every column, whole (docs/DESIGN.md, Text report)."""
+    or a pipe gets every column, whole (docs/DESIGN.md, Reports)."""
     return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import shlex
 
@@ -10,6 +9,7 @@ import jsonschema
 import pytest
 
 import zombiewatch
+from tests.helpers import run_schema
 from zombiewatch import _stats
 from zombiewatch import flood as flooder
 from zombiewatch._text import figure
@@ -690,11 +690,6 @@ def test_json_writes_each_timeline_array_on_one_line():
     assert sum(line.lstrip().startswith('"t_s": [') for line in lines) == 2
     assert any(line.strip() == '"t_s": [],' for line in lines)  # the run without samples
     assert len(lines) < 250  # 150 numbers, not one line each
-
-
-def run_schema():
-    path = importlib.resources.files("zombiewatch") / "schema" / "run.schema.json"
-    return json.loads(path.read_text())
 
 
 def test_the_schema_is_a_valid_draft_2020_12_schema():
