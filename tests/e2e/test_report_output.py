@@ -88,7 +88,9 @@ def test_none_names_its_server_and_groups_its_leaks_on_one_line() -> None:
     assert '"child_d' not in text
     parent = _line(text, "parent")
     assert parent.startswith(f"parent     pid {server} zombiewatch server, mode none:"), parent
-    leaked = int(re.search(r"leaked (\d+) after", _line(text, "zombies"))[1])
+    found = re.search(r"leaked (\d+) after", _line(text, "zombies"))
+    assert found, text
+    leaked = int(found[1])
     assert leaked > 5  # more than one line's worth of pids
     [line] = _leak_lines(text)  # thirty zombies of one parent: one line
     prefix = (
