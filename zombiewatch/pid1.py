@@ -32,6 +32,7 @@ from typing import Any
 from zombiewatch import _containment, _namespace, _procfs, _stats
 from zombiewatch._backoff import poll_until
 from zombiewatch._output import CommandOutput
+from zombiewatch._text import figure
 from zombiewatch.errors import AccessDeniedError
 from zombiewatch.modes.base import FAIL, PASS
 from zombiewatch.report import Check, Report, RunResult, shell_join
@@ -174,7 +175,7 @@ def orphans_check(result: RunResult, root: int) -> Check:
         return Check("orphans", PASS, "no process was orphaned to PID 1 during the run", data)
     text = f"{orphaned} orphan(s) reached PID 1, it collected {collected}"
     if collected:
-        text += f"; zombies there p50/max {life['p50']:.1f}/{life['max']:.1f} ms ({how})"
+        text += f"; zombies there p50/max {figure(life['p50'])}/{figure(life['max'])} ms ({how})"
     if orphaned > collected:
         text += f"; {orphaned - collected} still running at the stop"
     return Check("orphans", PASS, text, data)
