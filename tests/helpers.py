@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.resources
+import json
 import os
 import select
 import socket
@@ -57,6 +59,22 @@ def zombiewatch(
         stdin=subprocess.DEVNULL,
         env={**os.environ, **env} if env else None,
     )
+
+
+def run_schema() -> dict[str, Any]:
+    """The JSON Schema of ``--json`` reports, as the package ships it."""
+    path = importlib.resources.files("zombiewatch") / "schema" / "run.schema.json"
+    schema: dict[str, Any] = json.loads(path.read_text())
+    return schema
+
+
+def valid_report(stdout: str) -> dict[str, Any]:
+    """Parse a ``--json`` report and check it against the packaged schema."""
+    import jsonschema  # the test extra's: imported where a test needs it
+
+    data: dict[str, Any] = json.loads(stdout)
+    jsonschema.validate(data, run_schema())
+    return data
 
 
 def session_members(sid: int) -> list[psutil.Process]:

@@ -19,6 +19,34 @@ def number(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
 
+def figure(value: float | None) -> str:
+    """A measured figure to three significant digits, for people: 18.442 is
+    "18.4", 695.563 is "696", 0.0284 is "0.0284", 1234.6 is "1235"; "-"
+    where there is none.
+
+    Every printed latency, rate and lifetime goes through here, so a
+    figure reads the same wherever it is printed (the flooder's line, the
+    report); JSON keeps the figures as measured.
+    """
+    if value is None:
+        return "-"
+    if value == 0:
+        return "0"
+    # Digits after the point for three significant ones; none past the
+    # point for 1000 and more: an integer is never shown in e-notation.
+    magnitude = len(str(int(abs(value)))) if abs(value) >= 1 else 0
+    if magnitude:
+        decimals = max(0, 3 - magnitude)
+    else:
+        decimals = 3
+        scaled = abs(value)
+        while scaled < 0.1 and decimals < 12:
+            scaled *= 10
+            decimals += 1
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def failure_list(failures: dict[str, int]) -> str:
     """Failed connections by reason: "3 connection refused, 1 timeout"."""
     return ", ".join(f"{n} {why}" for why, n in failures.items())

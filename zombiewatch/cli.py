@@ -250,6 +250,12 @@ def _plottable(path: str | None) -> str | None:
     return _writable(path)
 
 
+def _terminal_width() -> int | None:
+    """Columns of the terminal stdout is, or None when it is not one: a log
+    or a pipe gets every column, whole (docs/DESIGN.md, Reports)."""
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
 def _finish(
     ctx: click.Context,
     report: Report,
@@ -257,7 +263,7 @@ def _finish(
     junit_xml: str | None = None,
     plot_png: str | None = None,
 ) -> NoReturn:
-    _echo(report.to_json() if as_json else report.render())
+    _echo(report.to_json() if as_json else report.render(width=_terminal_width()))
     if junit_xml is not None:
         from zombiewatch.junit import write_junit
 
@@ -907,7 +913,7 @@ def scan(
         confirm=confirm,
         show=show,
         table=not as_json,
-        width=shutil.get_terminal_size().columns if sys.stdout.isatty() else None,
+        width=_terminal_width(),
         all_users=all_users,
     )
     if as_json:

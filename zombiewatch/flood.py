@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from zombiewatch import _stats
-from zombiewatch._text import failure_list, log, number
+from zombiewatch._text import failure_list, figure, log
 from zombiewatch.errors import ExitCode, ZombiewatchError
 
 PROGRESS_EVERY = 0.2  # seconds
@@ -508,7 +508,7 @@ def _summary_line(result: FloodResult, data: dict[str, Any]) -> str:
     return (
         f"{result.ok} ok, {result.failed} failed{f' ({failures})' if failures else ''};"
         f" {data['conn_per_s']:.0f} conn/s;"
-        f" latency p50 {number(lat['p50'])} ms, p99 {number(lat['p99'])} ms"
+        f" latency p50 {figure(lat['p50'])} ms, p99 {figure(lat['p99'])} ms"
     )
 
 

@@ -140,6 +140,11 @@ class Timeline:
             del self.points[1::2]
             self._stride *= 2
 
+    @property
+    def stride(self) -> int:
+        """Samples per kept point: 1 until the run outgrew ``limit``, then 2, 4, ..."""
+        return self._stride
+
     def __len__(self) -> int:
         return len(self.points)
 

@@ -32,9 +32,10 @@ from typing import Any
 from zombiewatch import _containment, _namespace, _procfs, _stats
 from zombiewatch._backoff import poll_until
 from zombiewatch._output import CommandOutput
+from zombiewatch._text import figure
 from zombiewatch.errors import AccessDeniedError
 from zombiewatch.modes.base import FAIL, PASS
-from zombiewatch.report import Check, Report, RunResult
+from zombiewatch.report import Check, Report, RunResult, shell_join
 from zombiewatch.runner import RunOptions, log, measure_command
 from zombiewatch.targets import OrphanCollector, Target, child_exited, sigterm_raises
 
@@ -174,7 +175,7 @@ def orphans_check(result: RunResult, root: int) -> Check:
         return Check("orphans", PASS, "no process was orphaned to PID 1 during the run", data)
     text = f"{orphaned} orphan(s) reached PID 1, it collected {collected}"
     if collected:
-        text += f"; zombies there p50/max {life['p50']:.1f}/{life['max']:.1f} ms ({how})"
+        text += f"; zombies there p50/max {figure(life['p50'])}/{figure(life['max'])} ms ({how})"
     if orphaned > collected:
         text += f"; {orphaned - collected} still running at the stop"
     return Check("orphans", PASS, text, data)
@@ -233,10 +234,10 @@ def measure_pid1(
         collector.root = target.pid
         collector.collect()
         where = "new user and PID namespaces" if target.userns else "a new PID namespace"
-        log(f"started {' '.join(pid1_argv)} as PID 1 of {where}, host pid {target.pid}")
+        log(f"started {shell_join(pid1_argv)} as PID 1 of {where}, host pid {target.pid}")
         output.pass_on()
         result = measure_command(
-            " ".join(pid1_argv), target, opts, collector, box, flood_to, load_command, wait_port
+            shell_join(pid1_argv), target, opts, collector, box, flood_to, load_command, wait_port
         )
     result.ns_pids = collector.ns_pids
     result.checks = [

@@ -9,14 +9,28 @@ the log lines for a load that failed apart from the verdict.
 from __future__ import annotations
 
 import json
+import secrets
+import shlex
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-from zombiewatch import _stats
-from zombiewatch._text import clip, failure_list, number
+from zombiewatch import __version__, _stats
+from zombiewatch._text import clip, failure_list, figure, number
 from zombiewatch.errors import ExitCode
 from zombiewatch.modes.base import FAIL, PASS
 from zombiewatch.monitor import MonitorStats, Parent, Zombie
+
+# The version of the JSON format (``--json`` of the default command, ``run``
+# and ``watch``; zombiewatch/schema/run.schema.json describes it). Adding a
+# key keeps it; removing or renaming a key, or changing what a value means
+# or its type, adds one (README.md, JSON output).
+SCHEMA_VERSION = 1
+
+# The text report names at most this many groups of leaked zombies (one
+# line per parent) and this many pids in each.
+MAX_LEAK_LINES = 10
+PIDS_PER_LEAK_LINE = 5
 
 
 @dataclass
@@ -36,7 +50,7 @@ class Check:
 class RunResult:
     """One mode (or one watched program) measured once."""
 
-    mode: str
+    mode: str  # the reaping mode; for ``run`` its command line; for ``watch`` "pid N"
     expected: str | None
     summary: str
     flood: dict[str, Any]
@@ -77,6 +91,9 @@ class RunResult:
     unsettled: int = 0
     # Leaks past the handed-off list's cap (MAX_HANDED_OFF): counted, not listed.
     leaked_unlisted: int = 0
+    # Which command measured: "mode" (a built-in mode), "run" (a program it
+    # started and stopped) or "watch" (a process it only watched).
+    kind: str = "mode"
 
     @property
     def leaked_count(self) -> int:
@@ -281,11 +298,38 @@ class RunResult:
             "histogram": dict(zip(edges, stats.histogram, strict=True)),
         }
 
+    def timeline(self) -> dict[str, Any]:
+        """The monitor's timeline, thinned as it keeps it (at most
+        ``monitor.MAX_TIMELINE`` points), as three arrays for plotting
+        elsewhere; times in seconds from the run's start: its first point
+        or the load's start, whichever came first."""
+        points = list(self.monitor.timeline)
+        last = self.monitor.last
+        if last is not None and (not points or points[-1] is not last):
+            points.append(last)  # thinning may have dropped it: the arrays span the whole run
+        load_start = self.load_end - self.duration if self.load_end else None
+        starts = [t for t in (points[0].t if points else None, load_start) if t is not None]
+        t0 = min(starts) if starts else None
+
+        def since(t: float) -> float | None:
+            return None if t0 is None else round(t - t0, 4)
+
+        return {
+            "t_s": [since(p.t) for p in points],
+            "live": [p.live for p in points],
+            "zombies": [p.zombies for p in points],
+            "every": self.monitor.timeline.stride,  # each point one of this many samples
+            "load_start_s": None if load_start is None else since(load_start),
+            "load_end_s": since(self.load_end) if self.load_end else None,
+            "end_s": since(self.end) if self.end else None,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """The run as JSON; keys are documented in the README and stable."""
         connections = self.flood.get("connections", 0)
         return {
             "mode": self.mode,
+            "kind": self.kind,
             "expected": self.expected,
             "verdict": self.verdict,
             "met_expectation": self.met_expectation,
@@ -346,6 +390,7 @@ class RunResult:
             "target_tail": self.target_tail,
             "checks": [check.to_dict() for check in self.checks],
             "ns_pids": self._named_ns_pids(),
+            "timeline": self.timeline(),
         }
 
     def _named_ns_pids(self) -> dict[str, int]:
@@ -387,24 +432,44 @@ class Report:
             return ExitCode.LOAD_FAILED
         return ExitCode.OK
 
-    def to_json(self) -> str:
-        """One JSON object: ``{"runs": [...], ...}``."""
-        data = {
+    def to_dict(self) -> dict[str, Any]:
+        """The whole report as JSON: its format's version, ours, and the runs."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "zombiewatch_version": __version__,
             "runs": [run.to_dict() for run in self.runs],
             "skipped": self.skipped,
             "check": self.check,
             "exit_code": int(self.return_code),
         }
-        return json.dumps(data, indent=2)
 
-    def render(self) -> str:
-        """Text for people: a block for one run, a table for several."""
+    def to_json(self) -> str:
+        """One JSON object, indented, each timeline array on one line: a
+        run's thousands of points one per line would bury the rest."""
+        data = self.to_dict()
+        # Each array is swapped for a token no output can otherwise hold,
+        # then written back compact in the indented text.
+        nonce = secrets.token_hex(8)
+        arrays = {}
+        for i, run in enumerate(data["runs"]):
+            for key in ("t_s", "live", "zombies"):
+                token = f"timeline-{nonce}-{i}-{key}"
+                arrays[json.dumps(token)] = json.dumps(run["timeline"][key])
+                run["timeline"][key] = token
+        text = json.dumps(data, indent=2)
+        for token, array in arrays.items():
+            text = text.replace(token, array, 1)
+        return text
+
+    def render(self, width: int | None = None) -> str:
+        """Text for people: a block for one run, a table for several; with
+        ``width`` (a terminal's), the table leaves out columns to fit it."""
         if len(self.runs) == 1 and not self.check:
             text = render_run(self.runs[0])
         elif any(run.checks for run in self.runs):
             text = "\n\n".join(render_run(run) for run in self.runs)  # --compare-init
         else:
-            text = _render_table(self.runs, self.check)
+            text = _render_table(self.runs, self.check, width)
         for mode, why in self.skipped.items():
             text += f"\nskipped {mode}: {why}"
         return text
@@ -415,7 +480,7 @@ def _round_ms(seconds: float | None) -> float | None:
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+    return figure(value)
 
 
 def _truth_line(truth: dict[str, Any]) -> str:
@@ -449,7 +514,7 @@ def _resolution(d: dict[str, Any]) -> str:
     if observed["unwatched"]:
         text += (
             f"; {observed['unwatched']} reaped before they could be watched, each within"
-            f" {observed['unwatched_within_ms']:g} ms of its exit"
+            f" {figure(observed['unwatched_within_ms'])} ms of its exit"
         )
     if observed["before_watch"]:
         text += f"; {observed['before_watch']} zombie(s) from before the watch"
@@ -473,8 +538,8 @@ def _load_line(run: RunResult, d: dict[str, Any]) -> str:
         return (
             f"flood      {d['connections']} connections: {d['ok']} ok, {d['failed']} failed"
             + (f" ({failures})" if failures else "")
-            + f"; {d['conn_per_s']:.0f} conn/s; latency p50 {_ms(lat.get('p50'))} ms,"
-            f" p99 {_ms(lat.get('p99'))} ms; connect p99 {_ms(conn.get('p99'))} ms"
+            + f"; {d['conn_per_s']:.0f} conn/s; latency p50 {figure(lat.get('p50'))} ms,"
+            f" p99 {figure(lat.get('p99'))} ms; connect p99 {figure(conn.get('p99'))} ms"
         )
     if run.load_status is not None:
         return f"load       the load command exited with status {run.load_status}"
@@ -485,16 +550,52 @@ def _growth_line(growth: dict[str, float | None]) -> str:
     # Under a minute: per second, not extrapolated to a minute.
     unit = "minute" if growth["new_per_minute"] is not None else "second"
     short = "min" if unit == "minute" else "s"
-    new, net = number(growth[f"new_per_{unit}"]), number(growth[f"net_per_{unit}"])
+    new, net = figure(growth[f"new_per_{unit}"]), figure(growth[f"net_per_{unit}"])
     rates = f"{new} new/{short}, net {net}/{short}"
     line = f"growth     {rates}"
     if growth["net_per_connection"] is not None:
-        line += f", net {number(growth['net_per_connection'])} per completed connection"
+        line += f", net {figure(growth['net_per_connection'])} per completed connection"
     return line
 
 
+def command_line(cmdline: list[str]) -> str:
+    """A command line for people: shell-quoted so it can be copied and run
+    (``shlex.join``), and the built-in server (``python -m zombiewatch.server
+    CONFIG_JSON``, which ``serve`` execs too) named "zombiewatch server, mode
+    X" rather than by its JSON."""
+    for i in range(len(cmdline) - 1):
+        if cmdline[i : i + 2] == ["-m", "zombiewatch.server"]:
+            try:
+                mode = json.loads(cmdline[i + 2])["mode"]
+            except (IndexError, ValueError, TypeError, KeyError):
+                return "zombiewatch server"
+            return f"zombiewatch server, mode {mode}"
+    return shell_join(cmdline)
+
+
+def shell_join(args: list[str]) -> str:
+    """``args`` as one line a shell would split back into them: each
+    quoted by ``shlex.quote``, or, holding a newline or another character
+    that cannot be shown, as ``$'...'`` with escapes (bash, zsh, ksh)."""
+    return " ".join(_quote(arg) for arg in args)
+
+
+def _quote(arg: str) -> str:
+    if arg.isprintable():
+        return shlex.quote(arg)
+    escaped = arg.encode("unicode_escape").decode("ascii").replace("'", "\\'")
+    return f"$'{escaped}'"
+
+
 def _command(cmdline: list[str], width: int = 60) -> str:
-    return clip(" ".join(cmdline) or "?", width)
+    return clip(command_line(cmdline) or "?", width)
+
+
+def _has_network_load(run: RunResult) -> bool:
+    """True when the run drove a load that may connect: the flood, or a
+    ``--load`` command. Only then do the host's listen-queue counters say
+    something about it."""
+    return bool(run.flood.get("connections")) or run.load_status is not None
 
 
 def render_run(run: RunResult) -> str:
@@ -506,7 +607,7 @@ def render_run(run: RunResult) -> str:
         where = f" (host pid {root})" if root is not None else ""
         lines[0] += f", as PID 1 of its own PID namespace{where}"
     lines.append(_load_line(run, d))
-    if run.listen_queue is not None:
+    if run.listen_queue is not None and _has_network_load(run):
         lines.append(
             f"listen     queue overflows {run.listen_queue['overflows']}, drops"
             f" {run.listen_queue['drops']} during the run (host-wide counters, every listener)"
@@ -520,7 +621,11 @@ def render_run(run: RunResult) -> str:
         _growth_line(growth),
         f"lifetime   p50/p99/max {_lifetimes(run)} ms ({_resolution(d)})",
         f"children   max live {d['max_live_children']}; orphans escaped {d['escaped']}"
-        f" during the run, {d['orphans_at_stop']} when the target stopped",
+        + (
+            " while watched"  # watch stops nothing: no stop to count orphans at
+            if run.kind == "watch"
+            else f" during the run, {d['orphans_at_stop']} when the target stopped"
+        ),
     ]
     histogram = d["observe"].get("histogram")
     if histogram and any(histogram.values()):
@@ -548,10 +653,7 @@ def render_run(run: RunResult) -> str:
             f" by it{f', {by_adopter} by an adopter after it exited' if by_adopter else ''},"
             f" {parent['leaked']} leaked{role}"
         )
-    for zombie in d["leaked_zombies"][:10]:
-        lines.append(f"leaked     {describe_leak(zombie, run.monitor.parents, run.ns_pids)}")
-    if run.leaked_count > 10:
-        lines.append(f"leaked     ... and {run.leaked_count - 10} more")
+    lines += _leak_lines(run, d["leaked_zombies"])
     if run.ground_truth is not None:
         lines.append(_truth_line(run.ground_truth))
     if run.fork_failures:
@@ -591,6 +693,56 @@ def _ns_pid(ns_pids: dict[int, int], pid: int, word: str = "pid ") -> str:
     return f"{word}{pid}" if ns is None else f"{word}{pid} [ns {ns}]"
 
 
+def _leak_lines(run: RunResult, leaked: list[dict[str, Any]]) -> list[str]:
+    """The leaked zombies, one line per parent (and per way they were left:
+    held, or handed off), most first."""
+    groups: dict[tuple[int, bool], list[dict[str, Any]]] = {}
+    for zombie in leaked:
+        groups.setdefault((zombie["ppid"], zombie["handed_off"]), []).append(zombie)
+    ordered = sorted(groups.values(), key=len, reverse=True)[:MAX_LEAK_LINES]
+    lines = [
+        f"leaked     {describe_leaks(group, run.monitor.parents, run.ns_pids)}" for group in ordered
+    ]
+    shown = sum(len(group) for group in ordered)
+    if run.leaked_count > shown:
+        lines.append(f"leaked     ... and {run.leaked_count - shown} more")
+    return lines
+
+
+def describe_leaks(
+    zombies: list[dict[str, Any]],
+    parents: dict[int, Parent],
+    ns_pids: dict[int, int] | None = None,
+    width: int = 40,
+) -> str:
+    """Leaked zombies of one parent (``leaked_zombies`` items, all with one
+    ``ppid`` and ``handed_off``) in one line: how many, the parent, the
+    first ``PIDS_PER_LEAK_LINE`` pids and how long they were zombies."""
+    ns_pids = ns_pids or {}
+    first = zombies[0]
+    parent = parents.get(first["ppid"])
+    held_by = f" {_command(parent.cmdline or [parent.name], width)}" if parent else ""
+    names = list(dict.fromkeys(z["name"] for z in zombies))
+    shown = ", ".join(_ns_pid(ns_pids, z["pid"], "") for z in zombies[:PIDS_PER_LEAK_LINE])
+    more = len(zombies) - PIDS_PER_LEAK_LINE
+    low = f"{min(z['age_ms'] for z in zombies):.0f}"
+    high = f"{max(z['age_ms'] for z in zombies):.0f}"
+    ages = low if low == high else f"{low} to {high}"
+    one = len(zombies) == 1
+    text = (
+        f"{len(zombies)} zombie{'' if one else 's'} ({', '.join(names[:3])}"
+        f"{', ...' if len(names) > 3 else ''}) of parent"
+        f" {_ns_pid(ns_pids, first['ppid'], '')}{held_by}:"
+        f" pid{'' if one else 's'} {shown}{f' and {more} more' if more > 0 else ''}"
+    )
+    if first["handed_off"]:
+        return (
+            text + f", held {ages} ms and never collected by it: it exited and an adopter"
+            f" collected {'it' if one else 'them'}"
+        )
+    return text + f", {'a zombie' if one else 'zombies'} for {ages} ms"
+
+
 def describe_leak(
     zombie: dict[str, Any],
     parents: dict[int, Parent],
@@ -623,42 +775,62 @@ def _orphaner(origin: dict[str, Any], run: RunResult) -> str:
     return named
 
 
+# The table's columns: name, alignment ("<" text, ">" figures).
 _COLUMNS = (
-    ("mode", "<13"),
-    ("expected", "<9"),
-    ("verdict", "<8"),
-    ("met", "<4"),
-    ("ok/conns", ">10"),
-    ("conn/s", ">7"),
-    ("peak", ">5"),
-    ("leaked", ">7"),
-    ("escaped", ">8"),
-    ("live max", ">9"),
-    ("lifetime p50/p99/max ms", ">24"),
+    ("mode", "<"),
+    ("expected", "<"),
+    ("verdict", "<"),
+    ("met", "<"),
+    ("ok/conns", ">"),
+    ("conn/s", ">"),
+    ("peak", ">"),
+    ("leaked", ">"),
+    ("escaped", ">"),
+    ("live max", ">"),
+    ("lifetime p50/p99/max ms", ">"),
 )
+# Left out first, in this order, when the table is wider than the terminal;
+# the verdict's columns (mode, expected, verdict, met, leaked) always stay.
+_DROPPED_FIRST = ("live max", "escaped", "conn/s", "lifetime p50/p99/max ms", "ok/conns", "peak")
 
 
-def _render_table(runs: list[RunResult], check: bool) -> str:
-    header = " ".join(f"{name:{fmt}}" for name, fmt in _COLUMNS)
-    rows = [header]
-    for run in runs:
-        d = run.to_dict()
-        cells = (
-            run.mode,
-            (run.expected or "-").upper(),
-            run.verdict.upper(),
-            "yes" if run.met_expectation else "NO",
-            f"{d['ok']}/{d['connections']}",
-            f"{d['conn_per_s']:.0f}",
-            d["peak_zombies"],
-            d["leaked"],
-            d["escaped"],
-            d["max_live_children"],
-            _lifetimes(run),
-        )
-        rows.append(
-            " ".join(f"{cell:{fmt}}" for cell, (_n, fmt) in zip(cells, _COLUMNS, strict=True))
-        )
+def _table_cells(run: RunResult) -> tuple[str, ...]:
+    d = run.to_dict()
+    return (
+        run.mode,
+        (run.expected or "-").upper(),
+        run.verdict.upper(),
+        "yes" if run.met_expectation else "NO",
+        f"{d['ok']}/{d['connections']}",
+        f"{d['conn_per_s']:.0f}",
+        str(d["peak_zombies"]),
+        str(d["leaked"]),
+        str(d["escaped"]),
+        str(d["max_live_children"]),
+        _lifetimes(run),
+    )
+
+
+def _render_table(runs: list[RunResult], check: bool, width: int | None = None) -> str:
+    """One row per run, each column as wide as its widest cell; with
+    ``width``, the least needed columns left out until it fits (as
+    ``scan`` cuts its command lines to a terminal's width)."""
+    names = [name for name, _align in _COLUMNS]
+    table = [tuple(names), *(_table_cells(run) for run in runs)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(names))]
+    kept = list(range(len(names)))
+    dropped = []
+    for name in _DROPPED_FIRST:
+        if width is None or sum(widths[i] for i in kept) + len(kept) - 1 <= width:
+            break
+        kept.remove(names.index(name))
+        dropped.append(name)
+    rows = [
+        " ".join(f"{row[i]:{_COLUMNS[i][1]}{widths[i]}}" for i in kept).rstrip() for row in table
+    ]
+    if width is not None and dropped:
+        note = f"(not shown in {width} columns: {', '.join(dropped)})"
+        rows += textwrap.wrap(note, width, break_long_words=False, break_on_hyphens=False)
     if check:
         missed = [run.mode for run in runs if run.zombie_verdict != (run.expected or PASS)]
         rows.append(

@@ -35,7 +35,7 @@ from zombiewatch.live import CLEAR_LINE, CLEAR_SCREEN, render_live, render_progr
 from zombiewatch.loads import CommandLoad, FloodLoad, Load
 from zombiewatch.monitor import Sample, TreeWatcher, Zombie
 from zombiewatch.observe import open_monitor
-from zombiewatch.report import Report, RunResult
+from zombiewatch.report import Report, RunResult, shell_join
 from zombiewatch.targets import (
     READY_TIMEOUT,
     STOP_GRACE,
@@ -588,7 +588,7 @@ def run_command(
         log(f"started {argv[0]} as pid {target.pid}")
         output.pass_on()  # its lines after the line that says which pid is which
         result = measure_command(
-            " ".join(argv), target, opts, collector, box, flood_to, load_command, wait_port
+            shell_join(argv), target, opts, collector, box, flood_to, load_command, wait_port
         )
     return Report(runs=[result])
 
@@ -624,7 +624,9 @@ def measure_command(
             return CommandLoad(load_command, collector)
         return None
 
-    return measure(name, target, opts, collector, box, start_load, ready)
+    result = measure(name, target, opts, collector, box, start_load, ready)
+    result.kind = "run"
+    return result
 
 
 def watch(pid: int, opts: RunOptions) -> Report:
@@ -665,6 +667,7 @@ def watch(pid: int, opts: RunOptions) -> Report:
                 monitor.stop()
             monitor.close()
     result = _result(f"pid {pid}", monitor, obs, opts, {}, 0, listen_before)
+    result.kind = "watch"
     return Report(runs=[result])
 
 

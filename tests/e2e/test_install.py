@@ -9,6 +9,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from tests.e2e.installs import ROOT, clean_env, make_venv
@@ -49,6 +50,7 @@ def test_the_wheel_ships_the_scripts_and_the_license(wheel: Path) -> None:
     for script in ("ci-zero-zombies.sh", "flood.sh"):
         assert modes[f"zombiewatch/scripts/{script}"] & 0o111, f"{script} is not executable"
     assert "zombiewatch/scripts/zombiewatch-command.sh" in names
+    assert "zombiewatch/schema/run.schema.json" in names  # the JSON format (#20)
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert "License-Expression: MIT" in meta
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
@@ -65,6 +67,9 @@ def test_the_console_script_from_the_wheel_measures(wheel_venv: Path, tmp_path: 
     assert where.stdout.startswith(str(wheel_venv.parent)), where.stdout  # the venv's, not ours
     proc = _run([zw, "--mode", "sigchld", "--connections", "50", "--json"], tmp_path)
     assert proc.returncode == 0, proc.stderr
+    # Its JSON is what the schema it ships says.
+    schema = Path(where.stdout.strip()).parent / "schema" / "run.schema.json"
+    jsonschema.validate(json.loads(proc.stdout), json.loads(schema.read_text()))
     [run] = json.loads(proc.stdout)["runs"]
     assert run["ok"] == 50
     assert run["leaked"] == 0

@@ -51,7 +51,7 @@ def test_all_modes_one_testcase_each(schema, tmp_path: Path) -> None:
     leaked = int(failure.get("message", "").removesuffix(" zombie(s) leaked"))
     assert 30 <= leaked <= 40, failure.get("message")
     assert "leaked zombie pid " in (failure.text or "")
-    assert "zombiewatch.server" in (failure.text or "")  # the parent's command line
+    assert "zombiewatch server, mode none" in (failure.text or "")  # the parent, named
 
 
 def test_check_turns_expected_leaks_into_passes(schema, tmp_path: Path) -> None:

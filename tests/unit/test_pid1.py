@@ -132,7 +132,7 @@ def test_orphans_check_passes_when_collected():
     check = pid1.orphans_check(_result(stats, []), root=100)
     assert check.verdict == "pass"
     assert check.text == (
-        "1 orphan(s) reached PID 1, it collected 1; zombies there p50/max 2.0/2.0 ms"
+        "1 orphan(s) reached PID 1, it collected 1; zombies there p50/max 2/2 ms"
         " (exact, kernel events)"
     )
     nothing = pid1.orphans_check(_result(MonitorStats(), []), root=100)

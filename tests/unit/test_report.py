@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import json
+import shlex
 
+import jsonschema
 import pytest
 
+import zombiewatch
+from tests.helpers import run_schema
 from zombiewatch import _stats
+from zombiewatch import flood as flooder
+from zombiewatch._text import figure
 from zombiewatch.errors import ExitCode
-from zombiewatch.monitor import MonitorStats, Zombie
-from zombiewatch.report import Report, RunResult, render_run
+from zombiewatch.flood import FloodResult
+from zombiewatch.monitor import MAX_TIMELINE, MonitorStats, Parent, Sample, Timeline, Zombie
+from zombiewatch.report import (
+    MAX_LEAK_LINES,
+    SCHEMA_VERSION,
+    Check,
+    Report,
+    RunResult,
+    command_line,
+    render_run,
+    shell_join,
+)
 
 RUN_KEYS = {
     "mode",
@@ -65,8 +81,7 @@ def run(mode="sigchld", expected="pass", leaked=0, flood_data=None, **kwargs):
         monitor=stats(),
         leaked=zombies(leaked),
         settle=1.0,
-        end=1.5,
-        **kwargs,
+        **{"end": 1.5, **kwargs},
     )
 
 
@@ -306,8 +321,12 @@ def test_render_one_run_lists_leaked_zombies_and_failures():
     r = run(leaked=12, flood_data=flood(connections=10, ok=8, failures={"reply timeout": 2}))
     text = Report([r]).render()
     assert "2 reply timeout" in text
-    assert text.count("leaked     pid") == 10
-    assert "and 2 more" in text
+    # One line for the one parent: its count and its first five pids.
+    assert text.count("leaked     ") == 1
+    assert (
+        "leaked     12 zombies (python) of parent 999: pids 1000, 1001, 1002, 1003, 1004"
+        " and 7 more, zombies for 500 ms"
+    ) in text
 
 
 def test_render_table_has_each_mode_and_verdict():
@@ -440,3 +459,265 @@ def test_an_event_run_says_what_was_exact_and_shows_the_histogram():
     assert "1 reaped before they could be watched, each within 0.7 ms of its exit" in text
     assert "histogram  zombie lifetimes: <0.1ms 1, <1ms 2, <10ms 1" in text
     assert "seen 5 (every child that exited)" in text
+
+
+# -- how figures and command lines read (#20) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (18.442, "18.4"),  # the flooder printed 18.442 where the report printed 18.4
+        (695.563, "696"),  # growth read "695.563 new/s"
+        (1234.6, "1235"),  # never in e-notation
+        (0.0284, "0.0284"),
+        (80.0, "80"),
+        (99.96, "100"),
+        (0.5, "0.5"),
+        (0, "0"),
+        (-3.14159, "-3.14"),
+        (None, "-"),
+    ],
+)
+def test_a_figure_has_three_significant_digits(value, text):
+    assert figure(value) == text
+
+
+def test_the_flooder_and_the_report_print_a_latency_alike():
+    result = FloodResult(connections=2, concurrency=2, ok=2, elapsed=0.1)
+    result.latencies = [0.018442, 0.0958765]  # p50 18.442 ms, p99 95.877 ms
+    data = result.to_dict()
+    flooder_line = flooder._summary_line(result, data)
+    report_line = render_run(run(flood_data=data))
+    for said in ("latency p50 18.4 ms", "p99 95.9 ms"):
+        assert said in flooder_line
+        assert said in report_line
+    assert "18.442" not in flooder_line + report_line
+
+
+def test_growth_reads_as_three_significant_digits():
+    r = run(duration=3 / 695.563, zombies_at_load_end=3)  # 3 zombies seen in 4.3 ms
+    assert r.growth()["new_per_second"] == 695.563
+    assert "growth     696 new/s, net 696/s" in render_run(r)
+
+
+SERVER_ARGV = ["/venv/bin/python3", "-m", "zombiewatch.server", json.dumps({"mode": "sigchld"})]
+
+
+def test_the_built_in_server_is_named_by_its_mode():
+    assert command_line(SERVER_ARGV) == "zombiewatch server, mode sigchld"
+    assert command_line(SERVER_ARGV[:3]) == "zombiewatch server"
+    assert command_line([*SERVER_ARGV[:3], "not json"]) == "zombiewatch server"
+
+
+def test_the_report_names_the_built_in_server_wherever_it_shows_a_command():
+    r = run(leaked=2)
+    r.monitor.parents[999] = Parent(999, "python3", SERVER_ARGV, zombies_seen=2)
+    r.monitor.orphaned_by[999, False] = 1
+    text = render_run(r)
+    assert "parent     pid 999 zombiewatch server, mode sigchld: 2 zombie(s) seen" in text
+    assert "of parent 999 zombiewatch server, mode sigchld: pids 1000, 1001" in text
+    assert "orphaned   1 by pid 999 zombiewatch server, mode sigchld" in text
+    assert "child_d" not in text
+    assert "-m zombiewatch.server" not in text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["server.py", "--name", "my app", "--quote", "it's"],
+        ["sh", "-c", "echo $HOME; exit 3"],
+        ["python3", "-c", "import os\nprint('x')\tend"],
+        ["plain", "", "*"],
+    ],
+)
+def test_command_lines_are_shell_quoted_on_one_line(argv):
+    text = shell_join(argv)
+    assert "\n" not in text
+    if all(arg.isprintable() for arg in argv):
+        assert shlex.split(text) == argv  # the e2e test runs the $'...' form through bash
+    assert command_line(argv) == text
+
+
+def test_a_parent_command_line_is_quoted_in_the_report():
+    r = run(leaked=1)
+    r.monitor.parents[999] = Parent(999, "sh", ["sh", "-c", "sleep 1 & wait"], zombies_seen=1)
+    assert "parent     pid 999 sh -c 'sleep 1 & wait': 1 zombie(s) seen" in render_run(r)
+
+
+def test_leaked_zombies_are_one_line_per_parent_and_way_left():
+    r = run()
+    r.leaked = [
+        Zombie(pid=2000 + i, ppid=7, name="worker", since=1.0 - i / 100) for i in range(8)
+    ] + [
+        Zombie(pid=3000, ppid=8, name="sh", since=1.0),
+        Zombie(pid=3001, ppid=8, name="sh", since=1.0, held=0.25),
+        Zombie(pid=3002, ppid=8, name="cat", since=1.0, held=0.4),
+    ]
+    r.monitor.parents[7] = Parent(7, "app", ["app", "--serve"], zombies_seen=8)
+    lines = [line for line in render_run(r).splitlines() if line.startswith("leaked")]
+    assert lines == [
+        "leaked     8 zombies (worker) of parent 7 app --serve: pids 2000, 2001, 2002, 2003,"
+        " 2004 and 3 more, zombies for 500 to 570 ms",
+        "leaked     2 zombies (sh, cat) of parent 8: pids 3001, 3002, held 250 to 400 ms and"
+        " never collected by it: it exited and an adopter collected them",
+        "leaked     1 zombie (sh) of parent 8: pid 3000, a zombie for 500 ms",
+    ]
+
+
+def test_leak_lines_stop_at_ten_parents_and_count_the_rest():
+    r = run()
+    r.leaked = [Zombie(pid=5000 + i, ppid=100 + i, name="w", since=1.0) for i in range(12)]
+    r.leaked_unlisted = 3
+    lines = [line for line in render_run(r).splitlines() if line.startswith("leaked")]
+    assert len(lines) == MAX_LEAK_LINES + 1
+    assert lines[-1] == "leaked     ... and 5 more"  # 2 parents left out, 3 counted only
+
+
+def test_watch_says_no_orphans_at_a_stop_it_never_made():
+    assert "0 when the target stopped" in render_run(run(kind="run"))
+    text = render_run(run(kind="watch", flood_data={}))
+    assert "children   max live 5; orphans escaped 0 while watched" in text
+    assert "when the target stopped" not in text
+
+
+LISTEN = {"overflows": 2, "drops": 3}
+
+
+@pytest.mark.parametrize(
+    ("flood_data", "load_status", "shown"),
+    [
+        pytest.param(None, None, True, id="flood"),
+        pytest.param({}, 0, True, id="load-command"),
+        pytest.param({}, None, False, id="no-load"),
+    ],
+)
+def test_the_host_listen_queue_line_needs_a_network_load(flood_data, load_status, shown):
+    r = run(flood_data=flood_data, load_status=load_status, listen_queue=LISTEN)
+    assert ("listen     queue overflows 2, drops 3" in render_run(r)) == shown
+    assert r.to_dict()["listen_queue"] == {**LISTEN, "scope": "host"}  # JSON keeps the counters
+
+
+def table(width):
+    names = ["none", "sigchld-once", "reaper-thread", "wait", "double-fork"]
+    return Report([run(name, leaked=i, escaped=100 * i) for i, name in enumerate(names)], True)
+
+
+def test_the_table_fits_the_width_it_is_given():
+    full = table(None).render().splitlines()
+    assert len(full[0]) > 80  # every column: more than a terminal's 80
+    assert full[0].split() == [
+        "mode", "expected", "verdict", "met", "ok/conns", "conn/s", "peak", "leaked",
+        "escaped", "live", "max", "lifetime", "p50/p99/max", "ms",
+    ]  # fmt: skip
+    for width in (80, 60, 45):
+        lines = table(width).render(width=width).splitlines()
+        assert lines[0].split()[:3] == ["mode", "expected", "verdict"]
+        assert [line.split()[0] for line in lines[1:6]] == [
+            "none", "sigchld-once", "reaper-thread", "wait", "double-fork",
+        ]  # fmt: skip
+        note = [line for line in lines[6:] if not line.startswith("check:")]
+        assert " ".join(note).startswith(f"(not shown in {width} columns: live max, escaped")
+        assert all(len(line) <= width for line in lines[:6] + note), (width, lines)
+        assert "leaked" in lines[0].split()  # the verdict's columns always stay
+    wide = table(200).render(width=200).splitlines()
+    assert wide[0] == full[0]
+    assert not any(line.startswith("(not shown") for line in wide)
+
+
+def test_the_table_keeps_the_verdict_columns_even_when_they_do_not_fit():
+    lines = table(20).render(width=20).splitlines()
+    assert lines[0].split() == ["mode", "expected", "verdict", "met", "leaked"]
+
+
+# -- JSON: version, timeline, schema (#20) ---------------------------------------
+
+
+def timeline_stats(n, limit=MAX_TIMELINE):
+    s = stats()
+    s.timeline = Timeline(limit)
+    for i in range(n):
+        point = Sample(t=100.0 + i * 0.01, live=i % 7, zombies=i % 3)
+        s.timeline.append(point)
+        s.last = point
+    s.samples = n
+    return s
+
+
+def test_json_says_its_schema_version_and_the_tool_version():
+    data = json.loads(Report([run()]).to_json())
+    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert data["zombiewatch_version"] == zombiewatch.__version__
+
+
+def test_json_has_the_timeline_from_the_run_start():
+    r = run(end=100.05, load_end=100.03, duration=0.03)
+    r.monitor = timeline_stats(5)
+    timeline = r.to_dict()["timeline"]
+    assert timeline["t_s"] == [0.0, 0.01, 0.02, 0.03, 0.04]
+    assert timeline["live"] == [0, 1, 2, 3, 4]
+    assert timeline["zombies"] == [0, 1, 2, 0, 1]
+    assert timeline["every"] == 1
+    assert (timeline["load_start_s"], timeline["load_end_s"], timeline["end_s"]) == (
+        0.0, 0.03, 0.05,
+    )  # fmt: skip
+    # A load that started before the first sample: 0 is the load's start.
+    r.duration = 0.04
+    assert r.to_dict()["timeline"]["t_s"][:2] == [0.01, 0.02]
+    assert r.to_dict()["timeline"]["load_start_s"] == 0.0
+
+
+def test_json_timeline_is_thinned_as_kept_and_ends_with_the_last_sample():
+    r = run(end=200.0, load_end=150.0, duration=50.0)
+    r.monitor = timeline_stats(1001, limit=100)
+    timeline = r.to_dict()["timeline"]
+    assert len(timeline["t_s"]) <= 101
+    assert timeline["every"] == 16  # the monitor halved its list four times
+    assert timeline["t_s"][-1] == 10.0  # the last sample, which thinning had dropped
+    assert timeline["t_s"] == sorted(timeline["t_s"])
+    assert len(timeline["live"]) == len(timeline["zombies"]) == len(timeline["t_s"])
+
+
+def test_json_writes_each_timeline_array_on_one_line():
+    r = run(end=100.05, load_end=100.03, duration=0.04)
+    r.monitor = timeline_stats(50)
+    r.mode = 't_s "timeline-0-t_s" [1]'  # text like a placeholder stays as it was
+    text = Report([r, run()]).to_json()
+    data = json.loads(text)
+    assert data["runs"][0]["mode"] == r.mode
+    assert data["runs"][0]["timeline"] == r.to_dict()["timeline"]
+    lines = text.splitlines()
+    assert sum(line.lstrip().startswith('"t_s": [') for line in lines) == 2
+    assert any(line.strip() == '"t_s": [],' for line in lines)  # the run without samples
+    assert len(lines) < 250  # 150 numbers, not one line each
+
+
+def test_the_schema_is_a_valid_draft_2020_12_schema():
+    jsonschema.Draft202012Validator.check_schema(run_schema())
+
+
+def test_scripted_reports_validate_against_the_schema_and_it_names_every_key():
+    events = run(leaked=2, kind="run", listen_queue=LISTEN)
+    events.monitor = events_stats()
+    failed = run(flood_data=flood(connections=10, ok=7, failures={"timeout": 3}), kind="watch")
+    failed.checks = [Check("orphans", "fail", "2 orphans", {"orphaned": 2})]
+    report = Report([run(), events, failed], skipped={"pidfd": "no pidfd"})
+    data = json.loads(report.to_json())
+    schema = run_schema()
+    jsonschema.validate(data, schema)
+    assert set(data) == set(schema["properties"])
+    for entry in data["runs"]:
+        assert set(entry) == set(schema["$defs"]["run"]["properties"])
+        assert set(entry) == set(schema["$defs"]["run"]["required"])
+
+
+def test_the_schema_refuses_what_the_format_does_not_allow():
+    data = json.loads(Report([run()]).to_json())
+    for broken in (
+        {**data, "schema_version": 2},
+        {**data, "runs": [{**data["runs"][0], "verdict": "maybe"}]},
+        {**data, "runs": [{**data["runs"][0], "kind": "scan"}]},
+        {k: v for k, v in data.items() if k != "zombiewatch_version"},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, run_schema())
