@@ -44,6 +44,9 @@ class RunResult:
     leaked: list[Zombie]
     settle: float
     end: float  # monotonic time of the final sample, for leaked zombies' ages
+    # run, watch: what JUnit names the testcase, stable from run to run
+    # (--name, or the program's name); "" names it by ``mode``.
+    name: str = ""
     duration: float = 0.0  # seconds from the start of the load to its end
     load_end: float = 0.0  # monotonic time the load ended and the settle window began
     zombies_at_start: int = 0
