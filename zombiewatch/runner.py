@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -119,7 +120,8 @@ def flood_load(host: str, port: int, opts: RunOptions, collector: OrphanCollecto
         lines=opts.lines, timeout=opts.timeout, deadline=opts.flood_deadline,
         half_close=opts.half_close,
     )  # fmt: skip
-    return FloodLoad(config, collector, progress=opts.progress)
+    # The progress line and the --live screen both say the connections done.
+    return FloodLoad(config, collector, progress=opts.progress or opts.live)
 
 
 class _Display:
@@ -171,7 +173,7 @@ class _Display:
             settle_left=left,
             settle=self.opts.settle,
         )
-        width = shutil.get_terminal_size().columns
+        width = _columns()
         screen = render_live(self.title, phase, monitor.stats, zombies, elapsed, width)
         _text.write("stdout", frame(screen))
 
@@ -189,6 +191,16 @@ class _Display:
             self.update(force=True)
         if self.opts.progress:
             _text.write("stderr", CLEAR_LINE)
+
+
+def _columns() -> int:
+    """The terminal's width now, asked of the terminal itself: $COLUMNS,
+    which shutil.get_terminal_size reads first, is not updated when the
+    window is resized, nor passed on by every shell."""
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError, AttributeError):  # not a terminal, closed, or no stdout
+        return shutil.get_terminal_size().columns
 
 
 @contextlib.contextmanager

@@ -151,7 +151,7 @@ def test_a_run_keeps_its_testcase_name_on_another_port(schema, tmp_path: Path) -
         assert proc.returncode == 0, proc.stderr
         schema.validate(str(out))
         [case] = ET.parse(out).iter("testcase")
-        names.append(case.get("name"))
+        names.append(case.get("name", ""))
         assert str(port) not in names[-1]
     assert names == [f"{os.path.basename(PYTHON)} forking_server.py"] * 2
 
