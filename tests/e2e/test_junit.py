@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -160,3 +161,17 @@ def test_unwritable_junit_path_is_a_usage_error(tmp_path: Path) -> None:
     proc = zombiewatch("--junit-xml", str(tmp_path / "no" / "such" / "dir.xml"))
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating PID namespaces needs root")
+@pytest.mark.skipif(shutil.which("tini") is None, reason="tini is not installed")
+def test_compare_init_names_each_testcase_by_its_init(schema, tmp_path: Path) -> None:
+    out = tmp_path / "pid1.xml"
+    proc = zombiewatch(
+        "run", "--pid1", "--compare-init", "tini", "--stop-timeout", "1", "--duration", "0.3",
+        "--settle", "0", "--name", "sleeper", "--junit-xml", str(out), "--", "sleep", "30",
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr  # sleep as PID 1 ignores SIGTERM
+    schema.validate(str(out))
+    names = [case.get("name") for case in ET.parse(out).iter("testcase")]
+    assert names == ["sleeper", "sleeper under tini"]
