@@ -196,11 +196,13 @@ class _Display:
 def _columns() -> int:
     """The terminal's width now, asked of the terminal itself: $COLUMNS,
     which shutil.get_terminal_size reads first, is not updated when the
-    window is resized, nor passed on by every shell."""
+    window is resized, nor passed on by every shell. A terminal that says
+    0 (a new pty nobody sized) gets shutil's answer: $COLUMNS, or 80."""
     try:
-        return os.get_terminal_size(sys.stdout.fileno()).columns
+        columns = os.get_terminal_size(sys.stdout.fileno()).columns
     except (OSError, ValueError, AttributeError):  # not a terminal, closed, or no stdout
-        return shutil.get_terminal_size().columns
+        columns = 0
+    return columns or shutil.get_terminal_size().columns
 
 
 @contextlib.contextmanager
