@@ -137,7 +137,7 @@ def tmux() -> Iterator[Tmux]:
 
 def test_live_shows_the_title_phase_and_connections_then_gives_the_screen_back(tmux) -> None:
     # mode none leaks: the settle window runs to its end, long enough to see.
-    tmux.start("--mode", "none", "--connections", "100", "--settle", "5", "--live")
+    tmux.start("--mode", "none", "--connections", "100", "--settle", "8", "--live")
     screen = tmux.wait_for("phase          settle")
     assert tmux.alternate()
     assert not tmux.cursor_shown()
