@@ -167,13 +167,22 @@ watch_options = _options(
     click.option("--junit-xml", type=click.Path(dir_okay=False), default=None,
                  callback=lambda ctx, param, value: _writable(value),
                  help="Also write the result as JUnit XML (one testcase per mode or program)."),
-    click.option("--plot", "plot_png", type=click.Path(dir_okay=False), default=None,
-                 callback=lambda ctx, param, value: _plottable(value),
-                 help="Also draw zombies and live children over time as a PNG (needs"
-                 " matplotlib: pip install matplotlib)."),
+    click.option("--plot", "plot_file", type=click.Path(dir_okay=False), default=None,
+                 callback=lambda ctx, param, value: _plottable(value), metavar="FILE",
+                 help="Also draw zombies and live children over time, in the format FILE's"
+                 " extension names (.png, .svg, .pdf, ...; needs matplotlib: pip install"
+                 " matplotlib)."),
     click.option("--live", is_flag=True,
-                 help="Redraw live children, zombies and the oldest zombie's age while it runs"
+                 help="Show the phase, connections done, live children, zombies and the"
+                 " oldest zombie's age on the terminal's alternate screen while it runs"
                  " (when stdout is a terminal)."),
+)  # fmt: skip
+# JUnit names the testcase of `run` and `watch` after the program: a port,
+# a path or a pid in its name would break the testcase's history in CI.
+name_option = click.option(
+    "--name", default=None, metavar="NAME",
+    help="Name the JUnit testcase (and the --live title) NAME.  [default: the program's"
+    " name, e.g. 'my-server' or 'python3 app.py', without its arguments]",
 )  # fmt: skip
 
 
@@ -237,15 +246,17 @@ def _writable(path: str | None) -> str | None:
 def _plottable(path: str | None) -> str | None:
     """Refuse --plot before the run when it cannot be drawn or written."""
     if path is not None:
-        if not path.lower().endswith(".png"):
-            # matplotlib picks the format from the name: refuse now what it
-            # would refuse, or draw as something else, after the whole run.
-            raise click.BadParameter(f"{path!r} is not a .png file name")
-        from zombiewatch.plot import require_matplotlib
+        from zombiewatch.plot import image_format, require_matplotlib
 
         try:
             require_matplotlib()
         except ImportError as err:
+            raise click.BadParameter(str(err)) from err
+        # matplotlib picks the format from the name: refuse now what it
+        # would refuse after the whole run.
+        try:
+            image_format(path)
+        except ValueError as err:
             raise click.BadParameter(str(err)) from err
     return _writable(path)
 
@@ -261,17 +272,17 @@ def _finish(
     report: Report,
     as_json: bool,
     junit_xml: str | None = None,
-    plot_png: str | None = None,
+    plot_file: str | None = None,
 ) -> NoReturn:
     _echo(report.to_json() if as_json else report.render(width=_terminal_width()))
     if junit_xml is not None:
         from zombiewatch.junit import write_junit
 
         write_junit(report, junit_xml)
-    if plot_png is not None:
+    if plot_file is not None:
         from zombiewatch.plot import plot
 
-        plot(report, plot_png)
+        plot(report, plot_file)
     if as_json:
         # The text report names every failed rule; with --json, people
         # reading the log still see why a load failed.
@@ -351,7 +362,7 @@ def cli(
     check: bool,
     as_json: bool,
     junit_xml: str | None,
-    plot_png: str | None,
+    plot_file: str | None,
     **options: Any,
 ) -> None:
     """Find the zombie processes a forking server leaves behind.
@@ -377,8 +388,10 @@ def cli(
         _refuse_options_before(ctx, ctx.invoked_subcommand)
         return
     names = modes.names() if mode == "all" else [_available(mode)]
-    report = runner.run(names, _run_options(options, as_json), check=check)
-    _finish(ctx, report, as_json, junit_xml, plot_png)
+    opts = _run_options(options, as_json)
+    with runner.live_screen(opts):
+        report = runner.run(names, opts, check=check)
+    _finish(ctx, report, as_json, junit_xml, plot_file)
 
 
 @cli.command()
@@ -630,6 +643,7 @@ def _pid1_inits(
 @flood_options
 @load_options
 @watch_options
+@name_option
 @click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
 @click.pass_context
 def run(
@@ -641,7 +655,7 @@ def run(
     wait_port: str | None,
     as_json: bool,
     junit_xml: str | None,
-    plot_png: str | None,
+    plot_file: str | None,
     pid1: bool,
     init: str | None,
     compare_init: str | None,
@@ -658,7 +672,7 @@ def run(
 
     \b
     Examples:
-      zombiewatch run --flood 8080 -- ./my-server --port 8080
+      zombiewatch run --flood 8080 --junit-xml zw.xml --name api -- ./my-server --port 8080
       zombiewatch run --load 'ab -n 500 http://127.0.0.1:8080/' --wait-port 8080 -- ./my-server
       zombiewatch run --duration 60 --grace 5 -- ./job-runner
 
@@ -691,19 +705,20 @@ def run(
         raise click.BadParameter(_not_runnable(command[0]), param_hint="CMD")
     flood_addr = _address(flood_to, "'--flood'") if flood_to else None
     port_addr = _address(wait_port, "'--wait-port'") if wait_port else flood_addr
+    opts = _run_options(options, as_json)
     if inits is not None:
         from zombiewatch import pid1 as pid1_runner
 
-        report = pid1_runner.run_pid1(
-            list(command), _run_options(options, as_json),
-            pid1_runner.STOP_TIMEOUT if stop_timeout is None else stop_timeout,
-            inits, flood_addr, load_command, port_addr,
-        )  # fmt: skip
+        with runner.live_screen(opts):
+            report = pid1_runner.run_pid1(
+                list(command), opts,
+                pid1_runner.STOP_TIMEOUT if stop_timeout is None else stop_timeout,
+                inits, flood_addr, load_command, port_addr,
+            )  # fmt: skip
     else:
-        report = runner.run_command(
-            list(command), _run_options(options, as_json), flood_addr, load_command, port_addr
-        )
-    _finish(ctx, report, as_json, junit_xml, plot_png)
+        with runner.live_screen(opts):
+            report = runner.run_command(list(command), opts, flood_addr, load_command, port_addr)
+    _finish(ctx, report, as_json, junit_xml, plot_file)
 
 
 class ProcessId(click.IntRange):
@@ -732,6 +747,7 @@ class ProcessId(click.IntRange):
     help="Seconds to watch.  [default: until Ctrl-C or the process exits]",
 )
 @watch_options
+@name_option
 @click.pass_context
 def watch(
     ctx: click.Context,
@@ -739,7 +755,7 @@ def watch(
     pid: int,
     as_json: bool,
     junit_xml: str | None,
-    plot_png: str | None,
+    plot_file: str | None,
     **options: Any,
 ) -> None:
     """Watch a running process and its tree for zombies.
@@ -751,14 +767,16 @@ def watch(
     Examples:
       zombiewatch watch 4242 --duration 60
       zombiewatch watch "$(pgrep -o gunicorn)" --duration 300 --live
-      zombiewatch watch 4242 --json --junit-xml zombies.xml
+      zombiewatch watch 4242 --json --junit-xml zombies.xml --name gunicorn
 
     Exit status: 0 no zombie leaked; 1 zombies leaked; 2 usage error (no
     PID given); 3 could not measure (no such process, access denied);
     130 a second Ctrl-C during the settle window.
     """
-    report = runner.watch(pid, _run_options(options, as_json))
-    _finish(ctx, report, as_json, junit_xml, plot_png)
+    opts = _run_options(options, as_json)
+    with runner.live_screen(opts):
+        report = runner.watch(pid, opts)
+    _finish(ctx, report, as_json, junit_xml, plot_file)
 
 
 def _scan_filters(user: str | None, min_count: int, parent_pids: tuple[int, ...]) -> Filters:

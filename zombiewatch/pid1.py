@@ -31,6 +31,7 @@ from typing import Any
 
 from zombiewatch import _containment, _namespace, _procfs, _stats
 from zombiewatch._backoff import poll_until
+from zombiewatch._names import program_name
 from zombiewatch._output import CommandOutput
 from zombiewatch._text import figure
 from zombiewatch.errors import AccessDeniedError
@@ -236,9 +237,15 @@ def measure_pid1(
         where = "new user and PID namespaces" if target.userns else "a new PID namespace"
         log(f"started {shell_join(pid1_argv)} as PID 1 of {where}, host pid {target.pid}")
         output.pass_on()
+        # Two runs of --compare-init are two testcases: the init names the second.
+        testcase = opts.name or program_name(argv)
+        if init:
+            testcase += f" under {os.path.basename(init)}"
         result = measure_command(
-            shell_join(pid1_argv), target, opts, collector, box, flood_to, load_command, wait_port
-        )
+            shell_join(pid1_argv), target, opts, collector, box, flood_to, load_command, wait_port,
+            title=f"{testcase}, PID 1 (host pid {target.pid})",
+        )  # fmt: skip
+    result.name = testcase
     result.ns_pids = collector.ns_pids
     result.checks = [
         orphans_check(result, target.pid),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zombiewatch import __version__, _stats
+from zombiewatch._names import server_title
 from zombiewatch._text import clip, failure_list, figure, number
 from zombiewatch.errors import ExitCode
 from zombiewatch.modes.base import FAIL, PASS
@@ -58,6 +59,9 @@ class RunResult:
     leaked: list[Zombie]
     settle: float
     end: float  # monotonic time of the final sample, for leaked zombies' ages
+    # run, watch: what JUnit names the testcase, stable from run to run
+    # (--name, or the program's name); "" names it by ``mode``.
+    name: str = ""
     duration: float = 0.0  # seconds from the start of the load to its end
     load_end: float = 0.0  # monotonic time the load ended and the settle window began
     zombies_at_start: int = 0
@@ -569,7 +573,7 @@ def command_line(cmdline: list[str]) -> str:
                 mode = json.loads(cmdline[i + 2])["mode"]
             except (IndexError, ValueError, TypeError, KeyError):
                 return "zombiewatch server"
-            return f"zombiewatch server, mode {mode}"
+            return server_title(mode)
     return shell_join(cmdline)
 
 

@@ -19,19 +19,34 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from zombiewatch import _containment, _defaults, _procfs, _proctl, _record, _text, modes, server
 from zombiewatch import flood as flooder
 from zombiewatch._backoff import poll_until
+from zombiewatch._names import program_name, server_title
 from zombiewatch._output import CommandOutput
 from zombiewatch._text import log as log  # re-exported: the CLI logs through runner.log
 from zombiewatch.errors import Interrupted, ZombieTargetError, ZombiewatchError
-from zombiewatch.live import CLEAR_LINE, CLEAR_SCREEN, render_live, render_progress
+from zombiewatch.live import (
+    CLEAR_LINE,
+    DONE,
+    ENTER_SCREEN,
+    LEAVE_SCREEN,
+    LOAD,
+    SETTLE,
+    WATCH,
+    Phase,
+    frame,
+    render_live,
+    render_progress,
+)
 from zombiewatch.loads import CommandLoad, FloodLoad, Load
 from zombiewatch.monitor import Sample, TreeWatcher, Zombie
 from zombiewatch.observe import open_monitor
@@ -90,6 +105,7 @@ class RunOptions:
     max_failed_percent: bool = False  # ... as a count, or a percentage of them
     half_close: bool = False  # the flooder half-closes after sending (--half-close)
     cmd_output: str | None = None  # run: CMD's output to this file, not prefixed to stderr
+    name: str | None = None  # run, watch: --name, the JUnit testcase's name
 
     @property
     def flood_deadline(self) -> float:
@@ -104,21 +120,32 @@ def flood_load(host: str, port: int, opts: RunOptions, collector: OrphanCollecto
         lines=opts.lines, timeout=opts.timeout, deadline=opts.flood_deadline,
         half_close=opts.half_close,
     )  # fmt: skip
-    return FloodLoad(config, collector, progress=opts.progress)
+    # The progress line and the --live screen both say the connections done.
+    return FloodLoad(config, collector, progress=opts.progress or opts.live)
 
 
 class _Display:
     """When to redraw the ``--live`` screen or the progress line, and where.
 
-    What they say is ``live``'s; this only times and writes them.
+    What they say is ``live``'s; this only times and writes them, and
+    keeps the phase the run is in.
     """
 
-    def __init__(self, monitor: TreeWatcher, load: Load | None, opts: RunOptions) -> None:
+    def __init__(
+        self, monitor: TreeWatcher, load: Load | None, opts: RunOptions, title: str
+    ) -> None:
         self.monitor = monitor
         self.load = load
         self.opts = opts
+        self.title = title
         self.started = time.monotonic()
         self.redraw_at = self.started
+        self.phase = LOAD if load is not None else WATCH
+        self.settle_deadline: float | None = None
+
+    def settling(self, deadline: float) -> None:
+        """The load is over: the settle window runs until ``deadline``."""
+        self.phase, self.settle_deadline = SETTLE, deadline
 
     def update(self, force: bool = False) -> None:
         """Redraw if ``LIVE_REDRAW`` has passed since the last time (or ``force``)."""
@@ -135,8 +162,20 @@ class _Display:
         monitor = self.monitor
         with monitor.lock:
             zombies = list(monitor.zombies.values())
-        name = " ".join(monitor.root_cmdline) or f"pid {monitor.root}"
-        _text.write("stdout", CLEAR_SCREEN + render_live(name, monitor.stats, zombies, elapsed))
+        flood = isinstance(self.load, FloodLoad)
+        left = None
+        if self.settle_deadline is not None:
+            left = max(0.0, self.settle_deadline - time.monotonic())
+        phase = Phase(
+            self.phase,
+            done=self.load.progress() if self.load is not None else None,
+            connections=self.opts.connections if flood else None,
+            settle_left=left,
+            settle=self.opts.settle,
+        )
+        width = _columns()
+        screen = render_live(self.title, phase, monitor.stats, zombies, elapsed, width)
+        _text.write("stdout", frame(screen))
 
     def _draw_progress(self, elapsed: float) -> None:
         last = self.monitor.stats.last
@@ -144,12 +183,41 @@ class _Display:
         line = render_progress(elapsed, last.zombies if last else 0, done, self.opts.connections)
         _text.write("stderr", line)
 
-    def clear(self) -> None:
-        """Make room for the report."""
+    def finish(self) -> None:
+        """The watch is over: say so on the live screen (it stays up while
+        the run stops what it started), or make room for the report."""
         if self.opts.live:
-            _text.write("stdout", CLEAR_SCREEN)  # the report replaces the live screen
+            self.phase = DONE
+            self.update(force=True)
         if self.opts.progress:
             _text.write("stderr", CLEAR_LINE)
+
+
+def _columns() -> int:
+    """The terminal's width now, asked of the terminal itself: $COLUMNS,
+    which shutil.get_terminal_size reads first, is not updated when the
+    window is resized, nor passed on by every shell. A terminal that says
+    0 (a new pty nobody sized) gets shutil's answer: $COLUMNS, or 80."""
+    try:
+        columns = os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError, AttributeError):  # not a terminal, closed, or no stdout
+        columns = 0
+    return columns or shutil.get_terminal_size().columns
+
+
+@contextlib.contextmanager
+def live_screen(opts: RunOptions) -> Iterator[None]:
+    """Draw ``--live`` on the terminal's alternate screen while the body
+    runs, and give the normal screen back however it ends (the report,
+    Ctrl-C, an error), so the report lands on a clean terminal."""
+    if not opts.live:
+        yield
+        return
+    _text.write("stdout", ENTER_SCREEN)
+    try:
+        yield
+    finally:
+        _text.write("stdout", LEAVE_SCREEN)
 
 
 @dataclass
@@ -170,15 +238,17 @@ def observe(
     load_done: Callable[[], bool],
     load: Load | None = None,
     interrupt_ends_load: bool = False,
+    title: str = "",
 ) -> Observation:
     """Watch until ``load_done()``, then through the settle window.
 
     ``--max-zombies`` ends the load phase as soon as that many zombies
     exist at once: the verdict is already known, and the load is told to
     stop. With ``interrupt_ends_load``, Ctrl-C (or SIGTERM) ends the load
-    phase too, and the settle window still runs.
+    phase too, and the settle window still runs. ``title`` heads the
+    ``--live`` screen.
     """
-    display = _Display(monitor, load, opts)
+    display = _Display(monitor, load, opts, title or f"pid {monitor.root}")
     started = display.started
 
     def tick(force: bool = False) -> None:
@@ -190,9 +260,11 @@ def observe(
     if stopped_early and load is not None:
         load.interrupt()  # the verdict is known: no more zombies to make
     load_end = monitor.sample()
+    settle_deadline = time.monotonic() + opts.settle
+    display.settling(settle_deadline)
     tick(force=True)  # show where the load ended, however short the settle
-    _settle(monitor, opts, load_end, tick)
-    display.clear()
+    _settle(monitor, opts, load_end, settle_deadline, tick)
+    display.finish()
     monitor.stop()
     collector.collect()
     final = monitor.sample()
@@ -228,10 +300,14 @@ def _watch_load(
 
 
 def _settle(
-    monitor: TreeWatcher, opts: RunOptions, load_end: Sample, tick: Callable[[], None]
+    monitor: TreeWatcher,
+    opts: RunOptions,
+    load_end: Sample,
+    settle_deadline: float,
+    tick: Callable[[], None],
 ) -> None:
-    """Sample through the settle window that follows the load."""
-    settle_deadline = time.monotonic() + opts.settle
+    """Sample through the settle window that follows the load, until
+    ``settle_deadline`` (monotonic)."""
 
     def settled() -> bool:
         # Past the window, or the monitor's latest sample found nothing that
@@ -353,8 +429,11 @@ def measure(
     start_load: Callable[[], Load | None],
     ready: Callable[[], None] = lambda: None,
     must_survive: bool = False,
+    title: str = "",
 ) -> RunResult:
     """Measure ``target`` under the load ``start_load()`` returns; stop it after.
+
+    ``title`` heads the ``--live`` screen (by default: ``name``).
 
     ``box`` holds all the run starts (``_containment``): at the end all of
     it is stopped, not only the target's tree. With ``must_survive`` (the
@@ -365,7 +444,7 @@ def measure(
     collector.keep.add(target.pid)
     try:
         _start(m, opts, start_load, ready)
-        obs = _observe_target(m, opts, must_survive)
+        obs = _observe_target(m, opts, must_survive, title or name)
         result = _measured(name, m, obs, opts)
     finally:
         orphans_at_stop = _teardown(m)
@@ -400,7 +479,9 @@ def _start(
     m.monitor.start()
 
 
-def _observe_target(m: _Measurement, opts: RunOptions, must_survive: bool) -> Observation:
+def _observe_target(
+    m: _Measurement, opts: RunOptions, must_survive: bool, title: str
+) -> Observation:
     """Watch through the load (or, without one, the target's life) and the settle."""
     assert m.monitor is not None
     target, load = m.target, m.load
@@ -415,7 +496,7 @@ def _observe_target(m: _Measurement, opts: RunOptions, must_survive: bool) -> Ob
                 m.target_ended_in_load = True
             return load.done() or (must_survive and m.target_ended_in_load)
 
-        obs = observe(m.monitor, m.collector, opts, load_done, load)
+        obs = observe(m.monitor, m.collector, opts, load_done, load, title=title)
     else:
         deadline = None if opts.duration is None else time.monotonic() + opts.duration
 
@@ -425,7 +506,7 @@ def _observe_target(m: _Measurement, opts: RunOptions, must_survive: bool) -> Ob
             # --duration.
             return target.exited() or (deadline is not None and time.monotonic() >= deadline)
 
-        obs = observe(m.monitor, m.collector, opts, ended)
+        obs = observe(m.monitor, m.collector, opts, ended, title=title)
     if must_survive and target.exited():
         raise ZombiewatchError(f"the server exited during the run: {target.failure()}")
     return obs
@@ -537,6 +618,7 @@ def run_mode(
             lambda: flood_load(opts.host, target.port, opts, collector),
             ready,
             must_survive=True,
+            title=server_title(name),
         )
         if record is not None:
             # Read after the teardown: the server's last reaps are in it.
@@ -587,9 +669,12 @@ def run_command(
         target = Target(argv, output=output)
         log(f"started {argv[0]} as pid {target.pid}")
         output.pass_on()  # its lines after the line that says which pid is which
+        name = opts.name or program_name(argv)
         result = measure_command(
-            shell_join(argv), target, opts, collector, box, flood_to, load_command, wait_port
-        )
+            shell_join(argv), target, opts, collector, box, flood_to, load_command, wait_port,
+            title=f"{name}, pid {target.pid}",
+        )  # fmt: skip
+    result.name = name
     return Report(runs=[result])
 
 
@@ -602,8 +687,10 @@ def measure_command(
     flood_to: tuple[str, int] | None = None,
     load_command: str | None = None,
     wait_port: tuple[str, int] | None = None,
+    title: str = "",
 ) -> RunResult:
-    """Measure a started ``run`` target under ``--flood``, ``--load`` or neither."""
+    """Measure a started ``run`` target under ``--flood``, ``--load`` or neither;
+    ``title`` heads the ``--live`` screen."""
 
     listening: list[str] = []  # the address the program listens on, once it does
 
@@ -624,7 +711,7 @@ def measure_command(
             return CommandLoad(load_command, collector)
         return None
 
-    result = measure(name, target, opts, collector, box, start_load, ready)
+    result = measure(name, target, opts, collector, box, start_load, ready, title=title)
     result.kind = "run"
     return result
 
@@ -647,6 +734,13 @@ def watch(pid: int, opts: RunOptions) -> Report:
     monitor.settle = handoff_bound(monitor, opts.settle)
     collector = OrphanCollector(subreaper=False)  # starts nothing, adopts nothing
     deadline = None if opts.duration is None else time.monotonic() + opts.duration
+    # Read now: the watch may end with the process. The pid changes from
+    # one watch to the next, the program does not: JUnit's testcase is
+    # named after the program.
+    comm = stat.comm if stat is not None else "?"
+    cmdline = monitor.root_cmdline
+    name = opts.name or (program_name(cmdline) if cmdline else comm)
+    title = f"pid {pid} ({comm})"
 
     def over() -> bool:
         gone = _proctl.session_of(pid) is None
@@ -661,13 +755,14 @@ def watch(pid: int, opts: RunOptions) -> Report:
     listen_before = _procfs.listen_queue_counters()
     with sigterm_raises():
         try:
-            obs = observe(monitor, collector, opts, over, interrupt_ends_load=True)
+            obs = observe(monitor, collector, opts, over, interrupt_ends_load=True, title=title)
         finally:
             with contextlib.suppress(Exception):
                 monitor.stop()
             monitor.close()
     result = _result(f"pid {pid}", monitor, obs, opts, {}, 0, listen_before)
     result.kind = "watch"
+    result.name = name
     return Report(runs=[result])
 
 

@@ -398,10 +398,17 @@ def test_live_view_redraws_on_a_terminal(spawn) -> None:
         assert proc.wait(timeout=10) == 1
     parent.stdin.close()
     parent.wait(timeout=10)
-    assert screen.count(b"\x1b[H\x1b[2J") >= 3  # redrawn in place, then cleared
-    assert b"zombies now           1" in screen
-    assert b"oldest zombie" in screen
-    assert b"verdict    FAIL" in screen  # the report follows the live screens
+    # Drawn on the alternate screen, redrawn in place there, and the normal
+    # screen given back (not cleared) before the report is printed on it.
+    assert screen.startswith(b"\x1b[?1049h")
+    live, _, report = screen.partition(b"\x1b[?1049l")
+    assert live.count(b"\x1b[H") >= 3
+    assert b"\x1b[2J" not in screen
+    assert f"pid {parent.pid} (python".encode() in live  # the title: the pid and its name
+    assert b"phase          watch" in live
+    assert b"zombies now           1" in live
+    assert b"oldest zombie" in live
+    assert b"verdict    FAIL" in report  # the report follows the live screens
 
 
 def test_live_is_ignored_when_stdout_is_not_a_terminal() -> None:
