@@ -68,6 +68,11 @@ class EventMonitor(TreeWatcher):
     sampling ``Monitor``. ``interval`` only spaces the timeline's points.
 
     Raises ``_cnproc.ConnectorError`` where events cannot be had.
+
+    With ``history``, ``connector`` has listened since before ``root``
+    started (``run`` opens it first): what it holds is the tree's whole
+    history, handled before the walk, so a child that forked an orphan and
+    exited before the watcher was made is still seen doing it.
     """
 
     method = "events"
@@ -78,14 +83,15 @@ class EventMonitor(TreeWatcher):
         adopters: Iterable[int] = (),
         interval: float = 0.01,
         connector: _cnproc.Connector | None = None,
+        history: bool = False,
     ) -> None:
         super().__init__(root, adopters, interval)
         self._polling = threading.Lock()
         # The walks (seed, resynchronisation, tree()) are the sampler's.
         self._walker = Monitor(root, adopters, interval, source=_sampling.ProcfsSource())
-        self._open(connector if connector is not None else _cnproc.Connector())
+        self._open(connector if connector is not None else _cnproc.Connector(), history)
 
-    def _open(self, connector: _cnproc.Connector) -> None:
+    def _open(self, connector: _cnproc.Connector, history: bool = False) -> None:
         # Listen before the walk, so nothing forked meanwhile is missed.
         self._conn = connector
         self._epoll = select.epoll()
@@ -102,6 +108,11 @@ class EventMonitor(TreeWatcher):
         # Zombies not named yet: pid -> since. The name costs a read of
         # /proc, paid only for one that outlives an interval.
         self._unnamed: dict[int, float] = {}
+        if history:
+            # Only the root is known: its children join from their fork
+            # events, theirs after them. (Otherwise the walk goes first: the
+            # events of a tree that was there before would find no parent.)
+            self._drain()
         self._seed()
 
     # -- the tree from /proc -----------------------------------------------------

@@ -32,14 +32,31 @@ def events_unavailable_reason() -> str | None:
     return _events_prerequisite_missing() or _cnproc.unavailable_reason()
 
 
+def listen_early(observe: str) -> _cnproc.Connector | None:
+    """Listen to kernel events now, before the program to watch starts, when
+    ``observe`` may use them (None where it may not or they cannot be had:
+    ``open_monitor`` then says why). Give it to ``open_monitor``, which
+    owns it from then on; close it if no watcher is made."""
+    if observe == "sample" or _events_prerequisite_missing() is not None:
+        return None
+    try:
+        return _cnproc.Connector()
+    except _cnproc.ConnectorError:
+        return None
+
+
 def open_monitor(
     root: int,
     adopters: Iterable[int] = (),
     interval: float = 0.01,
     observe: str = "auto",
     log: Callable[[str], None] | None = None,
+    connector: _cnproc.Connector | None = None,
 ) -> TreeWatcher:
     """Return a watcher of ``root``'s tree that observes as ``observe`` says.
+
+    ``connector``, from ``listen_early`` before ``root`` started, gives the
+    event watcher the tree's whole history.
 
     ``events``: from kernel events, or ``ZombiewatchError`` (exit 3) with
     the reason where they cannot be had. ``sample``: the sampler. ``auto``:
@@ -51,7 +68,8 @@ def open_monitor(
         reason = _events_prerequisite_missing()
         if reason is None:
             try:
-                return EventMonitor(root, adopters, interval)
+                history = connector is not None
+                return EventMonitor(root, adopters, interval, connector, history=history)
             except _cnproc.ConnectorError as err:
                 reason = err.strerror or str(err)
         if observe == "events":

@@ -27,7 +27,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from zombiewatch import _containment, _defaults, _procfs, _proctl, _record, _text, modes, server
+from zombiewatch import (
+    _cnproc,
+    _containment,
+    _defaults,
+    _procfs,
+    _proctl,
+    _record,
+    _text,
+    modes,
+    server,
+)
 from zombiewatch import flood as flooder
 from zombiewatch._backoff import poll_until
 from zombiewatch._names import program_name, server_title
@@ -49,7 +59,7 @@ from zombiewatch.live import (
 )
 from zombiewatch.loads import CommandLoad, FloodLoad, Load
 from zombiewatch.monitor import Sample, TreeWatcher, Zombie
-from zombiewatch.observe import open_monitor
+from zombiewatch.observe import listen_early, open_monitor
 from zombiewatch.report import Report, RunResult, shell_join
 from zombiewatch.targets import (
     READY_TIMEOUT,
@@ -415,6 +425,8 @@ class _Measurement:
     collector: OrphanCollector
     box: _containment.Box
     monitor: TreeWatcher | None = None
+    # Listening to kernel events since before the target started (run).
+    connector: _cnproc.Connector | None = None
     load: Load | None = None
     listen_before: dict[str, int] | None = None
     target_ended_in_load: bool = False  # the program exited while the load ran
@@ -430,17 +442,20 @@ def measure(
     ready: Callable[[], None] = lambda: None,
     must_survive: bool = False,
     title: str = "",
+    connector: _cnproc.Connector | None = None,
 ) -> RunResult:
     """Measure ``target`` under the load ``start_load()`` returns; stop it after.
 
-    ``title`` heads the ``--live`` screen (by default: ``name``).
+    ``title`` heads the ``--live`` screen (by default: ``name``);
+    ``connector`` (``observe.listen_early``) has listened to kernel events
+    since before the target started, and is closed here either way.
 
     ``box`` holds all the run starts (``_containment``): at the end all of
     it is stopped, not only the target's tree. With ``must_survive`` (the
     built-in server), a target that exits during the run makes the
     measurement void: its zombies would have escaped.
     """
-    m = _Measurement(target, collector, box)
+    m = _Measurement(target, collector, box, connector=connector)
     collector.keep.add(target.pid)
     try:
         _start(m, opts, start_load, ready)
@@ -463,7 +478,7 @@ def _start(
     """Wait for the target, then start the load and the monitor's sampling."""
     ready()
     m.monitor = open_monitor(
-        m.target.pid, m.collector.adopters, opts.interval, opts.observe, log=log
+        m.target.pid, m.collector.adopters, opts.interval, opts.observe, log, m.connector
     )
     m.monitor.settle = handoff_bound(m.monitor, opts.settle)
     if m.collector.subreaper:
@@ -558,6 +573,8 @@ def _teardown(m: _Measurement) -> int:
     adopted by the runner or held in the run's cgroup).
     """
     monitor, load, collector, box = m.monitor, m.load, m.collector, m.box
+    if m.connector is not None:
+        m.connector.close()  # the watcher's, closed with it; or never given to one
     with signals_blocked():
         if monitor is not None:
             with contextlib.suppress(Exception):
@@ -666,13 +683,21 @@ def run_command(
     ):
         collector.keep.add(box.guard_pid)
         output = CommandOutput(os.path.basename(argv[0]), opts.cmd_output)
-        target = Target(argv, output=output)
+        # Listening before CMD starts, the watcher sees everything CMD's tree
+        # did before it was made: a child that orphans one and exits at once.
+        connector = listen_early(opts.observe)
+        try:
+            target = Target(argv, output=output)
+        except BaseException:
+            if connector is not None:
+                connector.close()
+            raise
         log(f"started {argv[0]} as pid {target.pid}")
         output.pass_on()  # its lines after the line that says which pid is which
         name = opts.name or program_name(argv)
         result = measure_command(
             shell_join(argv), target, opts, collector, box, flood_to, load_command, wait_port,
-            title=f"{name}, pid {target.pid}",
+            title=f"{name}, pid {target.pid}", connector=connector,
         )  # fmt: skip
     result.name = name
     return Report(runs=[result])
@@ -688,9 +713,10 @@ def measure_command(
     load_command: str | None = None,
     wait_port: tuple[str, int] | None = None,
     title: str = "",
+    connector: _cnproc.Connector | None = None,
 ) -> RunResult:
     """Measure a started ``run`` target under ``--flood``, ``--load`` or neither;
-    ``title`` heads the ``--live`` screen."""
+    ``title`` heads the ``--live`` screen; ``connector`` as ``measure`` takes it."""
 
     listening: list[str] = []  # the address the program listens on, once it does
 
@@ -711,7 +737,9 @@ def measure_command(
             return CommandLoad(load_command, collector)
         return None
 
-    result = measure(name, target, opts, collector, box, start_load, ready, title=title)
+    result = measure(
+        name, target, opts, collector, box, start_load, ready, title=title, connector=connector
+    )
     result.kind = "run"
     return result
 

@@ -20,6 +20,7 @@ from tests.helpers import (
     zombie_children,
     zombiewatch,
 )
+from zombiewatch import observe
 
 pytestmark = pytest.mark.e2e
 
@@ -440,6 +441,21 @@ def test_no_subreaper_follows_the_orphans_that_escape_to_pid_1() -> None:
     assert sum(o["orphans"] for o in run["orphans"]["orphaned_by"]) == 3
     assert run["escaped"] == 3
     assert run["leaked"] == 0  # zombies held by init are escaped, not leaked
+    assert code == 0
+
+
+def test_an_orphan_made_before_the_watcher_was_is_still_seen_escaping() -> None:
+    # The subshell forks `sleep 2` and exits within a millisecond of the
+    # start, before the runner has made its watcher: with kernel events it
+    # listens from before CMD starts, so the escape to PID 1 is still seen.
+    if observe.events_unavailable_reason() is not None:
+        pytest.skip("kernel events unavailable here")
+    code, run, stderr = _run(
+        "--observe", "events", "--no-subreaper", "--duration", "1", "--settle", "0",
+        "--", "sh", "-c", "(sleep 2 &); exec sleep 3",
+    )  # fmt: skip
+    assert run["orphans"]["adopted_by"] == {"1": 1}, stderr
+    assert run["escaped"] == 1
     assert code == 0
 
 
