@@ -206,7 +206,6 @@ class _Session:
 _DEFAULTS = pytest.StashKey[_Defaults]()
 _SESSION = pytest.StashKey[_Session]()
 _GUARD = pytest.StashKey[ZombieGuard]()
-_OUTCOME = pytest.StashKey[dict[str, Any]]()
 
 
 # -- validation: every value says where it came from ------------------------------
@@ -517,7 +516,7 @@ def _claim_baseline(item: pytest.Item, guard: ZombieGuard) -> None:
         for z in guard._describe_zombies(guard.baseline_zombies & session.left.keys())
     ]
     if late:
-        item.stash[_OUTCOME] = {"late": late}
+        guard.outcome = {"late": late}
 
 
 @pytest.hookimpl(trylast=True)
@@ -526,14 +525,14 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     guard = item.stash.get(_GUARD, None)
     if guard is None:
         return
-    del item.stash[_GUARD]  # done with it: items live as long as the session
     session = guard.session
     session.current = None
     try:
         leaked = guard.settled(label="when the test ended")
-        outcome: dict[str, Any] | None = item.stash.get(_OUTCOME, None)
+        # Read, and the guard let go, when the teardown's report is made.
+        outcome = guard.outcome
         if outcome is None:
-            outcome = item.stash[_OUTCOME] = {"leaked": 0, "zombies": len(leaked), "reaped": 0}
+            outcome = guard.outcome = {"leaked": 0, "zombies": len(leaked), "reaped": 0}
         else:
             outcome.update(leaked=0, zombies=len(leaked), reaped=0)
         if leaked or not guard.clean():  # most tests: no process at all, nothing to say
@@ -608,15 +607,17 @@ def pytest_runtest_makereport(
         del item.stash[_GUARD]  # a skipped test was not guarded
         item.config.stash[_SESSION].current = None
     elif call.when == "teardown":
-        if _GUARD in item.stash:
+        guard = item.stash.get(_GUARD, None)
+        if guard is None:
+            return
+        del item.stash[_GUARD]  # done with it: items live as long as the session
+        outcome = guard.outcome
+        if outcome is None or "zombies" not in outcome:
             # A fixture's teardown raised, so ours never ran: its cleanup did
             # not finish, and a verdict on it would blame the wrong thing.
-            _stop_recording(item.stash[_GUARD])
-            del item.stash[_GUARD]
-            item.config.stash[_SESSION].current = None
-        outcome = item.stash.get(_OUTCOME, None)
+            _stop_recording(guard)
+            guard.session.current = None
         if outcome is not None:
-            del item.stash[_OUTCOME]
             # A plain attribute of JSON values: pytest-xdist serializes it.
             setattr(report, REPORT_ATTR, outcome)
 
