@@ -14,7 +14,7 @@ several rounds so that whatever else the machine does hits every arm alike:
   record; from a test's frame under 40 of pytest's (where the walk
   stops), and from 40 frames of user code (the walk keeps 8);
 - a real ``subprocess.Popen(["true"]).wait()`` with the recorder idle and
-  recording: its share of starting a process.
+  recording, one of each in turn: its share of starting a process.
 
 Prints medians. Not part of the test suite.
 
@@ -90,11 +90,20 @@ def callback_ns(rec: Any) -> float:
     return (time.perf_counter_ns() - started) / CALLS
 
 
-def popen_us() -> float:
-    started = time.perf_counter_ns()
+def popens_us(rec: Any) -> tuple[float, float]:
+    """The median ``Popen(["true"]).wait()``, recorder idle and recording,
+    one of each in turn: a start takes a millisecond or more, and the
+    machine's load moves it by more than the record costs."""
+    idle, recording = [], []
     for _ in range(POPENS):
-        subprocess.Popen(["true"]).wait()
-    return (time.perf_counter_ns() - started) / POPENS / 1000
+        for active, times in ((False, idle), (True, recording)):
+            rec.active = active
+            started = time.perf_counter_ns()
+            subprocess.Popen(["true"]).wait()
+            times.append((time.perf_counter_ns() - started) / 1000)
+    rec.active = False
+    rec.starts.clear()
+    return statistics.median(idle), statistics.median(recording)
 
 
 def main() -> None:
@@ -117,13 +126,14 @@ def main() -> None:
         bare.append(per_call_ns(CALLS, nothing))
         idle.append(per_call_ns(CALLS, wrapped))
         callback.append(callback_ns(rec))
-        popen_off.append(popen_us())
         rec.begin()
         record.append(deep(40, lambda: starts_ns(rec, wrapped)))
         in_test.append(as_a_test(lambda: starts_ns(rec, wrapped)))
-        popen_on.append(popen_us())
         rec.starts.clear()
         rec.end()
+        off, on = popens_us(rec)
+        popen_off.append(off)
+        popen_on.append(on)
 
     med = statistics.median
     print(f"{opts.rounds} rounds, medians:")

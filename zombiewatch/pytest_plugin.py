@@ -76,12 +76,13 @@ phase is reported. ``zombie_guard.check()`` in a test body fails the call
 phase instead, with an ``AssertionError``. Everything else is a
 ``ZombiewatchWarning`` of the test.
 
-Where each process was started: from the first guarded test on, an audit
-hook records every process-starting call of a guarded test with its stack
+Where each process was started: from the first guarded test on, wrappers
+of the standard library's process-starting calls and a fork callback
+record every start of a guarded test with its stack
 (``zombiewatch._starts``), and each leak, process left running, escaped
 orphan and late leak says "started at tests/test_x.py:42 in test_y
-(subprocess.Popen(['true']))". The hook cannot be removed; outside a
-guarded test it records nothing.
+(subprocess.Popen(['true']))". They stay for the life of the process;
+outside a guarded test they record nothing, and cost nothing per test.
 
 The session summary says ``zombiewatch: N tests guarded, K tests leaked M
 zombies``, then one line per leak found after its test ended and per
@@ -152,7 +153,7 @@ class _Session:
     def __init__(self) -> None:
         self.left: dict[int, _Owner] = {}  # pid -> who started it
         self.current: ZombieGuard | None = None  # the guard of the running test
-        self.starts: Recorder | None = None  # made with the first guard: an audit hook
+        self.starts: Recorder | None = None  # made with the first guard: the wrappers
         self.fixtures_watched = False
 
     def remember(self, pid: int, who: str, started_at: str) -> None:
