@@ -26,9 +26,10 @@ test ``@pytest.mark.zombiewatch(enabled=False)`` exempts, each test timed
 in the pytest process itself (thread CPU time and wall time around its
 whole protocol): per run, the median guarded test minus the median
 exempted one. An exempted test still pays what the plugin does for every
-test (reading its marker; with ``--zombiewatch``, once a test was
-guarded, the audit hook's calls), so this is what guarding adds to that;
-``audit_hook_cost.py`` prices the hook. Guarded and unguarded tests then share the
+test (reading its marker), so this is what guarding adds to that (before
+#21's wrappers, an audit hook also cost every test of the session, guarded
+or not, a few µs this does not show; ``start_cost.py`` prices what the
+wrappers cost per process start). Guarded and unguarded tests then share the
 process and the moment, which whole-run timings on a shared machine
 cannot resolve below tens of microseconds. With ``--compare``, the same
 for each other version, in the same rounds.
@@ -114,9 +115,12 @@ def write_within_suite(root: Path, tests: int, sample: bool) -> None:
         (root / f"test_trivial_{start // per_file:03d}.py").write_text(body)
 
 
-def run_within(root: Path, package: str | None) -> tuple[float, float]:
+def run_within(root: Path, package: str | None) -> tuple[float, float, float]:
     """One run: the median guarded minus the median unguarded test, in µs of
-    (thread CPU time, wall time)."""
+    (thread CPU time, wall time), and the median of the paired differences
+    in thread CPU time (each guarded test minus the exempted test run right
+    after it: neighbours share the machine's state of the moment, which on
+    a busy machine moves both medians by more than the plugin costs)."""
     times = root / "times.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env["ZW_TIMES"] = str(times)
@@ -128,17 +132,21 @@ def run_within(root: Path, package: str | None) -> tuple[float, float]:
         raise SystemExit(f"the suite did not pass ({proc.returncode}):\n{proc.stdout}")
     found = json.loads(times.read_text())
     guarded, plain = found["guarded"], found["plain"]
-    return tuple(  # type: ignore[return-value]
+    cpu, wall = (
         (statistics.median(g[i] for g in guarded) - statistics.median(p[i] for p in plain)) / 1000
         for i in (0, 1)
     )
+    # With an odd count the last guarded test has no exempted one after it.
+    pairs = zip(guarded, plain, strict=False)
+    paired = statistics.median(g[0] - p[0] for g, p in pairs) / 1000
+    return cpu, wall, paired
 
 
 def within(opts: argparse.Namespace) -> None:
     """The --within measurement: print the cost per guarded test of each version."""
     arms: list[tuple[str, str | None]] = [("this tree", None)]
     arms += [(package, package) for package in opts.compare]
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in arms}
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _ in arms}
     with tempfile.TemporaryDirectory(prefix="zombiewatch-bench-") as tmp:
         root = Path(tmp)
         write_within_suite(root, opts.tests, opts.sample)
@@ -149,7 +157,10 @@ def within(opts: argparse.Namespace) -> None:
                 results[name].append(run_within(root, package))
             print(
                 f"round {i + 1}: "
-                + ", ".join(f"{n} {r[-1][0]:.1f}/{r[-1][1]:.1f} µs" for n, r in results.items()),
+                + ", ".join(
+                    f"{n} {r[-1][0]:.1f}/{r[-1][1]:.1f} µs, paired {r[-1][2]:.1f} µs"
+                    for n, r in results.items()
+                ),
                 file=sys.stderr,
             )
     how = "sampling /proc" if opts.sample else "kernel events where they work"
@@ -157,19 +168,26 @@ def within(opts: argparse.Namespace) -> None:
         f"{opts.tests} trivial tests ({how}), every other one exempted by the marker, "
         f"{opts.rounds} interleaved runs; per run the median guarded test minus the median "
         "exempted one, "
-        "then the median of the runs (thread CPU time / wall time):"
+        "then the median of the runs (thread CPU time / wall time); and the median of the "
+        "paired differences (each guarded test minus the exempted one after it), then the "
+        "median of the runs:"
     )
     first = opts.compare[0] if opts.compare else None
     for name, runs in results.items():
         cpu = statistics.median(r[0] for r in runs)
         wall = statistics.median(r[1] for r in runs)
-        line = f"  {name:20}  {cpu:6.1f} µs / {wall:6.1f} µs"
+        pairs = statistics.median(r[2] for r in runs)
+        line = f"  {name:20}  {cpu:6.1f} µs / {wall:6.1f} µs, paired {pairs:6.1f} µs"
         if first is not None and name != first:
             base = results[first]
-            paired = statistics.median(
-                a[0] / b[0] for a, b in zip(runs, base, strict=True) if b[0] > 0
+            ratios = [
+                statistics.median(a[i] / b[i] for a, b in zip(runs, base, strict=True) if b[i] > 0)
+                for i in (0, 2)
+            ]
+            line += (
+                f"  (CPU, per run, against {first}: median ratio {ratios[0]:.2f}, "
+                f"paired {ratios[1]:.2f})"
             )
-            line += f"  (CPU, per run, against {first}: median ratio {paired:.2f})"
         print(line)
 
 

@@ -27,7 +27,9 @@ import gc
 import os
 import shlex
 import time
-from collections.abc import Callable, Collection
+import types
+from collections.abc import Callable, Collection, Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from zombiewatch import _defaults, _platform, _procfs, _proctl
@@ -122,6 +124,10 @@ class Escaped(NamedTuple):
 class _Look(NamedTuple):
     started: float  # monotonic time before the walk began
     label: str
+
+
+_new_look = tuple.__new__
+_EMPTY: Any = types.MappingProxyType({})  # a dict that is never written
 
 
 class _TreeMonitor(Protocol):
@@ -235,6 +241,28 @@ class ZombieGuard:
     holds (PID 1, a subreaper) escaped the tree (``escapes()``).
     """
 
+    _monitor: _TreeMonitor | None = None
+    # Until a monitor is attached the guard has nothing to note: these are
+    # empty and read-only then, and dicts of its own from then on.
+    _tree: dict[int, str] = _EMPTY  # {pid: status} of the tree at the last look
+    # pid -> the last look of this guard that did not see it as a zombie
+    _not_yet: dict[int, _Look] = _EMPTY
+    # pids whose zombie is not this test's though it started them: a
+    # fixture of a wider scope did (pid -> who), set by the plugin.
+    foreign: dict[int, str] = _EMPTY
+    _escaped: dict[int, Escaped] = _EMPTY
+    _last_look: _Look | None = None
+    _seen: AbstractSet[int] = frozenset()  # zombies at this guard's last look
+    _live: AbstractSet[int] = frozenset()  # the tree's live processes at the last look
+    baseline_pids: frozenset[int] = frozenset()
+    baseline_zombies: frozenset[int] = frozenset()
+    gc_collected: Sequence[LeakedZombie] = ()  # went away only after gc.collect()
+    # The test's process-starting calls (set by the plugin), to say where
+    # each leaked process was started.
+    starts: Recorder | None = None
+    session: Any = None  # the plugin's state of the session, for the plugin
+    outcome: dict[str, Any] | None = None  # the plugin's counts for the test's report
+
     def __init__(
         self,
         settings: Settings,
@@ -247,31 +275,15 @@ class ZombieGuard:
         self.pid = os.getpid()
         self._clock = clock
         self._sleep = sleep
-        # Made by the first look that finds a child: most tests start none,
-        # and for them a look is one system call, with no psutil, no
-        # monitor and no read of /proc.
-        self._monitor: _TreeMonitor | None = None
-        self._tree: dict[int, str] = {}  # {pid: status} of the tree at the last look
-        self._last_look: _Look | None = None
-        self._seen: set[int] = set()  # zombies at this guard's last look
-        # pid -> the last look of this guard that did not see it as a zombie
-        self._not_yet: dict[int, _Look] = {}
-        # pids whose zombie is not this test's though it started them: a
-        # fixture of a wider scope did (pid -> who), set by the plugin.
-        self.foreign: dict[int, str] = {}
-        self._escaped: dict[int, Escaped] = {}
-        self._live: set[int] = set()  # the tree's live processes at the last look
-        self.baseline_pids: frozenset[int] = frozenset()
-        self.baseline_zombies: frozenset[int] = frozenset()
-        self.gc_collected: list[LeakedZombie] = []  # went away only after gc.collect()
-        # The test's process-starting calls (set by the plugin), to say
-        # where each leaked process was started.
-        self.starts: Recorder | None = None
-        self.session: Any = None  # the plugin's state of the session, for the plugin
+        # The monitor is made by the first look that finds a child: most
+        # tests start none, and for them a look is one system call, with no
+        # psutil, no monitor, no read of /proc and no bookkeeping beyond
+        # the class's defaults.
         self._look(started_by)
-        self.baseline_zombies = frozenset(self._zombies())
-        self.baseline_pids = frozenset(self._statuses())
-        self._escaped.clear()  # what left the tree before the test began is not its own
+        if self._monitor is not None:
+            self.baseline_zombies = frozenset(self._monitor.zombies)
+            self.baseline_pids = frozenset(self._tree)
+            self._escaped.clear()  # what left the tree before the test began is not its own
 
     @property
     def settle(self) -> float:
@@ -286,7 +298,7 @@ class ZombieGuard:
     # -- looking ---------------------------------------------------------------
 
     def _look(self, label: str) -> None:
-        look = _Look(self._clock(), label)
+        look = _new_look(_Look, (self._clock(), label))  # as _Look(...), without its Python __new__
         previous, self._last_look = self._last_look or look, look
         if self._monitor is None:
             # Kernel events must be heard from the test's start, so their
@@ -303,6 +315,7 @@ class ZombieGuard:
                     shared.close()
                 return
             self._monitor = _monitor_of(self.pid)
+            self._not_yet, self.foreign, self._escaped = {}, {}, {}
             if _with_events():
                 del self._monitor.escapes[:]  # escapes from before this guard
         monitor = self._monitor
@@ -492,14 +505,19 @@ class ZombieGuard:
         collector happens to, and the verdict would depend on it. Those
         that went away only then are in ``gc_collected``.
         """
-        settle = self.settle if settle is None else settle
-        allow = self.allow if allow is None else allow
-        labels = iter([label])
+        self._look(label)
+        if self._monitor is None:
+            return []  # no child at all (the clean test): nothing to wait for
+        settle = self.settings.settle if settle is None else settle
+        allow = self.settings.allow if allow is None else allow
+        looked = [True]  # the first look is the one above
 
         def quiet() -> bool:
             # Most leaks are collected within milliseconds or not at all,
             # and the backoff's first looks come that fast.
-            self._look(next(labels, "at the previous look of the settle window"))
+            if not looked:
+                self._look("at the previous look of the settle window")
+            looked.clear()
             return len(self._new_pids()) <= allow and not self._running()
 
         poll_until(quiet, settle, clock=self._clock, sleep=self._sleep)
@@ -588,7 +606,7 @@ class ZombieGuard:
         return lines
 
     @staticmethod
-    def gc_text(collected: list[LeakedZombie]) -> str:
+    def gc_text(collected: Sequence[LeakedZombie]) -> str:
         """Say which zombies went away only when the garbage collector ran."""
         pids = ", ".join(f"pid {z.pid} {z.name!r}" for z in collected[:MAX_LISTED])
         return (

@@ -76,12 +76,13 @@ phase is reported. ``zombie_guard.check()`` in a test body fails the call
 phase instead, with an ``AssertionError``. Everything else is a
 ``ZombiewatchWarning`` of the test.
 
-Where each process was started: from the first guarded test on, an audit
-hook records every process-starting call of a guarded test with its stack
+Where each process was started: from the first guarded test on, wrappers
+of the standard library's process-starting calls and a fork callback
+record every start of a guarded test with its stack
 (``zombiewatch._starts``), and each leak, process left running, escaped
 orphan and late leak says "started at tests/test_x.py:42 in test_y
-(subprocess.Popen(['true']))". The hook cannot be removed; outside a
-guarded test it records nothing.
+(subprocess.Popen(['true']))". They stay for the life of the process;
+outside a guarded test they record nothing, and cost nothing per test.
 
 The session summary says ``zombiewatch: N tests guarded, K tests leaked M
 zombies``, then one line per leak found after its test ended and per
@@ -152,7 +153,7 @@ class _Session:
     def __init__(self) -> None:
         self.left: dict[int, _Owner] = {}  # pid -> who started it
         self.current: ZombieGuard | None = None  # the guard of the running test
-        self.starts: Recorder | None = None  # made with the first guard: an audit hook
+        self.starts: Recorder | None = None  # made with the first guard: the wrappers
         self.fixtures_watched = False
 
     def remember(self, pid: int, who: str, started_at: str) -> None:
@@ -206,7 +207,6 @@ class _Session:
 _DEFAULTS = pytest.StashKey[_Defaults]()
 _SESSION = pytest.StashKey[_Session]()
 _GUARD = pytest.StashKey[ZombieGuard]()
-_OUTCOME = pytest.StashKey[dict[str, Any]]()
 
 
 # -- validation: every value says where it came from ------------------------------
@@ -517,7 +517,7 @@ def _claim_baseline(item: pytest.Item, guard: ZombieGuard) -> None:
         for z in guard._describe_zombies(guard.baseline_zombies & session.left.keys())
     ]
     if late:
-        item.stash[_OUTCOME] = {"late": late}
+        guard.outcome = {"late": late}
 
 
 @pytest.hookimpl(trylast=True)
@@ -526,14 +526,14 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     guard = item.stash.get(_GUARD, None)
     if guard is None:
         return
-    del item.stash[_GUARD]  # done with it: items live as long as the session
     session = guard.session
     session.current = None
     try:
         leaked = guard.settled(label="when the test ended")
-        outcome: dict[str, Any] | None = item.stash.get(_OUTCOME, None)
+        # Read, and the guard let go, when the teardown's report is made.
+        outcome = guard.outcome
         if outcome is None:
-            outcome = item.stash[_OUTCOME] = {"leaked": 0, "zombies": len(leaked), "reaped": 0}
+            outcome = guard.outcome = {"leaked": 0, "zombies": len(leaked), "reaped": 0}
         else:
             outcome.update(leaked=0, zombies=len(leaked), reaped=0)
         if leaked or not guard.clean():  # most tests: no process at all, nothing to say
@@ -608,15 +608,17 @@ def pytest_runtest_makereport(
         del item.stash[_GUARD]  # a skipped test was not guarded
         item.config.stash[_SESSION].current = None
     elif call.when == "teardown":
-        if _GUARD in item.stash:
+        guard = item.stash.get(_GUARD, None)
+        if guard is None:
+            return
+        del item.stash[_GUARD]  # done with it: items live as long as the session
+        outcome = guard.outcome
+        if outcome is None or "zombies" not in outcome:
             # A fixture's teardown raised, so ours never ran: its cleanup did
             # not finish, and a verdict on it would blame the wrong thing.
-            _stop_recording(item.stash[_GUARD])
-            del item.stash[_GUARD]
-            item.config.stash[_SESSION].current = None
-        outcome = item.stash.get(_OUTCOME, None)
+            _stop_recording(guard)
+            guard.session.current = None
         if outcome is not None:
-            del item.stash[_OUTCOME]
             # A plain attribute of JSON values: pytest-xdist serializes it.
             setattr(report, REPORT_ATTR, outcome)
 

@@ -58,23 +58,30 @@ def test_installed_but_not_asked_for_it_changes_nothing(pytester, run) -> None:
     result.stdout.fnmatch_lines(["plugins: *zombiewatch-*"])
 
 
-def test_no_audit_hook_until_a_test_is_guarded(pytester, run) -> None:
-    # The hook cannot be removed once added: a session that guards nothing
-    # never adds it, and one that guards adds it with its first guard.
+def test_no_start_wrappers_until_a_test_is_guarded(pytester, run) -> None:
+    # The wrappers of os.fork's callbacks, Popen, posix_spawn and os.system
+    # stay once installed: a session that guards nothing never installs
+    # them, and one that guards installs them with its first guard.
     pytester.makepyfile(
         """
+        import os
+        import subprocess
         import sys
 
         import pytest
 
         def test_unguarded():
             assert "zombiewatch._starts" not in sys.modules
+            assert not hasattr(os.system, "__wrapped__")
+            assert not hasattr(subprocess.Popen._execute_child, "__wrapped__")
 
         @pytest.mark.zombiewatch
         def test_guarded():
             from zombiewatch import _starts
 
             assert _starts._RECORDER is not None and _starts._RECORDER.active
+            assert hasattr(os.system, "__wrapped__")
+            assert hasattr(subprocess.Popen._execute_child, "__wrapped__")
 
         def test_after():
             from zombiewatch import _starts

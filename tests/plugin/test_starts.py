@@ -65,6 +65,21 @@ CASES = {
         "test_leak",
         "os.fork()",
     ),
+    "pty": (
+        """
+        import pty
+
+        def test_leak():
+            pid, fd = pty.fork()  # START:here
+            if pid == 0:
+                os._exit(0)
+            record("leak", pid)
+            exited(pid)
+            os.close(fd)
+        """,
+        "test_leak",
+        "os.forkpty()",
+    ),
     "posix_spawn": (
         """
         def test_leak():
