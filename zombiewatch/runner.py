@@ -317,19 +317,51 @@ def _settle(
     tick: Callable[[], None],
 ) -> None:
     """Sample through the settle window that follows the load, until
-    ``settle_deadline`` (monotonic)."""
+    ``settle_deadline`` (monotonic), and past it while a zombie present has
+    not been one for the whole window: a child that exited late in the
+    window gets all of it to be collected (up to one window more), so
+    whether it counts as leaked does not hang on when it was scheduled."""
+    last_deadline = settle_deadline + opts.settle
 
     def settled() -> bool:
-        # Past the window, or the monitor's latest sample found nothing that
-        # could still become or stay a zombie: ending early changes no count.
+        # The monitor's latest sample found nothing that could still become
+        # or stay a zombie (ending early changes no count), or every zombie
+        # present has had its window, or the extra window is over too.
         tick()
         last = monitor.stats.last
         assert last is not None
-        empty = last.t > load_end.t and last.live == 0 and last.zombies == 0
-        return empty or time.monotonic() >= settle_deadline
+        if last.t > load_end.t and last.live == 0 and last.zombies == 0:
+            return True
+        now = time.monotonic()
+        if now < settle_deadline:
+            return False
+        youngest = _youngest_held(monitor)
+        return youngest is None or now - youngest >= opts.settle or now >= last_deadline
 
     while not settled():
-        time.sleep(_control_step(opts, settle_deadline))
+        deadline = settle_deadline if time.monotonic() < settle_deadline else last_deadline
+        time.sleep(_control_step(opts, deadline))
+
+
+def _youngest_held(monitor: TreeWatcher) -> float | None:
+    """When the youngest zombie its creator still holds became one
+    (monotonic, as ``leaks`` counts it), or None if there is none."""
+    with monitor.lock:
+        born = [z.since - _born_early(monitor) for z in _held(monitor)]
+    return max(born, default=None)
+
+
+def _held(monitor: TreeWatcher) -> list[Zombie]:
+    """The zombies present that their creator holds. Those an adopter holds
+    are orphans that escaped, unless the target itself adopted them, as
+    PID 1 of a namespace (``run --pid1``)."""
+    return [z for z in monitor.zombies.values() if not z.adopted or z.ppid == monitor.root]
+
+
+def _born_early(monitor: TreeWatcher) -> float:
+    """How long before its ``since`` a zombie may have become one: a sampled
+    zombie up to an interval before the sample that first saw it."""
+    return 0.0 if monitor.stats.method == "events" else monitor.interval
 
 
 def _control_step(opts: RunOptions, deadline: float | None = None) -> float:
@@ -400,11 +432,10 @@ def leaks(monitor: TreeWatcher, end: float, settle: float) -> tuple[list[Zombie]
     not leaks; unless the target itself adopted them, as PID 1 of a
     namespace (``run --pid1``).
     """
-    held = [z for z in monitor.zombies.values() if not z.adopted or z.ppid == monitor.root]
-    # A sampled zombie may have been one up to an interval before the
-    # sample that first saw it: given that much, so that one born just
-    # before the window is not taken for one born in it.
-    early = 0.0 if monitor.stats.method == "events" else monitor.interval
+    held = _held(monitor)
+    # Given the time a sampled zombie may have been one unseen, so that one
+    # born just before the window is not taken for one born in it.
+    early = _born_early(monitor)
     settled = [z for z in held if z.age(end) + early >= settle]
     bound = handoff_bound(monitor, settle)
     handed = [z for z in monitor.handed_off if z.age(end) >= bound]

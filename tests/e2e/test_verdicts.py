@@ -237,14 +237,29 @@ def test_pid_2_of_a_pid_namespace_is_not_a_kernel_thread() -> None:
 # -- 6. born during the settle window ------------------------------------------------
 
 
-def test_a_zombie_born_during_the_settle_window_is_not_yet_leaked() -> None:
+def test_a_zombie_born_during_the_settle_window_gets_the_whole_window() -> None:
+    # Born about a second into a 3 s window: the window runs on until it has
+    # been a zombie for 3 s, and then it is leaked, however late it came.
     code, run, stderr = _run(
-        "--duration", "0.5", "--settle", "8", "--", PYTHON, str(PROGRAMS / "settle_late.py"), "3"
+        "--duration", "0.5", "--settle", "3", "--", PYTHON, str(PROGRAMS / "settle_late.py"), "1.5"
     )
-    assert run["zombies_seen"] >= 1, stderr
-    assert run["leaked"] == 0, run["leaked_zombies"]
-    assert run["unsettled"] == 1
-    assert code == 0, run["failed_rules"]
+    assert run["leaked"] == 1, stderr
+    assert run["unsettled"] == 0
+    [zombie] = run["leaked_zombies"]
+    assert zombie["age_ms"] >= 3000
+    assert code == 1
+
+
+def test_zombies_born_until_the_end_of_the_longer_window_are_not_yet_leaked() -> None:
+    # A new zombie every 0.2 s: the window is lengthened once (to 2 x 1 s)
+    # and no more; the zombies younger than 1 s at its end are not leaks yet.
+    code, run, stderr = _run(
+        "--duration", "0.5", "--settle", "1", "--", PYTHON, str(PROGRAMS / "zombie_every.py"), "0.2"
+    )
+    assert run["unsettled"] >= 1, stderr
+    assert run["leaked"] >= 1
+    assert all(z["age_ms"] >= 1000 for z in run["leaked_zombies"])
+    assert code == 1
 
 
 def test_a_zombie_older_than_the_settle_window_is_leaked() -> None:
