@@ -124,6 +124,7 @@ class EventMonitor(TreeWatcher):
         with walker.lock:
             statuses, _listed = walker.walk()
             origin = dict(walker._origin)
+            holding = dict(walker._holding)  # pid -> the adopter that holds it
         now_ns = time.monotonic_ns()
         for proc in [p for p in self._procs.values() if p.pid not in statuses]:
             self._reconcile(proc, now_ns)
@@ -141,6 +142,13 @@ class EventMonitor(TreeWatcher):
                 proc = self._add(pid, origin.get(pid, 0), threads)
                 if status == "zombie":
                     self.stats.before_watch += 1
+                if pid in holding:
+                    # Orphaned to an adopter before the events told of it:
+                    # its parent's events had not come when the walk ran (a
+                    # watcher descheduled between the two), or were lost. An
+                    # escape all the same, as the sampler counts it; by whom
+                    # is unknown. (Known ones are counted from the events.)
+                    self.stats.add_unseen_escapes(holding[pid], 1)
             if status == "zombie" and proc.exit_ns is None:
                 # Dead before the watch began, or its exit event was lost:
                 # its lifetime counts from now, a lower bound.

@@ -1,19 +1,24 @@
-"""A parent's exit and its adopter's reaps of the zombies it left, read by
-the event monitor in one wake-up or in either order: the reaps are the
-adopter's (a handoff) only when the adopter says so
-(``OrphanCollector.collecting``). Scripted connector events; the zombie
-is a real child of this process, so its pidfd's HUP is real."""
+"""What the event monitor reads in an order other than the processes' own.
+A parent's exit and its adopter's reaps of the zombies it left, in one
+wake-up or in either order: the reaps are the adopter's (a handoff) only
+when the adopter says so (``OrphanCollector.collecting``). And an orphan
+the walk finds under PID 1 before its parent's events: an escape all the
+same. Scripted connector events; the processes are real, so their
+pidfds' HUPs are."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import subprocess
 import time
 
 import pytest
 
+from tests.helpers import call_until
 from tests.scripted import NOBODY, ScriptedConnector
-from zombiewatch import observe
+from zombiewatch import _procfs, observe
 from zombiewatch._backoff import poll_until
 from zombiewatch.events import EventMonitor
 from zombiewatch.targets import child_exited
@@ -102,3 +107,31 @@ def test_a_note_older_than_the_zombie_is_of_an_earlier_process(handoff) -> None:
     monitor.sample()
     assert monitor.stats.parents[creator].reaped == 1
     assert monitor.handed_off == []
+
+
+def test_an_orphan_the_walk_finds_before_its_parents_events_is_an_escape() -> None:
+    # A watcher descheduled between reading the connector and walking /proc
+    # finds an orphan already under PID 1 before the events say how it got
+    # there. No event is given here at all: the walk alone must count it.
+    leader = subprocess.Popen(["sh", "-c", "(sleep 30 &); exec sleep 30"], start_new_session=True)
+    monitor = None
+    try:
+
+        def orphan() -> int | None:
+            for pid in _procfs.read_children(1):
+                if os.getsid(pid) == leader.pid and pid != leader.pid:
+                    return pid
+            return None
+
+        pid = call_until(orphan, what="the orphan under PID 1")
+        monitor = EventMonitor(leader.pid, adopters=[1], connector=ScriptedConnector())  # type: ignore[arg-type]
+        assert monitor.stats.escaped == {1: 1}
+        assert monitor.stats.orphaned_by == {(0, False): 1}
+        monitor.sample()  # found again: not counted twice
+        assert monitor.stats.escaped == {1: 1}
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        if monitor is not None:
+            monitor.close()
+        leader.kill()
+        leader.wait()
