@@ -414,14 +414,21 @@ class EventMonitor(TreeWatcher):
 
     def _name_lingering(self, now: float) -> None:
         """Name the zombies that lived past one interval (a few): the name is
-        read from /proc once, not at every exit."""
+        read from /proc once, not at every exit. Their creator's state is
+        read then too: one running or waiting for a CPU may be about to exit
+        (a double fork's middle process held off the CPU), and is not held
+        to ``EXIT_SLACK`` if it hands them off (docs/DESIGN.md, "Handed-off
+        zombies")."""
         unnamed = self._unnamed
         for pid in [p for p, since in unnamed.items() if now - since >= self.interval]:
             del unnamed[pid]
             zombie = self.zombies.get(pid)
             stat = _procfs.read_stat(pid) if zombie is not None else None
-            if zombie is not None and stat is not None:
-                self.zombies[pid] = dataclasses.replace(zombie, name=stat.comm)
+            if zombie is None or stat is None:
+                continue
+            holder = None if zombie.adopted else _procfs.read_stat(zombie.ppid)
+            running = holder is not None and holder.state == "R"
+            self.zombies[pid] = dataclasses.replace(zombie, name=stat.comm, holder_running=running)
 
     def _update(self, timeout: float) -> None:
         """Wait up to ``timeout`` s for events and handle what came.

@@ -45,6 +45,13 @@ from zombiewatch.errors import ZombiewatchError
 MAX_TIMELINE = 10_000
 MAX_LIFETIMES = 10_000
 MAX_PARENTS = 1_000
+# With kernel events, a creator that exits within this many seconds of its
+# child's exit was already exiting and could not have collected it: a double
+# fork's middle process, a relay closing with its child. Measured at most
+# 2.3 ms on a busy 2-core host; a creator still running or waiting for a CPU
+# one interval after its child's exit may be held off the CPU far longer,
+# and gets the settle window (docs/FACTS.md, "Handed-off zombies").
+EXIT_SLACK = 0.1
 # Handed-off zombies listed (each one its creator's leak, see TreeWatcher);
 # past this many, those that count as leaks are counted, not listed.
 MAX_HANDED_OFF = 1_000
@@ -100,6 +107,10 @@ class Zombie:
     # still holding it, and an adopter collected it (docs/DESIGN.md,
     # Handed-off zombies). Seconds the creator held it.
     held: float | None = None
+    # Its creator was running or waiting for a CPU when looked at, one
+    # interval after the zombie's exit: perhaps exiting itself, not yet
+    # scheduled to (EXIT_SLACK does not apply to it).
+    holder_running: bool = False
 
     def age(self, now: float) -> float:
         """Seconds since it became a zombie (``exact``) or was first seen as
@@ -252,10 +263,10 @@ class TreeWatcher:
         # Zombies their creator exited without collecting (the first
         # MAX_HANDED_OFF): whoever collected them after, they are its leaks
         # if it held them long enough (runner.leaks); past the cap, a count
-        # of those held ``settle`` s or longer (runner.handoff_bound).
+        # of those held long enough (handoff_bound).
         self.handed_off: list[Zombie] = []
         self.handed_off_unlisted = 0
-        self.settle = 0.0  # how long a creator must hold one for it to count
+        self.settle = 0.0  # the settle window (runner.leaks)
         # The zombies the adopter collects, where it says (the runner as
         # subreaper: OrphanCollector.collecting, pid -> when it saw the
         # zombie, each noted before its reap). A vanished zombie noted there
@@ -300,8 +311,18 @@ class TreeWatcher:
             parent.handed_off += 1
         if len(self.handed_off) < MAX_HANDED_OFF:
             self.handed_off.append(dataclasses.replace(zombie, held=held))
-        elif held >= self.settle:
+        elif held >= self.handoff_bound(zombie, self.settle):
             self.handed_off_unlisted += 1
+
+    def handoff_bound(self, zombie: Zombie, settle: float) -> float:
+        """How long the creator must have held ``zombie``, handed off, for it
+        to be its leak: with kernel events ``EXIT_SLACK`` (the creator never
+        collected it, and was not exiting), unless the creator was seen
+        running then; when sampled, or then, the settle window (docs/DESIGN.md,
+        "Handed-off zombies")."""
+        if self.method == "events" and not zombie.holder_running:
+            return min(settle, EXIT_SLACK)
+        return settle
 
     def _by_adopter(self, pid: int, since_ns: int) -> bool:
         """True if the adopter said it collected ``pid``, a zombie since

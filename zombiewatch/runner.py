@@ -74,12 +74,6 @@ from zombiewatch.targets import (
 )
 
 ORPHAN_TIMEOUT = 5.0  # seconds to collect the orphans of a stopped target
-# A parent that exits within this many seconds of its child's exit was
-# already exiting, and could not have collected it: a double fork's middle
-# process, a relay closing with its child. Measured at most 2.3 ms on a busy
-# 2-core host (docs/FACTS.md, "Handed-off zombies"); with exact lifetimes, a
-# zombie handed off after its creator held it longer is the creator's leak.
-EXIT_SLACK = 0.1
 LIVE_REDRAW = 0.25  # seconds between two screens of --live or progress lines
 # Seconds between two checks of the control loop at most, whatever
 # --interval says: the load's end, --duration and the settle window are
@@ -425,9 +419,10 @@ def leaks(monitor: TreeWatcher, end: float, settle: float) -> tuple[list[Zombie]
     settle window or longer (one born during the window is not yet
     leaked); and one its creator exited without collecting, handed to an
     adopter, whoever collected it after: with kernel events when the
-    creator held it ``EXIT_SLACK`` or longer (the creator never collected
-    it, and was not already exiting when it died), when sampled if the
-    creator held it for the settle window or longer. Zombies an adopter
+    creator held it ``monitor.EXIT_SLACK`` or longer (the creator never
+    collected it, and was not already exiting when it died: not running
+    or waiting for a CPU then), else if the creator held it for the settle
+    window or longer (``TreeWatcher.handoff_bound``). Zombies an adopter
     holds from the start (the runner, or init) are orphans that escaped,
     not leaks; unless the target itself adopted them, as PID 1 of a
     namespace (``run --pid1``).
@@ -437,15 +432,8 @@ def leaks(monitor: TreeWatcher, end: float, settle: float) -> tuple[list[Zombie]
     # born just before the window is not taken for one born in it.
     early = _born_early(monitor)
     settled = [z for z in held if z.age(end) + early >= settle]
-    bound = handoff_bound(monitor, settle)
-    handed = [z for z in monitor.handed_off if z.age(end) >= bound]
+    handed = [z for z in monitor.handed_off if z.age(end) >= monitor.handoff_bound(z, settle)]
     return sorted(settled + handed, key=lambda z: z.pid), len(held) - len(settled)
-
-
-def handoff_bound(monitor: TreeWatcher, settle: float) -> float:
-    """How long a creator must have held a zombie it handed off for that to
-    be its leak (``leaks``)."""
-    return min(settle, EXIT_SLACK) if monitor.stats.method == "events" else settle
 
 
 @dataclass
@@ -511,7 +499,7 @@ def _start(
     m.monitor = open_monitor(
         m.target.pid, m.collector.adopters, opts.interval, opts.observe, log, m.connector
     )
-    m.monitor.settle = handoff_bound(m.monitor, opts.settle)
+    m.monitor.settle = opts.settle
     if m.collector.subreaper:
         m.monitor.adopter_reaps = m.collector.collecting
     if opts.ground_truth and m.monitor.stats.method == "events":
@@ -790,7 +778,7 @@ def watch(pid: int, opts: RunOptions) -> Report:
         )
     adopters = [1] if pid != 1 else []  # orphans of the tree go to init
     monitor = open_monitor(pid, adopters, opts.interval, opts.observe, log=log)
-    monitor.settle = handoff_bound(monitor, opts.settle)
+    monitor.settle = opts.settle
     collector = OrphanCollector(subreaper=False)  # starts nothing, adopts nothing
     deadline = None if opts.duration is None else time.monotonic() + opts.duration
     # Read now: the watch may end with the process. The pid changes from

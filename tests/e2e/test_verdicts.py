@@ -312,3 +312,18 @@ def test_with_kernel_events_a_zombie_never_collected_by_its_creator_is_a_leak() 
     )  # fmt: skip
     assert sampled["leaked"] == 0
     assert sampled_code == 0
+
+
+def test_with_kernel_events_a_creator_running_when_its_children_died_has_the_window() -> None:
+    # It never waits, but it was on (or waiting for) a CPU all along, as a
+    # double fork's middle process held off the CPU on its way to exit is:
+    # its handoff 0.3 s later is a leak only past the settle window.
+    code, run, stderr = _run(
+        "--observe", "events", "--settle", "1",
+        "--", PYTHON, str(PROGRAMS / "hand_off.py"), "3", "0.3", "spin",
+    )  # fmt: skip
+    if not _events_available(run):
+        pytest.skip("kernel events unavailable here")
+    assert (run["leaked"], code) == (0, 0), (run["leaked_zombies"], stderr)
+    [creator] = [p for p in run["by_parent"] if p["reaped_by_adopter"]]
+    assert creator["reaped_by_adopter"] == 3

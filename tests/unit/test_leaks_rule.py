@@ -10,17 +10,21 @@ from typing import Any
 import pytest
 
 from zombiewatch import runner
-from zombiewatch.monitor import MonitorStats, Zombie
+from zombiewatch.monitor import EXIT_SLACK, MonitorStats, TreeWatcher, Zombie
 
 
 def watcher(method: str, zombies=(), handed_off=(), interval: float = 0.01, root: int = 1) -> Any:
-    return SimpleNamespace(
+    fake: Any = SimpleNamespace(
+        method=method,
         root=root,
         stats=MonitorStats(method=method, interval=interval),
         interval=interval,
         zombies={z.pid: z for z in zombies},
         handed_off=list(handed_off),
     )
+    # The rule itself, not a copy: TreeWatcher.handoff_bound reads only .method.
+    fake.handoff_bound = lambda zombie, settle: TreeWatcher.handoff_bound(fake, zombie, settle)
+    return fake
 
 
 def zombie(pid: int, since: float, **kwargs: Any) -> Zombie:
@@ -74,6 +78,19 @@ def test_handed_off_zombies_are_their_creators_leaks(method: str, held: float, l
 
 
 def test_the_handoff_bound_never_exceeds_the_settle_window() -> None:
-    assert runner.handoff_bound(watcher("events"), 0.05) == 0.05
-    assert runner.handoff_bound(watcher("events"), 5) == runner.EXIT_SLACK
-    assert runner.handoff_bound(watcher("sample"), 5) == 5
+    held = zombie(1, 0.0)
+    assert watcher("events").handoff_bound(held, 0.05) == 0.05
+    assert watcher("events").handoff_bound(held, 5) == EXIT_SLACK
+    assert watcher("sample").handoff_bound(held, 5) == 5
+
+
+def test_a_creator_seen_running_beside_its_zombie_gets_the_settle_window() -> None:
+    # A double fork's middle process held off the CPU between its worker's
+    # exit and its own: running (state R) one interval after the worker
+    # died, it held the zombie 0.3 s, and was exiting, not neglecting it.
+    busy = zombie(1, 3.0, held=0.3, holder_running=True)
+    idle = zombie(2, 3.0, held=0.3)
+    leaked, _ = runner.leaks(watcher("events", handed_off=[busy, idle]), 10.0, 1.0)
+    assert [z.pid for z in leaked] == [2]
+    late = dataclasses.replace(busy, held=1.2)  # but not past the window
+    assert runner.leaks(watcher("events", handed_off=[late]), 10.0, 1.0)[0] == [late]
