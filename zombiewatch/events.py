@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import select
+import signal
 import threading
 import time
 from collections.abc import Iterable
@@ -61,6 +62,26 @@ class _Proc:
         self.unwatched: int | None = None  # when pidfd_open found it already reaped
         self.fd = -1
         self.exact = True  # False for a zombie already there when the watch began
+
+
+def _not_collected(proc: _Proc) -> bool:
+    """True if ``proc``'s pidfd is of a zombie: a process that has exited
+    (the pidfd is readable) and was not collected (signal 0 is not ESRCH).
+    A pidfd that pidfd_open got after the pid went to a new process is of
+    a live one (docs/FACTS.md, "Kernel events")."""
+    if proc.fd < 0:
+        return False
+    poller = select.poll()
+    poller.register(proc.fd, select.POLLIN)
+    if not poller.poll(0):
+        return False  # not exited: the pid's next process, so this one was collected
+    try:
+        signal.pidfd_send_signal(proc.fd, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's: it exists all the same
+    return True
 
 
 class EventMonitor(TreeWatcher):
@@ -227,8 +248,11 @@ class EventMonitor(TreeWatcher):
             return
         old = self._procs.get(child_pid)
         if old is not None:
-            if old.exit_ns is None and old.reaped_ns is None:
-                return  # alive, so this is its own fork event: a walk found it first
+            if (old.exit_ns is None and old.reaped_ns is None) or _not_collected(old):
+                # Alive, or a zombie not yet collected, so this is its own
+                # fork event, late: a walk found it first (the kernel sends
+                # it after the child runs, which may be after it exited).
+                return
             # The pid is reused, so the process that had it was reaped first.
             self._reaped(old, ts, exact=False)
         self._add(child_pid, parent_tgid)
