@@ -111,6 +111,10 @@ def test_python_that_execs_a_sleep_never_collects_the_orphan(observe):
     assert orphans["text"].endswith(
         "add an init (tini, dumb-init, `docker run --init`) or reap in CMD"
     )
+    if observe == "sample":
+        # Samples rarely see the orphan leave its first parent: the text
+        # says what is left under PID 1, not how many were orphaned.
+        assert orphans["text"].startswith("1 zombie(s) still under PID 1 after "), orphans
     root = next(pid for pid, ns in run["ns_pids"].items() if ns == 1)
     held = [z for z in run["leaked_zombies"] if str(z["ppid"]) == root]
     assert held, run["leaked_zombies"]
