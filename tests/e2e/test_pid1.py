@@ -379,6 +379,40 @@ def _refused_as_nobody(nobody_python, path_dir: str, why: str) -> None:
     )
 
 
+# In a user namespace of its own, where user.max_user_namespaces (a limit
+# per user namespace) is 0, and with every capability dropped for good, the
+# runner may create neither a PID namespace nor a user namespace: the
+# kernel's real refusal, and nothing changed for the rest of the machine.
+NO_USERNS = (
+    "echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv"
+    " --securebits +noroot,+noroot_locked,+no_setuid_fixup,+no_setuid_fixup_locked"
+    ' --inh-caps=-all --bounding-set=-all -- "$@"'
+)
+
+
+def test_without_user_namespaces_the_kernel_refuses_with_one_line_and_exit_2():
+    if shutil.which("setpriv") is None or shutil.which("unshare") is None:
+        pytest.skip("needs setpriv and unshare (util-linux)")
+    probe = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "sh", "-c", NO_USERNS, "sh", "true"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a user namespace without them here: {probe.stderr.strip()}")
+    proc = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "sh", "-c", NO_USERNS, "sh",
+         PYTHON, "-m", "zombiewatch", "run", "--pid1", "--", "/bin/true"],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (
+        "zombiewatch: --pid1 cannot create a PID namespace: creating one needs root"
+        " (CAP_SYS_ADMIN), which this process does not have, and a user namespace failed"
+        " too: unshare: unshare failed: No space left on device (user namespaces are off"
+        " here: sysctl user.max_user_namespaces = 0)\n"
+    )
+
+
 def _pythons() -> list[str]:
     found = []
     for version in ("3.10", "3.12"):
