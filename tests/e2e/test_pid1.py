@@ -199,6 +199,28 @@ def test_flood_reaches_a_server_in_the_namespace():
     assert code == 0, run["failed_rules"]
 
 
+def test_load_command_runs_on_the_host_against_a_server_in_the_namespace(tmp_path):
+    # The load is started after the runner is back in its own namespace:
+    # it runs beside the runner, and reaches PID 1's port over the network.
+    port = _free_low_port()
+    tag = f"zw-{uuid.uuid4().hex}"
+    flood_sh = Path(__file__).resolve().parents[2] / "zombiewatch" / "scripts" / "flood.sh"
+    seen = tmp_path / "load-ns"
+    code, report, err = _pid1(
+        "--wait-port", str(port),
+        "--load", f"readlink /proc/self/ns/pid > {seen}; {flood_sh} 127.0.0.1 {port} 20 5",
+        "--", *server.command(server.Config(mode="sigchld", port=port)), tag,
+        tag=tag,
+    )  # fmt: skip
+    run = report["runs"][0]
+    assert run["load_status"] == 0, err
+    assert seen.read_text().strip() == os.readlink("/proc/self/ns/pid")
+    root = next(int(pid) for pid, ns in run["ns_pids"].items() if ns == 1)
+    assert run["by_parent"][0]["pid"] == root, run["by_parent"]
+    assert _check(run, "SIGTERM")["verdict"] == "pass"
+    assert code == 0, run["failed_rules"]
+
+
 def _free_low_port() -> int:
     # Below the ephemeral range (docs/FACTS.md, Test ports).
     import random
