@@ -262,12 +262,15 @@ def test_runner_killed_takes_the_namespace_with_it(spawn, user, request):
     _assert_gone(tag)
 
 
-def test_runner_interrupted_stops_the_namespace(spawn):
-    """SIGTERM to the runner (as Ctrl-C): exit 130, after the usual stop of
-    PID 1 (SIGTERM, --stop-timeout, SIGKILL); nothing of the namespace left."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_runner_interrupted_stops_the_namespace(spawn, sig):
+    """Ctrl-C (SIGINT; CMD is in a session of its own, so a terminal's goes
+    to the runner alone) or SIGTERM to the runner: exit 130, after the usual
+    stop of PID 1 (SIGTERM, --stop-timeout, SIGKILL); nothing of the
+    namespace left."""
     tag = f"zw-{uuid.uuid4().hex}"
     runner, _pid1, namespace = _start_runner(spawn, PYTHON, tag)
-    runner.terminate()
+    runner.send_signal(sig)
     assert runner.wait(timeout=60) == 130
     assert _in_namespace(namespace) == []
     _assert_gone(tag)
