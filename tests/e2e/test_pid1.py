@@ -6,6 +6,8 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import site
@@ -483,3 +485,63 @@ def test_cmd_that_exits_by_itself_skips_the_sigterm_check():
     assert sigterm["text"] == "sh exited by itself (status 3) before the stop: SIGTERM not tried"
     assert run["target_status"] == 3
     assert code == 0  # a skipped check fails nothing
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _readme_example() -> tuple[list[str], list[str], int]:
+    """The command, the report and the exit status the README's section
+    "Containers: do I need an init?" shows."""
+    section = README.read_text().split("## Containers: do I need an init?")[1]
+    block = section.split("```console\n")[1].split("```")[0].splitlines()
+    command = shlex.split(block[0].removeprefix("$ "))
+    end = block.index("$ echo $?")
+    return command, block[1:end], int(block[end + 1])
+
+
+def _readme_pattern(line: str) -> re.Pattern[str]:
+    """A README line with what varies between runs left open: figures,
+    pids, histogram buckets, and the command line beside a pid (read before
+    or after an exec, depending on timing)."""
+    if line.startswith("histogram  "):
+        return re.compile(r"histogram  zombie lifetimes: .+$")
+    parts = re.split(r"(\[ns \d+\] [^:]*?(?=: | that exited)|\d+(?:\.\d+)?)", line)
+    pattern = ""
+    for i, part in enumerate(parts):
+        if not i % 2:
+            pattern += re.escape(part)
+        elif part.startswith("[ns"):
+            pattern += r"\[ns \d+\] .+?"
+        else:
+            pattern += r"\d+(?:\.\d+)?"
+    return re.compile(pattern + "$")
+
+
+@needs_tini
+def test_the_readme_report_is_what_run_pid1_prints():
+    from zombiewatch import observe
+
+    if observe.events_unavailable_reason() is not None:
+        pytest.skip("the README shows a run observed with kernel events")
+    command, shown, status = _readme_example()
+    assert command[0] == "zombiewatch"
+    root = Path(__file__).resolve().parents[2]
+    # `python3` in the example is ours: first on PATH, as in a venv.
+    env = {**os.environ, "PATH": f"{os.path.dirname(PYTHON)}:{os.environ['PATH']}"}
+    proc = subprocess.run(
+        [PYTHON, "-m", "zombiewatch", *command[1:]], capture_output=True, text=True,
+        timeout=180, stdin=subprocess.DEVNULL, cwd=root, env=env,
+    )  # fmt: skip
+    out = proc.stdout.rstrip("\n").split("\n")
+    assert [line[:11] for line in out] == [line[:11] for line in shown], proc.stdout
+    # Line for line, but parents with as many zombies seen come in either order.
+    parents = [_readme_pattern(line) for line in shown if line.startswith("parent ")]
+    for line, expected in zip(out, shown, strict=True):
+        if line.startswith("parent "):
+            match = next((p for p in parents if p.match(line)), None)
+            assert match is not None, (line, shown)
+            parents.remove(match)
+        else:
+            assert _readme_pattern(expected).match(line), (expected, line)
+    assert proc.returncode == status, proc.stderr
