@@ -212,6 +212,30 @@ def ns_pid(pid: int) -> int | None:
     return None
 
 
+# The switches that turn user namespaces off for unprivileged users, and
+# the value that does it (docs/FACTS.md, "PID namespaces"): unshare(1)
+# then says only ENOSPC or EPERM, which does not name the cause.
+_USERNS_SWITCHES = (
+    ("user.max_user_namespaces", "0"),
+    ("kernel.unprivileged_userns_clone", "0"),  # Debian's kernels
+    ("kernel.apparmor_restrict_unprivileged_userns", "1"),  # Ubuntu 23.10+
+)
+
+
+def userns_switch() -> str:
+    """`` (user namespaces are off here: sysctl NAME = VALUE)`` for the
+    first switch set that way, else ``""``."""
+    for name, off in _USERNS_SWITCHES:
+        try:
+            with open("/proc/sys/" + name.replace(".", "/")) as f:
+                value = f.read().strip()
+        except OSError:
+            continue  # not this kernel's
+        if value == off:
+            return f" (user namespaces are off here: sysctl {name} = {off})"
+    return ""
+
+
 # PID 1 of the user-namespace path waits for one line on its stdin before
 # it becomes the program, so the runner can find its host pid first (as
 # unshare's only child) even if the program would exit at once.
@@ -268,6 +292,7 @@ def spawn_pid1_in_userns(
             log.seek(0)
             lines = log.read().decode(errors="replace").strip().splitlines()
             why = lines[-1] if lines else f"it exited with status {proc.returncode}"
+            why += userns_switch()
             raise UnsupportedError(
                 f"--pid1 cannot create a PID namespace: {NEEDS}, and a user namespace"
                 f" failed too: {why}"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import site
@@ -19,7 +21,7 @@ import psutil
 import pytest
 
 from tests.helpers import PYTHON, call_until, zombiewatch
-from zombiewatch import server
+from zombiewatch import _namespace, server
 
 HERE = Path(__file__).resolve().parent / "pid1"
 DAEMON = str(HERE / "daemon.py")
@@ -111,6 +113,10 @@ def test_python_that_execs_a_sleep_never_collects_the_orphan(observe):
     assert orphans["text"].endswith(
         "add an init (tini, dumb-init, `docker run --init`) or reap in CMD"
     )
+    if observe == "sample":
+        # Samples rarely see the orphan leave its first parent: the text
+        # says what is left under PID 1, not how many were orphaned.
+        assert orphans["text"].startswith("1 zombie(s) still under PID 1 after "), orphans
     root = next(pid for pid, ns in run["ns_pids"].items() if ns == 1)
     held = [z for z in run["leaked_zombies"] if str(z["ppid"]) == root]
     assert held, run["leaked_zombies"]
@@ -195,6 +201,28 @@ def test_flood_reaches_a_server_in_the_namespace():
     assert code == 0, run["failed_rules"]
 
 
+def test_load_command_runs_on_the_host_against_a_server_in_the_namespace(tmp_path):
+    # The load is started after the runner is back in its own namespace:
+    # it runs beside the runner, and reaches PID 1's port over the network.
+    port = _free_low_port()
+    tag = f"zw-{uuid.uuid4().hex}"
+    flood_sh = Path(__file__).resolve().parents[2] / "zombiewatch" / "scripts" / "flood.sh"
+    seen = tmp_path / "load-ns"
+    code, report, err = _pid1(
+        "--wait-port", str(port),
+        "--load", f"readlink /proc/self/ns/pid > {seen}; {flood_sh} 127.0.0.1 {port} 20 5",
+        "--", *server.command(server.Config(mode="sigchld", port=port)), tag,
+        tag=tag,
+    )  # fmt: skip
+    run = report["runs"][0]
+    assert run["load_status"] == 0, err
+    assert seen.read_text().strip() == os.readlink("/proc/self/ns/pid")
+    root = next(int(pid) for pid, ns in run["ns_pids"].items() if ns == 1)
+    assert run["by_parent"][0]["pid"] == root, run["by_parent"]
+    assert _check(run, "SIGTERM")["verdict"] == "pass"
+    assert code == 0, run["failed_rules"]
+
+
 def _free_low_port() -> int:
     # Below the ephemeral range (docs/FACTS.md, Test ports).
     import random
@@ -236,12 +264,15 @@ def test_runner_killed_takes_the_namespace_with_it(spawn, user, request):
     _assert_gone(tag)
 
 
-def test_runner_interrupted_stops_the_namespace(spawn):
-    """SIGTERM to the runner (as Ctrl-C): exit 130, after the usual stop of
-    PID 1 (SIGTERM, --stop-timeout, SIGKILL); nothing of the namespace left."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_runner_interrupted_stops_the_namespace(spawn, sig):
+    """Ctrl-C (SIGINT; CMD is in a session of its own, so a terminal's goes
+    to the runner alone) or SIGTERM to the runner: exit 130, after the usual
+    stop of PID 1 (SIGTERM, --stop-timeout, SIGKILL); nothing of the
+    namespace left."""
     tag = f"zw-{uuid.uuid4().hex}"
     runner, _pid1, namespace = _start_runner(spawn, PYTHON, tag)
-    runner.terminate()
+    runner.send_signal(sig)
     assert runner.wait(timeout=60) == 130
     assert _in_namespace(namespace) == []
     _assert_gone(tag)
@@ -350,7 +381,7 @@ def test_non_root_without_user_namespaces_gets_one_line_and_exit_2(nobody_python
     os.chmod(fake, 0o755)
     _refused_as_nobody(
         nobody_python, fake_path, "a user namespace failed too: unshare: unshare failed:"
-        " Operation not permitted"
+        " Operation not permitted" + _namespace.userns_switch()  # a machine that has one set
     )  # fmt: skip
 
 
@@ -372,6 +403,40 @@ def _refused_as_nobody(nobody_python, path_dir: str, why: str) -> None:
     assert proc.stderr == (
         "zombiewatch: --pid1 cannot create a PID namespace: creating one needs root"
         f" (CAP_SYS_ADMIN), which this process does not have, and {why}\n"
+    )
+
+
+# In a user namespace of its own, where user.max_user_namespaces (a limit
+# per user namespace) is 0, and with every capability dropped for good, the
+# runner may create neither a PID namespace nor a user namespace: the
+# kernel's real refusal, and nothing changed for the rest of the machine.
+NO_USERNS = (
+    "echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv"
+    " --securebits +noroot,+noroot_locked,+no_setuid_fixup,+no_setuid_fixup_locked"
+    ' --inh-caps=-all --bounding-set=-all -- "$@"'
+)
+
+
+def test_without_user_namespaces_the_kernel_refuses_with_one_line_and_exit_2():
+    if shutil.which("setpriv") is None or shutil.which("unshare") is None:
+        pytest.skip("needs setpriv and unshare (util-linux)")
+    probe = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "sh", "-c", NO_USERNS, "sh", "true"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a user namespace without them here: {probe.stderr.strip()}")
+    proc = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "sh", "-c", NO_USERNS, "sh",
+         PYTHON, "-m", "zombiewatch", "run", "--pid1", "--", "/bin/true"],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (
+        "zombiewatch: --pid1 cannot create a PID namespace: creating one needs root"
+        " (CAP_SYS_ADMIN), which this process does not have, and a user namespace failed"
+        " too: unshare: unshare failed: No space left on device (user namespaces are off"
+        " here: sysctl user.max_user_namespaces = 0)\n"
     )
 
 
@@ -420,3 +485,63 @@ def test_cmd_that_exits_by_itself_skips_the_sigterm_check():
     assert sigterm["text"] == "sh exited by itself (status 3) before the stop: SIGTERM not tried"
     assert run["target_status"] == 3
     assert code == 0  # a skipped check fails nothing
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _readme_example() -> tuple[list[str], list[str], int]:
+    """The command, the report and the exit status the README's section
+    "Containers: do I need an init?" shows."""
+    section = README.read_text().split("## Containers: do I need an init?")[1]
+    block = section.split("```console\n")[1].split("```")[0].splitlines()
+    command = shlex.split(block[0].removeprefix("$ "))
+    end = block.index("$ echo $?")
+    return command, block[1:end], int(block[end + 1])
+
+
+def _readme_pattern(line: str) -> re.Pattern[str]:
+    """A README line with what varies between runs left open: figures,
+    pids, histogram buckets, and the command line beside a pid (read before
+    or after an exec, depending on timing)."""
+    if line.startswith("histogram  "):
+        return re.compile(r"histogram  zombie lifetimes: .+$")
+    parts = re.split(r"(\[ns \d+\] [^:]*?(?=: | that exited)|\d+(?:\.\d+)?)", line)
+    pattern = ""
+    for i, part in enumerate(parts):
+        if not i % 2:
+            pattern += re.escape(part)
+        elif part.startswith("[ns"):
+            pattern += r"\[ns \d+\] .+?"
+        else:
+            pattern += r"\d+(?:\.\d+)?"
+    return re.compile(pattern + "$")
+
+
+@needs_tini
+def test_the_readme_report_is_what_run_pid1_prints():
+    from zombiewatch import observe
+
+    if observe.events_unavailable_reason() is not None:
+        pytest.skip("the README shows a run observed with kernel events")
+    command, shown, status = _readme_example()
+    assert command[0] == "zombiewatch"
+    root = Path(__file__).resolve().parents[2]
+    # `python3` in the example is ours: first on PATH, as in a venv.
+    env = {**os.environ, "PATH": f"{os.path.dirname(PYTHON)}:{os.environ['PATH']}"}
+    proc = subprocess.run(
+        [PYTHON, "-m", "zombiewatch", *command[1:]], capture_output=True, text=True,
+        timeout=180, stdin=subprocess.DEVNULL, cwd=root, env=env,
+    )  # fmt: skip
+    out = proc.stdout.rstrip("\n").split("\n")
+    assert [line[:11] for line in out] == [line[:11] for line in shown], proc.stdout
+    # Line for line, but parents with as many zombies seen come in either order.
+    parents = [_readme_pattern(line) for line in shown if line.startswith("parent ")]
+    for line, expected in zip(out, shown, strict=True):
+        if line.startswith("parent "):
+            match = next((p for p in parents if p.match(line)), None)
+            assert match is not None, (line, shown)
+            parents.remove(match)
+        else:
+            assert _readme_pattern(expected).match(line), (expected, line)
+    assert proc.returncode == status, proc.stderr
