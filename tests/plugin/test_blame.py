@@ -229,6 +229,65 @@ def test_an_escaped_orphan_is_reported_and_fails_only_if_asked(pytester, run, fa
         assert "1 orphan escaped" in " ".join(summary_lines(result))
 
 
+# test_one's tree: a starter, under it a middle process holding a zombie.
+# Killing the starter sends the middle process, zombie and all, out of the
+# tree, where the zombie stays until test_three lets the middle one go.
+LEFT_WITH_ITS_PARENT = f"""
+MIDDLE = {MIDDLE.replace("COLLECT", "True")!r}
+STARTER = (
+    "import subprocess, sys, time; "
+    "subprocess.Popen([sys.executable, '-c', sys.argv[1]]); time.sleep(600)"
+)
+
+def test_one(zombie_guard):
+    p = subprocess.Popen(
+        [sys.executable, "-c", STARTER, MIDDLE], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    KEEP.append(p)
+    zombie = int(p.stdout.readline())
+    zombie_guard.count()  # a look while the zombie is held inside the tree
+    p.kill()
+    p.wait()
+    record("zombie", zombie)
+    with open(f"/proc/{{zombie}}/stat") as f:
+        record("middle", f.read().rsplit(")", 1)[1].split()[1])
+
+def test_two(zombie_guard):
+    # Its first look to find a child comes now, with the zombie out there.
+    p = subprocess.Popen(UNTIL_EOF, stdin=subprocess.PIPE)
+    zombie_guard.count()
+    p.stdin.close()
+    p.wait()
+
+def test_three():
+    KEEP[0].stdin.close()  # the middle process collects its zombie and exits
+"""
+
+
+@ESCAPES_HERE
+@pytest.mark.parametrize("how", ["events", "sample"])
+def test_an_earlier_tests_escape_is_not_the_next_tests(pytester, run, how) -> None:
+    observe_by(pytester, how)
+    make_tests(pytester, LEFT_WITH_ITS_PARENT)
+
+    result = run("--zombiewatch", "--zombiewatch-fail-orphans")
+
+    # Only test_one orphaned anything; test_two, which looks while that
+    # zombie is still out there, is not blamed for it.
+    result.assert_outcomes(passed=3, errors=1)
+    assert [line for line in result.outlines if line.startswith("ERROR ")] == [
+        line for line in result.outlines if line.startswith("ERROR test_inner.py::test_one ")
+    ]
+    [zombie], [middle] = pids(pytester, "zombie"), pids(pytester, "middle")
+    # Its parent did not exit: it went out of the tree with the zombie.
+    assert re.search(
+        rf"pid {zombie} 'python3?' escaped this test's tree, a zombie: its parent pid "
+        rf"{middle} left the tree with it and holds it now",
+        error_text(result, "test_one"),
+    )
+    assert "2 orphans escaped" in " ".join(summary_lines(result))
+
+
 # -- the garbage collector -----------------------------------------------------------
 
 CYCLE = """
