@@ -205,13 +205,29 @@ def test_orphan():
 """
 
 
-@ESCAPES_HERE
-@pytest.mark.parametrize("fail", [False, True])
-def test_an_escaped_orphan_is_reported_and_fails_only_if_asked(pytester, run, fail) -> None:
-    events_or_skip()
-    make_tests(pytester, ORPHAN)
+# Not asked, then each way of asking: option, ini key, marker.
+FAIL_ORPHANS = {
+    "no": ([], ORPHAN),
+    "option": (["--zombiewatch-fail-orphans"], ORPHAN),
+    "ini": (["-o", "zombiewatch_fail_orphans=true"], ORPHAN),
+    "marker": (
+        [],
+        ORPHAN.replace(
+            "def test_orphan", "@pytest.mark.zombiewatch(fail_orphans=True)\ndef test_orphan"
+        ),
+    ),
+}
 
-    result = run("--zombiewatch", *(["--zombiewatch-fail-orphans"] if fail else []))
+
+@ESCAPES_HERE
+@pytest.mark.parametrize("asked", FAIL_ORPHANS)
+def test_an_escaped_orphan_is_reported_and_fails_only_if_asked(pytester, run, asked) -> None:
+    events_or_skip()
+    args, body = FAIL_ORPHANS[asked]
+    fail = asked != "no"
+    make_tests(pytester, body)
+
+    result = run("--zombiewatch", *args)
 
     [middle], [orphan] = pids(pytester, "middle"), pids(pytester, "orphan")
     said = (
@@ -325,10 +341,23 @@ def test_a_zombie_held_by_a_reference_cycle_goes_after_gc_and_says_so(pytester, 
     )
 
 
-def test_without_gc_the_same_zombie_fails_the_test(pytester, run) -> None:
-    make_tests(pytester, CYCLE)
+# Each way of turning the collection off: option, ini key, marker.
+NO_GC = {
+    "option": (["--zombiewatch-no-gc"], CYCLE),
+    "ini": (["-o", "zombiewatch_gc=false"], CYCLE),
+    "marker": (
+        [],
+        CYCLE.replace("def test_cycle", "@pytest.mark.zombiewatch(gc=False)\ndef test_cycle"),
+    ),
+}
 
-    result = run("--zombiewatch", "--zombiewatch-settle=0.2", "--zombiewatch-no-gc")
+
+@pytest.mark.parametrize("off", NO_GC)
+def test_without_gc_the_same_zombie_fails_the_test(pytester, run, off: str) -> None:
+    args, body = NO_GC[off]
+    make_tests(pytester, body)
+
+    result = run("--zombiewatch", "--zombiewatch-settle=0.2", *args)
 
     result.assert_outcomes(passed=1, errors=1)
     [pid] = pids(pytester, "cycle")
