@@ -103,12 +103,18 @@ AT_THE_END = {
 }
 
 
+@pytest.mark.parametrize("xdist", [False, True])
 @pytest.mark.parametrize("left", AT_THE_END)
-def test_what_a_test_left_is_named_when_the_tests_are_done(pytester, run, left: str) -> None:
+def test_what_a_test_left_is_named_when_the_tests_are_done(
+    pytester, run, left: str, xdist: bool
+) -> None:
     body, verb, when, counts, status = AT_THE_END[left]
     make_tests(pytester, body)
+    # With xdist, a worker finds it after its last test and tells the
+    # controller, which prints it (loadfile: C and D on one worker).
+    args = ["-n", "2", "--dist", "loadfile"] if xdist else []
 
-    result = run("--zombiewatch", "--zombiewatch-settle=0.2")
+    result = run("--zombiewatch", "--zombiewatch-settle=0.2", *args)
 
     [pid] = pids(pytester, "child")
     assert_summary_names(result, f"test_inner.py::test_c {verb} pid {pid} ", when)
