@@ -122,11 +122,35 @@ def test_what_a_test_left_is_named_when_the_tests_are_done(
     assert result.ret == status
 
 
-def test_a_wider_fixtures_child_is_blamed_on_the_fixture(pytester, run) -> None:
+def test_a_zombie_made_during_an_unguarded_test_is_blamed_when_the_next_begins(
+    pytester, run
+) -> None:
+    # C's child exits during D, which is not guarded; E's guard finds the
+    # zombie when E begins: C's leak, and E passes.
+    make_tests(
+        pytester,
+        AT_THE_END["zombie"][0] + "\ndef test_e():\n    pass\n",
+    )
+
+    result = run("--zombiewatch", "--zombiewatch-settle=0.2")
+
+    result.assert_outcomes(passed=3)
+    [pid] = pids(pytester, "child")
+    assert_summary_names(
+        result,
+        f"test_inner.py::test_c leaked pid {pid} ",
+        "found before test_inner.py::test_e began",
+    )
+    assert "zombiewatch: 2 tests guarded, 1 test leaked 1 zombie" in result.outlines
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.mark.parametrize("scope", ["module", "session"])
+def test_a_wider_fixtures_child_is_blamed_on_the_fixture(pytester, run, scope: str) -> None:
     make_tests(
         pytester,
         """
-        @pytest.fixture(scope="module")
+        @pytest.fixture(scope="SCOPE")
         def server():
             p = subprocess.Popen(UNTIL_EOF, stdin=subprocess.PIPE)
             record("server", p.pid)
@@ -139,7 +163,7 @@ def test_a_wider_fixtures_child_is_blamed_on_the_fixture(pytester, run) -> None:
 
         def test_two(server):
             pass
-        """,
+        """.replace("SCOPE", scope),
     )
 
     result = run("--zombiewatch", "--zombiewatch-settle=0.2")
@@ -150,7 +174,7 @@ def test_a_wider_fixtures_child_is_blamed_on_the_fixture(pytester, run) -> None:
     [pid] = pids(pytester, "server")
     assert "left pid" not in result.stdout.str()  # not test_one's to collect
     assert any(
-        line.startswith(f"zombiewatch: fixture 'server' (module scope) leaked pid {pid} ")
+        line.startswith(f"zombiewatch: fixture 'server' ({scope} scope) leaked pid {pid} ")
         for line in summary_lines(result)
     ), result.outlines
     assert "zombiewatch: 2 tests guarded, 1 test leaked 1 zombie" in result.outlines
