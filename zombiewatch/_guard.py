@@ -318,6 +318,12 @@ class ZombieGuard:
             self._not_yet, self.foreign, self._escaped = {}, {}, {}
             if _with_events():
                 del self._monitor.escapes[:]  # escapes from before this guard
+            elif self._monitor.zombies:
+                # The shared sampler keeps a zombie it saw in an earlier test
+                # until it is collected, wherever it went since. This process
+                # had no descendant a moment ago, so each one is outside the
+                # tree: an earlier test's escape, never this one's.
+                self.baseline_zombies = frozenset(self._monitor.zombies)
         monitor = self._monitor
         monitor.sample()
         # Read once per look: from events, ``last`` is built on each read.
@@ -588,12 +594,14 @@ class ZombieGuard:
         lines = []
         for e in escaped[:MAX_LISTED]:
             state = "a zombie" if e.zombie else "still running"
-            by = f"its parent pid {e.orphaned_by}" if e.orphaned_by else "its parent"
-            held = f"pid {e.held_by} holds it now" if e.held_by else "collected since"
-            lines.append(
-                f"  pid {e.pid} {e.name!r} escaped this test's tree, {state}: "
-                f"{by} exited without collecting it; {held}"
-            )
+            if e.orphaned_by and e.orphaned_by == e.held_by:
+                # Its parent did not exit: it left the tree itself, holding it.
+                how = f"its parent pid {e.held_by} left the tree with it and holds it now"
+            else:
+                by = f"its parent pid {e.orphaned_by}" if e.orphaned_by else "its parent"
+                held = f"pid {e.held_by} holds it now" if e.held_by else "collected since"
+                how = f"{by} exited without collecting it; {held}"
+            lines.append(f"  pid {e.pid} {e.name!r} escaped this test's tree, {state}: {how}")
             where = self.started_at(e.orphaned_by) if e.orphaned_by else ""
             if where:
                 lines.append(f"    its parent was started at {where}")

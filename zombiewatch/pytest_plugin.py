@@ -53,9 +53,11 @@ inside its tree. Never a bystander's:
   starts (the guard looks before and after such a fixture's setup) is
   that fixture's, the same way, and no test waits for it;
 - an orphan that escaped the tree (its parent exited; PID 1 or a
-  subreaper holds it now) is a warning naming who orphaned it, and fails
-  the test only with ``--zombiewatch-fail-orphans``. Kernel events see
-  every escape; the sampler only those its looks catch.
+  subreaper holds it now; or its parent left the tree with it) is a
+  warning naming who orphaned it, and fails the test only with
+  ``--zombiewatch-fail-orphans``; an earlier test's escape is never a
+  later test's. Kernel events see every escape; the sampler only those
+  its looks catch.
 
 If a fixture's teardown raises, the check of that test is skipped: its
 cleanup did not finish. To turn a suite-wide ini setting off for one run,

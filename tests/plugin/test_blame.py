@@ -103,12 +103,18 @@ AT_THE_END = {
 }
 
 
+@pytest.mark.parametrize("xdist", [False, True])
 @pytest.mark.parametrize("left", AT_THE_END)
-def test_what_a_test_left_is_named_when_the_tests_are_done(pytester, run, left: str) -> None:
+def test_what_a_test_left_is_named_when_the_tests_are_done(
+    pytester, run, left: str, xdist: bool
+) -> None:
     body, verb, when, counts, status = AT_THE_END[left]
     make_tests(pytester, body)
+    # With xdist, a worker finds it after its last test and tells the
+    # controller, which prints it (loadfile: C and D on one worker).
+    args = ["-n", "2", "--dist", "loadfile"] if xdist else []
 
-    result = run("--zombiewatch", "--zombiewatch-settle=0.2")
+    result = run("--zombiewatch", "--zombiewatch-settle=0.2", *args)
 
     [pid] = pids(pytester, "child")
     assert_summary_names(result, f"test_inner.py::test_c {verb} pid {pid} ", when)
@@ -116,11 +122,35 @@ def test_what_a_test_left_is_named_when_the_tests_are_done(pytester, run, left: 
     assert result.ret == status
 
 
-def test_a_wider_fixtures_child_is_blamed_on_the_fixture(pytester, run) -> None:
+def test_a_zombie_made_during_an_unguarded_test_is_blamed_when_the_next_begins(
+    pytester, run
+) -> None:
+    # C's child exits during D, which is not guarded; E's guard finds the
+    # zombie when E begins: C's leak, and E passes.
+    make_tests(
+        pytester,
+        AT_THE_END["zombie"][0] + "\ndef test_e():\n    pass\n",
+    )
+
+    result = run("--zombiewatch", "--zombiewatch-settle=0.2")
+
+    result.assert_outcomes(passed=3)
+    [pid] = pids(pytester, "child")
+    assert_summary_names(
+        result,
+        f"test_inner.py::test_c leaked pid {pid} ",
+        "found before test_inner.py::test_e began",
+    )
+    assert "zombiewatch: 2 tests guarded, 1 test leaked 1 zombie" in result.outlines
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.mark.parametrize("scope", ["module", "session"])
+def test_a_wider_fixtures_child_is_blamed_on_the_fixture(pytester, run, scope: str) -> None:
     make_tests(
         pytester,
         """
-        @pytest.fixture(scope="module")
+        @pytest.fixture(scope="SCOPE")
         def server():
             p = subprocess.Popen(UNTIL_EOF, stdin=subprocess.PIPE)
             record("server", p.pid)
@@ -133,7 +163,7 @@ def test_a_wider_fixtures_child_is_blamed_on_the_fixture(pytester, run) -> None:
 
         def test_two(server):
             pass
-        """,
+        """.replace("SCOPE", scope),
     )
 
     result = run("--zombiewatch", "--zombiewatch-settle=0.2")
@@ -144,7 +174,7 @@ def test_a_wider_fixtures_child_is_blamed_on_the_fixture(pytester, run) -> None:
     [pid] = pids(pytester, "server")
     assert "left pid" not in result.stdout.str()  # not test_one's to collect
     assert any(
-        line.startswith(f"zombiewatch: fixture 'server' (module scope) leaked pid {pid} ")
+        line.startswith(f"zombiewatch: fixture 'server' ({scope} scope) leaked pid {pid} ")
         for line in summary_lines(result)
     ), result.outlines
     assert "zombiewatch: 2 tests guarded, 1 test leaked 1 zombie" in result.outlines
@@ -205,13 +235,29 @@ def test_orphan():
 """
 
 
-@ESCAPES_HERE
-@pytest.mark.parametrize("fail", [False, True])
-def test_an_escaped_orphan_is_reported_and_fails_only_if_asked(pytester, run, fail) -> None:
-    events_or_skip()
-    make_tests(pytester, ORPHAN)
+# Not asked, then each way of asking: option, ini key, marker.
+FAIL_ORPHANS = {
+    "no": ([], ORPHAN),
+    "option": (["--zombiewatch-fail-orphans"], ORPHAN),
+    "ini": (["-o", "zombiewatch_fail_orphans=true"], ORPHAN),
+    "marker": (
+        [],
+        ORPHAN.replace(
+            "def test_orphan", "@pytest.mark.zombiewatch(fail_orphans=True)\ndef test_orphan"
+        ),
+    ),
+}
 
-    result = run("--zombiewatch", *(["--zombiewatch-fail-orphans"] if fail else []))
+
+@ESCAPES_HERE
+@pytest.mark.parametrize("asked", FAIL_ORPHANS)
+def test_an_escaped_orphan_is_reported_and_fails_only_if_asked(pytester, run, asked) -> None:
+    events_or_skip()
+    args, body = FAIL_ORPHANS[asked]
+    fail = asked != "no"
+    make_tests(pytester, body)
+
+    result = run("--zombiewatch", *args)
 
     [middle], [orphan] = pids(pytester, "middle"), pids(pytester, "orphan")
     said = (
@@ -227,6 +273,65 @@ def test_an_escaped_orphan_is_reported_and_fails_only_if_asked(pytester, run, fa
         result.assert_outcomes(passed=1, warnings=1)
         assert said in result.stdout.str().replace("'python'", "'python3'")
         assert "1 orphan escaped" in " ".join(summary_lines(result))
+
+
+# test_one's tree: a starter, under it a middle process holding a zombie.
+# Killing the starter sends the middle process, zombie and all, out of the
+# tree, where the zombie stays until test_three lets the middle one go.
+LEFT_WITH_ITS_PARENT = f"""
+MIDDLE = {MIDDLE.replace("COLLECT", "True")!r}
+STARTER = (
+    "import subprocess, sys, time; "
+    "subprocess.Popen([sys.executable, '-c', sys.argv[1]]); time.sleep(600)"
+)
+
+def test_one(zombie_guard):
+    p = subprocess.Popen(
+        [sys.executable, "-c", STARTER, MIDDLE], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    KEEP.append(p)
+    zombie = int(p.stdout.readline())
+    zombie_guard.count()  # a look while the zombie is held inside the tree
+    p.kill()
+    p.wait()
+    record("zombie", zombie)
+    with open(f"/proc/{{zombie}}/stat") as f:
+        record("middle", f.read().rsplit(")", 1)[1].split()[1])
+
+def test_two(zombie_guard):
+    # Its first look to find a child comes now, with the zombie out there.
+    p = subprocess.Popen(UNTIL_EOF, stdin=subprocess.PIPE)
+    zombie_guard.count()
+    p.stdin.close()
+    p.wait()
+
+def test_three():
+    KEEP[0].stdin.close()  # the middle process collects its zombie and exits
+"""
+
+
+@ESCAPES_HERE
+@pytest.mark.parametrize("how", ["events", "sample"])
+def test_an_earlier_tests_escape_is_not_the_next_tests(pytester, run, how) -> None:
+    observe_by(pytester, how)
+    make_tests(pytester, LEFT_WITH_ITS_PARENT)
+
+    result = run("--zombiewatch", "--zombiewatch-fail-orphans")
+
+    # Only test_one orphaned anything; test_two, which looks while that
+    # zombie is still out there, is not blamed for it.
+    result.assert_outcomes(passed=3, errors=1)
+    assert [line for line in result.outlines if line.startswith("ERROR ")] == [
+        line for line in result.outlines if line.startswith("ERROR test_inner.py::test_one ")
+    ]
+    [zombie], [middle] = pids(pytester, "zombie"), pids(pytester, "middle")
+    # Its parent did not exit: it went out of the tree with the zombie.
+    assert re.search(
+        rf"pid {zombie} 'python3?' escaped this test's tree, a zombie: its parent pid "
+        rf"{middle} left the tree with it and holds it now",
+        error_text(result, "test_one"),
+    )
+    assert "2 orphans escaped" in " ".join(summary_lines(result))
 
 
 # -- the garbage collector -----------------------------------------------------------
@@ -266,10 +371,23 @@ def test_a_zombie_held_by_a_reference_cycle_goes_after_gc_and_says_so(pytester, 
     )
 
 
-def test_without_gc_the_same_zombie_fails_the_test(pytester, run) -> None:
-    make_tests(pytester, CYCLE)
+# Each way of turning the collection off: option, ini key, marker.
+NO_GC = {
+    "option": (["--zombiewatch-no-gc"], CYCLE),
+    "ini": (["-o", "zombiewatch_gc=false"], CYCLE),
+    "marker": (
+        [],
+        CYCLE.replace("def test_cycle", "@pytest.mark.zombiewatch(gc=False)\ndef test_cycle"),
+    ),
+}
 
-    result = run("--zombiewatch", "--zombiewatch-settle=0.2", "--zombiewatch-no-gc")
+
+@pytest.mark.parametrize("off", NO_GC)
+def test_without_gc_the_same_zombie_fails_the_test(pytester, run, off: str) -> None:
+    args, body = NO_GC[off]
+    make_tests(pytester, body)
+
+    result = run("--zombiewatch", "--zombiewatch-settle=0.2", *args)
 
     result.assert_outcomes(passed=1, errors=1)
     [pid] = pids(pytester, "cycle")

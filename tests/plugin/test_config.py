@@ -286,6 +286,7 @@ def test_precedence_of_the_settle_window(pytester, run, ini, cli, decorator, set
         ("zombiewatch_gc = often", [], "ini key zombiewatch_gc in *tox.ini: expected true*"),
         ("zombiewatch_fail_orphans = x", [], "ini key zombiewatch_fail_orphans in *: expected*"),
         ("", ["-o", "zombiewatch_settle=-2"], "-o zombiewatch_settle: settle must be*got '-2'"),
+        ("", ["-o", "zombiewatch=maybe"], "-o zombiewatch: expected true or false*'maybe'*"),
     ],
 )
 def test_a_bad_option_or_ini_value_is_a_usage_error(pytester, ini, cli, message) -> None:

@@ -224,6 +224,8 @@ def test_allow_tolerates_that_many_zombies(pytester, run, allow: int, fails: boo
         text = error_text(result, "test_two")
         assert "left 2 zombie processes (allowed: 1)" in text
         assert all(f"pid {pid} " in text for pid in pids(pytester, "two"))
+        # Tests and zombies counted apart, each with its own plural.
+        assert "zombiewatch: 1 test guarded, 1 test leaked 2 zombies" in result.outlines
     else:
         result.assert_outcomes(passed=1)
         assert "zombiewatch: 1 test guarded, no test leaked a zombie" in result.outlines
