@@ -161,7 +161,10 @@ class EventMonitor(TreeWatcher):
                 if stat is not None and stat.state == "Z" and not stat.group_exited:
                     threads -= 1
                 proc = self._add(pid, origin.get(pid, 0), threads)
-                if status == "zombie":
+                # Its events may have come before its parent's fork event,
+                # which the walk overtook: its exit is then known exactly.
+                self._replay_early(pid, now_ns - EARLY_WINDOW_NS)
+                if status == "zombie" and proc.exit_ns is None:
                     self.stats.before_watch += 1
                 if pid in holding:
                     # Orphaned to an adopter before the events told of it:
@@ -256,13 +259,21 @@ class EventMonitor(TreeWatcher):
             # The pid is reused, so the process that had it was reaped first.
             self._reaped(old, ts, exact=False)
         self._add(child_pid, parent_tgid)
-        for what, when, other in self._early_events.pop(child_pid, ()):
-            if when < ts - EARLY_WINDOW_NS:
-                continue  # of an earlier process that had this pid
+        self._replay_early(child_pid, ts - EARLY_WINDOW_NS)
+
+    def _replay_early(self, pid: int, since_ns: int) -> None:
+        """Handle the events kept of ``pid`` (``_early``), just added to the
+        tree; those stamped before ``since_ns`` are of an earlier process
+        that had its pid."""
+        events = self._early_events.pop(pid, ())
+        self._early_count -= len(events)
+        for what, when, other in events:
+            if when < since_ns:
+                continue
             if what == _cnproc.FORK:
-                self._fork(child_pid, other, other, when)
+                self._fork(pid, other, other, when)
             else:
-                self._exit(child_pid, child_pid, other, when)
+                self._exit(pid, pid, other, when)
 
     def _early(self, pid: int, event: tuple[int, int, int]) -> None:
         """Keep an event about ``pid``, not (yet) of the tree, for a moment:

@@ -166,3 +166,30 @@ def test_a_fork_event_read_after_its_childs_exit_is_not_a_new_process() -> None:
         with contextlib.suppress(ChildProcessError, ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+
+
+def test_a_child_a_walk_finds_before_its_fork_event_keeps_its_exact_exit() -> None:
+    # Its parent's fork event is late (sent after the child ran, and here
+    # exited), so the child's exit event is kept as a stranger's. A walk
+    # that finds the zombie first gives it that exit: exact, not "a zombie
+    # before the watch" timed from the walk. (A burst of 200 read one such
+    # child as before_watch on a busy machine.)
+    monitor = EventMonitor(ROOT, adopters=[], connector=(conn := ScriptedConnector()))  # type: ignore[arg-type]
+    pid = _zombie_child()
+    try:
+        exited = time.monotonic_ns() - 1_000_000
+        conn.exit(exited, pid, ROOT)
+        monitor.sample()  # the exit is kept; the empty tree is walked
+        zombie = monitor.zombies[pid]
+        assert zombie.exact
+        assert zombie.since == pytest.approx(exited * 1e-9)
+        assert monitor.stats.before_watch == 0
+        conn.fork(time.monotonic_ns(), ROOT, pid)  # late: its own, not a new process
+        monitor.sample()
+        os.waitpid(pid, 0)
+        assert poll_until(lambda: (monitor.sample(), pid not in monitor.zombies)[1], 10.0)
+        assert (monitor.stats.zombies_seen, monitor.stats.lifetimes_closed) == (1, 1)
+    finally:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        monitor.close()
