@@ -19,6 +19,7 @@ import pwd
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -326,9 +327,14 @@ def test_auto_falls_back_to_scans_and_says_why_once(exporter, tmp_path):
     assert text.count("kernel events unavailable") == 1, text
 
 
-def test_binding_beyond_loopback_warns(exporter):
-    proc, _ready, log = exporter("--listen", "0.0.0.0:0")
-    assert "anyone who can reach it" in log.read_text()
+@pytest.mark.parametrize(
+    ("listen", "shown"), [("0.0.0.0:0", "0.0.0.0:"), ("[::]:0", "[::]:")], ids=["ipv4", "ipv6"]
+)
+def test_binding_beyond_loopback_warns(exporter, listen, shown):
+    if listen.startswith("[") and not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    proc, ready, log = exporter("--listen", listen)
+    assert f"listening on {shown}{ready['port']}: anyone who can reach it" in log.read_text()
     assert stop(proc) == 0
 
 
