@@ -438,8 +438,9 @@ def _serve(
     try:
         bound = httpd.server_address[1]
         if not is_loopback(host):
+            shown = f"[{host}]" if ":" in host else host  # [::]:9577, not :::9577
             log(
-                f"listening on {host}:{bound}: anyone who can reach it reads this host's"
+                f"listening on {shown}:{bound}: anyone who can reach it reads this host's"
                 " zombie holders and their users"
             )
         announce({"event": "listening", "host": host, "port": bound})

@@ -17,8 +17,10 @@ import json
 import os
 import pwd
 import re
+import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -32,7 +34,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import PYTHON, call_until, read_ready_line
-from zombiewatch import _platform, _proctl
+from zombiewatch import _defaults, _platform, _proctl
 
 prometheus_client = pytest.importorskip(
     "prometheus_client", reason="the prometheus extra is not installed"
@@ -47,6 +49,9 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "zombiewatch-rules.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "zombiewatch-rules.test.yml"
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+DAEMONSET = ROOT / "deploy" / "kubernetes" / "zombiewatch-daemonset.yaml"
+UNIT = ROOT / "deploy" / "systemd" / "zombiewatch-export.service"
 USER = pwd.getpwuid(os.getuid()).pw_name
 # Should pytest itself be killed, the servers get SIGTERM (PR_SET_PDEATHSIG).
 DIE_WITH_US = _proctl.die_with_parent_preexec(signal.SIGTERM)
@@ -326,9 +331,14 @@ def test_auto_falls_back_to_scans_and_says_why_once(exporter, tmp_path):
     assert text.count("kernel events unavailable") == 1, text
 
 
-def test_binding_beyond_loopback_warns(exporter):
-    proc, _ready, log = exporter("--listen", "0.0.0.0:0")
-    assert "anyone who can reach it" in log.read_text()
+@pytest.mark.parametrize(
+    ("listen", "shown"), [("0.0.0.0:0", "0.0.0.0:"), ("[::]:0", "[::]:")], ids=["ipv4", "ipv6"]
+)
+def test_binding_beyond_loopback_warns(exporter, listen, shown):
+    if listen.startswith("[") and not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    proc, ready, log = exporter("--listen", listen)
+    assert f"listening on {shown}{ready['port']}: anyone who can reach it" in log.read_text()
     assert stop(proc) == 0
 
 
@@ -461,6 +471,132 @@ def test_promtool_unit_tests_of_the_rules_pass():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_promtool_accepts_the_shipped_prometheus_config():
+    yaml = pytest.importorskip("yaml", reason="pip install pyyaml (in the test extra)")
+    done = subprocess.run(
+        [_promtool(), "check", "config", str(PROMETHEUS_CONFIG)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS: 4 rules found" in done.stdout  # it found and loaded the rules beside it
+    (job,) = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["scrape_configs"]
+    assert job["static_configs"][0]["targets"] == [_defaults.EXPORT_LISTEN]
+
+
+# -- the shipped DaemonSet and systemd unit, run as they say --------------------------
+
+
+def _as_deployed(*setpriv: str) -> list[str]:
+    """A prefix that runs a command on a read-only root (a mount namespace of
+    its own) as ``setpriv`` options say, or skip with the reason."""
+    unshare, setpriv_bin = shutil.which("unshare"), shutil.which("setpriv")
+    if os.geteuid() != 0 or unshare is None or setpriv_bin is None:
+        pytest.skip("needs root, unshare and setpriv (util-linux)")
+    prefix = [
+        unshare, "--mount", "--propagation", "private",
+        "sh", "-c", 'mount -o remount,bind,ro / && exec "$@"', "sh", setpriv_bin, *setpriv,
+    ]  # fmt: skip
+    probe = subprocess.run(
+        [*prefix, PYTHON, "-c", "import zombiewatch.export; open('/ro-probe', 'w')"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    if "Read-only file system" not in probe.stderr:
+        pytest.skip(f"cannot run this Python on a read-only root as {setpriv}: {probe.stderr}")
+    return prefix
+
+
+def _counts_root_zombies(holder: Holder, exporter, args: list[str], prefix: list[str]):
+    """Start the exporter with ``args`` under ``prefix`` and check that it
+    counts the holder's zombies (held by this test's user) at once."""
+    holder.fork(5)
+    proc, ready, log = exporter(*args, prefix=prefix)
+    url = f"http://127.0.0.1:{ready['port']}/metrics"
+    metrics = parse(get(url))
+    (row,) = [s for s in metrics["zombiewatch_zombies"] if s.labels["parent"] == holder.name]
+    assert (row.value, row.labels["user"]) == (5, USER)
+    assert single(metrics, "zombiewatch_scan_success") == 1
+    return proc, ready, log
+
+
+def test_the_daemonset_runs_as_nobody_on_a_read_only_root_and_sees_the_hosts_zombies(
+    holder, exporter
+):
+    yaml = pytest.importorskip("yaml", reason="pip install pyyaml (in the test extra)")
+    _namespace, daemonset = yaml.safe_load_all(DAEMONSET.read_text())
+    pod = daemonset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["hostPID"] is True  # the node's processes, as this test's exporter sees them
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    uid, gid = pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]
+    assert uid != 0
+    args = list(container["args"])
+    # The pod listens on every address of its own network namespace; here, loopback.
+    args[args.index("--listen") + 1] = "127.0.0.1:0"
+    prefix = _as_deployed(
+        f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--inh-caps=-all",
+        "--bounding-set=-all",
+    )  # fmt: skip
+    proc, _ready, log = _counts_root_zombies(holder, exporter, args, prefix)
+    assert stop(proc) == 0, log.read_text()  # the kubelet stops a pod with SIGTERM
+    assert "Traceback" not in log.read_text()
+
+
+def _unit_service() -> list[tuple[str, str]]:
+    """The ``[Service]`` section of the shipped unit, as (key, value) in order."""
+    section, found = "", []
+    for line in UNIT.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            found.append((key, value))
+    return found
+
+
+def test_the_systemd_unit_verifies_and_runs_as_a_user_with_only_cap_net_admin(
+    holder, exporter, tmp_path
+):
+    service = _unit_service()
+    settings = dict(service)
+    assert settings["DynamicUser"] == "yes"
+    assert settings["ProtectSystem"] == "strict"  # a read-only root
+    assert settings["AmbientCapabilities"] == settings["CapabilityBoundingSet"] == "CAP_NET_ADMIN"
+    # systemd expands ${NAME} from Environment= (overridden in /etc/default as
+    # README says: here, a port of the kernel's choosing).
+    program, *args = shlex.split(settings["ExecStart"])
+    assert program == "/usr/local/bin/zombiewatch"
+    env = dict(v.partition("=")[::2] for k, v in service if k == "Environment")
+    env["ZOMBIEWATCH_LISTEN"] = "127.0.0.1:0"
+    args = [re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], a) for a in args]
+    assert args[0] == "export"
+
+    analyze = shutil.which("systemd-analyze")
+    if analyze is not None:
+        # Here zombiewatch is this Python's; verify says whether the rest is sound.
+        local = tmp_path / UNIT.name
+        local.write_text(UNIT.read_text().replace(program, f"{PYTHON} -m zombiewatch"))
+        done = subprocess.run(
+            [analyze, "verify", str(local)], capture_output=True, text=True, timeout=60
+        )
+        assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+    prefix = _as_deployed(
+        "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all,+net_admin",
+        "--ambient-caps=-all,+net_admin", "--bounding-set=-all,+net_admin",
+    )  # fmt: skip
+    proc, ready, log = _counts_root_zombies(holder, exporter, args[1:], prefix)
+    events = subprocess.run(
+        [PYTHON, "-c", "from zombiewatch import _cnproc; print(_cnproc.unavailable_reason())"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if events.stdout.strip() == "None":  # root hears kernel events here: so must the unit's user
+        assert ready["method"] == "events", log.read_text()
+    assert stop(proc) == 0, log.read_text()  # KillSignal=SIGTERM
+
+
 # -- a real Prometheus server ---------------------------------------------------------
 
 
@@ -487,11 +623,11 @@ def prometheus() -> Iterator[Any]:
     # Not tmp_path: pytest keeps those after the session; this one goes with the server.
     workdir = tempfile.mkdtemp(prefix="zombiewatch-prometheus-")
 
-    def start(target: str) -> Prometheus:
+    def start(target: str, rules: tuple[Path, ...] = (RULES,)) -> Prometheus:
         config = Path(workdir) / "prometheus.yml"
         config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            f"rule_files:\n  - {json.dumps(str(RULES))}\n"
+            f"rule_files: {json.dumps([str(r) for r in rules])}\n"
             "scrape_configs:\n  - job_name: zombiewatch\n"
             f"    static_configs:\n      - targets: [{json.dumps(target)}]\n"
         )
@@ -522,12 +658,25 @@ def prometheus() -> Iterator[Any]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def test_prometheus_scrapes_the_exporter_and_the_shipped_alert_goes_pending(
-    holder, exporter, prometheus
+def test_prometheus_scrapes_the_exporter_and_the_shipped_alert_fires(
+    holder, exporter, prometheus, tmp_path
 ):
+    yaml = pytest.importorskip("yaml", reason="pip install pyyaml (in the test extra)")
+    # The shipped rules as they are, and a copy whose alerts fire after 1 s
+    # instead of minutes (labelled rules="short-for"), to see one fire here.
+    short = yaml.safe_load(RULES.read_text())
+    for group in short["groups"]:
+        group["name"] += "-short-for"
+        for rule in group["rules"]:
+            rule["for"] = "1s"
+            rule["labels"]["rules"] = "short-for"
+    short_rules = tmp_path / "short-for-rules.yml"
+    short_rules.write_text(yaml.safe_dump(short))
+
     holder.fork(12)  # the rule ZombiesHeldByOneParent starts at 10
     _proc, ready, _log = exporter("--listen", "127.0.0.1:0")
-    server = prometheus(f"127.0.0.1:{ready['port']}")
+    instance = f"127.0.0.1:{ready['port']}"
+    server = prometheus(instance, (RULES, short_rules))
 
     def held() -> list[Any] | None:
         data = server.api("query", query=f'zombiewatch_zombies{{parent="{holder.name}"}}')
@@ -538,22 +687,29 @@ def test_prometheus_scrapes_the_exporter_and_the_shipped_alert_goes_pending(
     assert series["metric"]["job"] == "zombiewatch"
     assert series["metric"]["instance"] == f"127.0.0.1:{ready['port']}"
 
-    def pending() -> list[Any]:
-        return [
-            a
-            for a in server.api("alerts")["alerts"]
-            if a["labels"]["alertname"] == "ZombiesHeldByOneParent"
-            and a["labels"].get("parent") == holder.name
-        ]
+    def alert(rules: str | None, state: str) -> dict[str, Any] | None:
+        for a in server.api("alerts")["alerts"]:
+            labels = a["labels"]
+            if (
+                labels["alertname"] == "ZombiesHeldByOneParent"
+                and labels.get("parent") == holder.name
+                and labels.get("rules") == rules
+                and a["state"] == state
+            ):
+                return dict(a)
+        return None
 
-    (alert,) = call_until(pending, 120, "the shipped alert to match the holder")
-    assert alert["state"] == "pending"  # `for: 10m` keeps it from firing in a test
-    assert alert["annotations"]["summary"].startswith(f"12 zombies held by {holder.name} (user")
-    groups = server.api("rules")["groups"]
-    rules = [r for g in groups for r in g["rules"]]
-    assert len(rules) == 4
+    summary = f"12 zombies held by {holder.name} (user {USER}) on {instance}"
+    fired = call_until(lambda: alert("short-for", "firing"), 120, "the short-for alert to fire")
+    assert fired["annotations"]["summary"] == summary
+    assert fired["labels"]["user"] == USER
+    # The shipped rule, `for: 10m`, matches the same series and waits.
+    shipped = call_until(lambda: alert(None, "pending"), 120, "the shipped alert to be pending")
+    assert shipped["annotations"]["summary"] == summary
+    (group,) = [g for g in server.api("rules")["groups"] if g["name"] == "zombiewatch"]
+    assert len(group["rules"]) == 4
     call_until(
-        lambda: all(r["health"] == "ok" for r in server.api("rules")["groups"][0]["rules"]),
+        lambda: all(r["health"] == "ok" for g in server.api("rules")["groups"] for r in g["rules"]),
         60,
         "every shipped rule to evaluate without error",
     )
