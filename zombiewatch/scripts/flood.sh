@@ -58,10 +58,17 @@ one='
 
 stop() {
 	trap - INT TERM
-	# The jobs are the timeout processes; timeout passes the signal on to its
-	# bash, so nothing is left behind.
-	# shellcheck disable=SC2046 # word splitting of the pid list is wanted
-	kill $(jobs -p) 2>/dev/null
+	# The jobs are the timeout processes, each the leader of a process group
+	# of its own with its bash. The signal goes to the whole group, not to
+	# timeout alone: a timeout signalled just after its fork, before it has
+	# noted its child's pid, exits without passing the signal on, and its
+	# bash would wait for a reply forever (docs/FACTS.md, "flood.sh and
+	# coreutils timeout"). Then to the pid, for a timeout that has not made
+	# its group yet.
+	local pid
+	for pid in $(jobs -p); do
+		kill -TERM -- "-$pid" "$pid" 2>/dev/null
+	done
 	wait
 	rm -f "$results"
 	echo "flood.sh: interrupted" >&2
@@ -72,8 +79,9 @@ trap stop INT TERM
 start=$(date +%s%N)
 running=0
 for ((i = 0; i < count; i++)); do
-	# --foreground keeps timeout in our process group, so Ctrl-C reaches it.
-	timeout --foreground "$timeout_s" bash -c "$one" flood "$host" "$port" "$i" "$results" &
+	# timeout puts itself and its bash in a process group of their own; a
+	# Ctrl-C reaches us, and stop() passes it on to every group.
+	timeout "$timeout_s" bash -c "$one" flood "$host" "$port" "$i" "$results" &
 	if ((++running >= parallel)); then
 		wait -n
 		((running--))
