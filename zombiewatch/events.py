@@ -164,8 +164,6 @@ class EventMonitor(TreeWatcher):
                 # Its events may have come before its parent's fork event,
                 # which the walk overtook: its exit is then known exactly.
                 self._replay_early(pid, now_ns - EARLY_WINDOW_NS)
-                if status == "zombie" and proc.exit_ns is None:
-                    self.stats.before_watch += 1
                 if pid in holding:
                     # Orphaned to an adopter before the events told of it:
                     # its parent's events had not come when the walk ran (a
@@ -176,6 +174,8 @@ class EventMonitor(TreeWatcher):
             if status == "zombie" and proc.exit_ns is None:
                 # Dead before the watch began, or its exit event was lost:
                 # its lifetime counts from now, a lower bound.
+                if known is None:
+                    self.stats.before_watch += 1
                 proc.threads, proc.exact = 0, False
                 self._exited(proc, now_ns, origin.get(pid, 0))
 
@@ -455,15 +455,19 @@ class EventMonitor(TreeWatcher):
         to ``EXIT_SLACK`` if it hands them off (docs/DESIGN.md, "Handed-off
         zombies")."""
         unnamed = self._unnamed
+        running: dict[int, bool] = {}  # holder -> seen running: one read each
         for pid in [p for p, since in unnamed.items() if now - since >= self.interval]:
             del unnamed[pid]
             zombie = self.zombies.get(pid)
             stat = _procfs.read_stat(pid) if zombie is not None else None
             if zombie is None or stat is None:
                 continue
-            holder = None if zombie.adopted else _procfs.read_stat(zombie.ppid)
-            running = holder is not None and holder.state == "R"
-            self.zombies[pid] = dataclasses.replace(zombie, name=stat.comm, holder_running=running)
+            holder = zombie.ppid
+            if not zombie.adopted and holder not in running:
+                held_by = _procfs.read_stat(holder)
+                running[holder] = held_by is not None and held_by.state == "R"
+            busy = not zombie.adopted and running[holder]
+            self.zombies[pid] = dataclasses.replace(zombie, name=stat.comm, holder_running=busy)
 
     def _update(self, timeout: float) -> None:
         """Wait up to ``timeout`` s for events and handle what came.
