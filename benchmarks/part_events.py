@@ -1,8 +1,10 @@
 """Part 6 of ``bench.py``: watching from kernel events against sampling. For
 the ``sigchld`` server and the C fork server, floods interleave unwatched,
-watched by ``zombiewatch watch --observe events`` and by ``--observe
-sample``: the server's rate under each, the watcher's CPU per child of the
-tree, the share of reaps observed exactly, and the exact lifetimes.
+watched by ``zombiewatch watch --observe events`` (read by the native
+extension's thread, and again by the monitor's own Python thread) and by
+``--observe sample``: the server's rate under each, the watcher's CPU per
+child of the tree, the share of reaps observed exactly, and the exact
+lifetimes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from _harness import (
     median,
     ratio_of,
 )
-from part_overhead import Watch, interleaved, watched_servers
+from part_overhead import PYTHON_READER, Watch, interleaved, watched_servers
 
 
 def _observe(run: dict[str, Any] | None) -> dict[str, Any]:
@@ -30,11 +32,14 @@ def _observe(run: dict[str, Any] | None) -> dict[str, Any]:
 def part_events(table: Table, procs: Procs, tools: Tools, plan: Plan) -> None:
     print("6. kernel events against sampling", flush=True)
     for name, argv in watched_servers(tools, plan):
-        plain, watches = interleaved(procs, tools, plan, argv, ("events", "sample"))
+        methods = ("events", PYTHON_READER, "sample")
+        plain, watches = interleaved(procs, tools, plan, argv, methods)
         _rows(table, name, plain, watches, C=name.startswith("C"))
     table.notes.append(
         "6: `zombiewatch watch PID --observe events|sample --interval 0.01` on a server"
-        " flooded by the C flooder, interleaved with unwatched floods on the same server."
+        " flooded by the C flooder, interleaved with unwatched floods on the same server;"
+        " events-python: events read by the monitor's own thread (ZOMBIEWATCH_NATIVE=0)"
+        " instead of zombiewatch._pump's."
         " CPU per child is the watcher's user+system time during the flood divided by"
         " the children that exited (every fork of the tree gives one exit and one reap)."
         " Exactly observed: reaps whose time came from the child's pidfd; the rest were"
@@ -49,7 +54,7 @@ def _rows(
     for method, ws in watches.items():
         ratio = ratio_of([w.rate for w in ws], plain)
         notes = f"the watcher used {median([w.share for w in ws]):.0%} of one core"
-        if method == "events":
+        if method.startswith("events"):
             exited = [float(_observe(w.run).get("children_exited") or 0) for w in ws]
             per_child = [w.cpu / n * 1e6 for w, n in zip(ws, exited, strict=True) if n]
             exact = [

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -100,11 +101,20 @@ class Watch:
     run: dict[str, Any] | None  # the watcher's JSON report, if it could be read
 
 
+# A method of part 6 that is not an --observe value: events read by the
+# monitor's own thread instead of zombiewatch._pump's (zombiewatch/_feeds.py).
+PYTHON_READER = "events-python"
+
+
 def watched(procs: Procs, tools: Tools, port: int, pid: int, seconds: float, observe: str) -> Watch:
     """Flood the server on ``port`` for ``seconds`` while ``zombiewatch watch
-    --observe OBSERVE`` watches ``pid``."""
+    --observe OBSERVE`` watches ``pid`` (``PYTHON_READER``: events, read in
+    Python)."""
+    env = None
+    if observe == PYTHON_READER:
+        observe, env = "events", {**os.environ, "ZOMBIEWATCH_NATIVE": "0"}
     argv = [PY, "-m", "zombiewatch", "watch", str(pid), "--json", "--observe", observe]
-    watcher = procs.start([*argv, "--interval", "0.01", "--settle", "0"])
+    watcher = procs.start([*argv, "--interval", "0.01", "--settle", "0"], env=env)
     try:
         wait_sampling(watcher.pid)
         cpu0, t0 = sum(psutil.Process(watcher.pid).cpu_times()[:2]), time.monotonic()

@@ -81,3 +81,18 @@ def serve(spawn):
         return proc, read_ready_line(proc)
 
     return start
+
+
+@pytest.fixture(params=["native", "python"])
+def feed(request, monkeypatch) -> str:
+    """Each event monitor made in the test reads its events through this
+    feed (zombiewatch/_feeds.py): the C extension's thread, or Python's."""
+    from zombiewatch import _feeds
+
+    if request.param == "native":
+        monkeypatch.delenv("ZOMBIEWATCH_NATIVE", raising=False)
+        if _feeds.native_reason() is not None:
+            pytest.skip(f"no native feed: {_feeds.native_reason()}")
+    else:
+        monkeypatch.setenv("ZOMBIEWATCH_NATIVE", "0")
+    return str(request.param)

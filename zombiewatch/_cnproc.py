@@ -78,10 +78,19 @@ class Connector:
     """A subscribed listener. ``read()`` returns the events waiting, oldest
     first; non-blocking, so it belongs in a selector (``fileno()``).
 
+    Where the kernel filters per listener, exit events come on a socket of
+    their own (``exit_fileno()``) that nobody needs to wait on: an exit
+    event carries its time, and nothing has to be done the moment it comes
+    (a fork event does: the child's pidfd must be opened before its parent
+    reaps it). A watcher then wakes for forks and reaps, not for exits;
+    ``read()`` reads both sockets and gives their events in time order.
+
     ``lost`` counts the times the kernel dropped events because the socket
     buffer was full (ENOBUFS): each may be any number of events, so the
     caller must resynchronise from ``/proc`` and say so.
     """
+
+    datagrams = True  # fileno() delivers the kernel's datagrams (see _feeds)
 
     def __init__(self, rcvbuf: int = DEFAULT_RCVBUF, wanted: int = FORK | EXIT) -> None:
         if not hasattr(socket, "AF_NETLINK"):
@@ -90,6 +99,19 @@ class Connector:
             raise ConnectorError(
                 errno.EPERM, "process events carry the host's pids, and this is a PID namespace"
             )
+        split = _kernel_filters() and wanted & FORK and wanted & EXIT
+        self._sock = self._subscribe(rcvbuf, wanted & ~EXIT if split else wanted)
+        try:
+            self._exits = self._subscribe(rcvbuf, EXIT) if split else None
+        except ConnectorError:
+            self._sock.close()
+            raise
+        self._buf = bytearray(256)  # one event is 76 bytes
+        self.lost = 0
+        self.pending = False  # did the last read() stop at its limit, with more waiting?
+
+    @classmethod
+    def _subscribe(cls, rcvbuf: int, wanted: int) -> socket.socket:
         try:
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
         except OSError as err:
@@ -97,9 +119,9 @@ class Connector:
                 err.errno, f"no process-events connector here ({err.strerror})"
             ) from err
         try:
-            self._size_buffer(sock, rcvbuf)
+            cls._size_buffer(sock, rcvbuf)
             sock.bind((0, CN_IDX_PROC))
-            sock.send(self._listen_message(wanted))
+            sock.send(cls._listen_message(wanted))
         except OSError as err:
             sock.close()
             why = err.strerror
@@ -107,10 +129,7 @@ class Connector:
                 why = "needs root or CAP_NET_ADMIN in the initial namespaces (before Linux 6.6)"
             raise ConnectorError(err.errno, f"cannot listen to process events: {why}") from err
         sock.setblocking(False)
-        self._sock = sock
-        self._buf = bytearray(256)  # one event is 76 bytes
-        self.lost = 0
-        self.pending = False  # did the last read() stop at its limit, with more waiting?
+        return sock
 
     @staticmethod
     def _size_buffer(sock: socket.socket, size: int) -> None:
@@ -131,6 +150,11 @@ class Connector:
     def fileno(self) -> int:
         return self._sock.fileno()
 
+    def exit_fileno(self) -> int:
+        """The socket of exit events, read but never waited on; -1 where
+        they come with the others."""
+        return -1 if self._exits is None else self._exits.fileno()
+
     def read(self, limit: int = 4096) -> list[tuple[int, int, int, int, int, int, int, int]]:
         """Return up to ``limit`` waiting events as (what, timestamp_ns, six fields).
 
@@ -138,8 +162,21 @@ class Connector:
         above); events of other kinds (the subscription's ack, or
         everything on a kernel that cannot filter) are left out.
         """
+        if self._exits is None:
+            return self._read(self._sock, limit)
+        exits = self._read(self._exits, limit)  # first: no exit comes before its fork
+        pending = self.pending
+        events = self._read(self._sock, limit)
+        self.pending = self.pending or pending
+        if exits and events:
+            return sorted(exits + events, key=lambda event: event[1])  # two runs: merged
+        return exits or events
+
+    def _read(
+        self, sock: socket.socket, limit: int
+    ) -> list[tuple[int, int, int, int, int, int, int, int]]:
         events = []
-        recv_into, buf, unpack = self._sock.recv_into, self._buf, _EVENT.unpack_from
+        recv_into, buf, unpack = sock.recv_into, self._buf, _EVENT.unpack_from
         self.pending = True  # until a read finds the socket empty
         for _ in range(limit):
             try:
@@ -160,6 +197,8 @@ class Connector:
 
     def close(self) -> None:
         self._sock.close()
+        if self._exits is not None:
+            self._exits.close()
 
 
 def unavailable_reason() -> str | None:

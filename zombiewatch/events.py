@@ -10,6 +10,10 @@ POLLHUP when the parent collects the child (docs/FACTS.md, "Kernel
 events"); each child's pidfd is registered in epoll for HUP only, so a
 child costs one wake-up at its reap and none at its exit. A lifetime is
 therefore exact to that wake-up, and a zombie however brief is counted.
+The wake-ups are taken by a feed (``_feeds``): a native thread where the
+C extension was built, which opens each pidfd when the fork event is read
+and stamps each reap, else this monitor's own thread; this module handles
+the records either gives, in order, once per tick.
 
 A child already reaped when its fork event is handled (a fast server
 under load) cannot be watched: its pidfd_open fails with ESRCH. Its exit
@@ -26,14 +30,11 @@ closed with that bound, and the new process is another one.
 from __future__ import annotations
 
 import dataclasses
-import os
-import select
-import signal
 import threading
 import time
 from collections.abc import Iterable
 
-from zombiewatch import _cnproc, _procfs, _sampling
+from zombiewatch import _cnproc, _feeds, _procfs, _sampling
 from zombiewatch.monitor import MAX_LIFETIMES, Monitor, Sample, TreeWatcher, Zombie
 
 _NS = 1e-9
@@ -43,7 +44,8 @@ _NS = 1e-9
 EARLY_EVENTS = 4096
 # How much earlier than a fork event an event of its child may be stamped
 # and still be that child's: the race is microseconds to milliseconds, and
-# a pid comes back only after pid_max others (32,768 forks here).
+# a pid mostly comes back only after pid_max others (32,768 forks here);
+# when it comes back sooner, the parent an exit names tells (_foreign_exit).
 EARLY_WINDOW_NS = 100_000_000
 STOP_CHECK = 0.1  # seconds between two looks at whether the thread must stop
 
@@ -51,7 +53,7 @@ STOP_CHECK = 0.1  # seconds between two looks at whether the thread must stop
 class _Proc:
     """One process of the tree, as the events told it."""
 
-    __slots__ = ("creator", "exact", "exit_ns", "fd", "pid", "reaped_ns", "threads", "unwatched")
+    __slots__ = ("creator", "exact", "exit_ns", "pid", "reaped_ns", "threads", "unwatched", "watch")
 
     def __init__(self, pid: int, creator: int, threads: int = 1) -> None:
         self.pid = pid
@@ -60,28 +62,15 @@ class _Proc:
         self.exit_ns: int | None = None  # when its last thread exited (kernel time)
         self.reaped_ns: int | None = None  # a HUP that came before the exit event
         self.unwatched: int | None = None  # when pidfd_open found it already reaped
-        self.fd = -1
+        self.watch = 0  # its pidfd's watch in the feed; 0: none, -1: forgotten
         self.exact = True  # False for a zombie already there when the watch began
 
 
-def _not_collected(proc: _Proc) -> bool:
+def _not_collected(proc: _Proc, feed: _feeds.Feed) -> bool:
     """True if ``proc``'s pidfd is of a zombie: a process that has exited
-    (the pidfd is readable) and was not collected (signal 0 is not ESRCH).
-    A pidfd that pidfd_open got after the pid went to a new process is of
-    a live one (docs/FACTS.md, "Kernel events")."""
-    if proc.fd < 0:
-        return False
-    poller = select.poll()
-    poller.register(proc.fd, select.POLLIN)
-    if not poller.poll(0):
-        return False  # not exited: the pid's next process, so this one was collected
-    try:
-        signal.pidfd_send_signal(proc.fd, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # another user's: it exists all the same
-    return True
+    and was not collected. A pidfd that pidfd_open got after the pid went
+    to a new process is of a live one (docs/FACTS.md, "Kernel events")."""
+    return proc.watch > 0 and feed.uncollected(proc.pid, proc.watch)
 
 
 class EventMonitor(TreeWatcher):
@@ -115,12 +104,12 @@ class EventMonitor(TreeWatcher):
     def _open(self, connector: _cnproc.Connector, history: bool = False) -> None:
         # Listen before the walk, so nothing forked meanwhile is missed.
         self._conn = connector
-        self._epoll = select.epoll()
-        self._epoll.register(self._conn.fileno(), select.EPOLLIN)
+        self._feed = _feeds.open_feed(connector, self.root)
+        self.stats.reader = "native" if self._feed.native else "python"
         self._procs: dict[int, _Proc] = {}
-        self._by_fd: dict[int, _Proc] = {}
         self._children: dict[int, set[int]] = {}  # creator -> the pids it forked, unreaped
         self._live = 0
+        self._root_exited = False
         self._lost_seen = 0
         self._closed = False
         # Events of processes not (yet) in the tree: pid -> [(what, ts, other pid)].
@@ -133,22 +122,35 @@ class EventMonitor(TreeWatcher):
             # Only the root is known: its children join from their fork
             # events, theirs after them. (Otherwise the walk goes first: the
             # events of a tree that was there before would find no parent.)
-            self._drain()
+            self._handle(self._feed.take(0))
         self._seed()
 
     # -- the tree from /proc -----------------------------------------------------
 
-    def _seed(self) -> None:
+    def _seed(self, catch_up: bool = False) -> None:
         """Add every process of the tree a walk finds and the events have not
-        told of: at the start, and after the kernel dropped events."""
+        told of: at the start, and after the kernel dropped events.
+
+        With ``catch_up`` (the caller holds ``_polling``), the records taken
+        after the walk are handled before what it found: a child that forked
+        and exited just before the walk is then known from its events, with
+        its exact exit, not as a zombie of unknown age."""
         walker = self._walker
         with walker.lock:
             statuses, _listed = walker.walk()
             origin = dict(walker._origin)
             holding = dict(walker._holding)  # pid -> the adopter that holds it
+        told: set[int] = set()  # pids the records after the walk told of, later than it
+        if catch_up:
+            records = self._feed.take(0)
+            self._handle(records)
+            told = {c if what == _cnproc.FORK else a for what, _ts, a, _b, c, *_ in records}
+            for pid in told:
+                statuses.pop(pid, None)
         now_ns = time.monotonic_ns()
         for proc in [p for p in self._procs.values() if p.pid not in statuses]:
-            self._reconcile(proc, now_ns)
+            if proc.pid not in told:
+                self._reconcile(proc, now_ns)
         for pid, status in statuses.items():
             known = self._procs.get(pid)
             if known is not None:
@@ -192,52 +194,48 @@ class EventMonitor(TreeWatcher):
         kids = self._children.pop(proc.pid, None)
         if kids:
             self._orphaned(proc.pid, kids, now_ns)
-        if proc.exit_ns is None or proc.reaped_ns is not None or proc.fd < 0:
+        if proc.exit_ns is None or proc.reaped_ns is not None or proc.watch <= 0:
             self._reaped(proc, proc.reaped_ns or now_ns, exact=False)
         # else a zombie with its pidfd: its HUP says when it was reaped.
 
-    def _add(self, pid: int, creator: int, threads: int = 1) -> _Proc:
+    def _add(self, pid: int, creator: int, threads: int = 1, watch: int = 0) -> _Proc:
+        """Add ``pid`` to the tree, watched for its reap: by ``watch``, which
+        the native feed opened at its fork event, or by a pidfd opened now
+        (-1: the native feed found it reaped already)."""
         proc = self._procs[pid] = _Proc(pid, creator, threads)
         self._children.setdefault(creator, set()).add(pid)
         if self.stats.reaps is not None:
             self.stats.reaps.setdefault(pid, [])
         self._live += 1
-        try:
-            proc.fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            # Already reaped: its exit event (queued) is all there is.
+        proc.watch = watch or self._feed.watch(pid)
+        if proc.watch <= 0:
+            proc.watch = 0
+            # Already reaped (its exit event, queued, is all there is), or
+            # out of descriptors: unwatched, bounded by this moment.
             proc.unwatched = time.monotonic_ns()
-        except OSError:
-            # Out of descriptors (EMFILE): treated as unwatched, bounded the same way.
-            proc.unwatched = time.monotonic_ns()
-        else:
-            self._by_fd[proc.fd] = proc
-            # No event bits: epoll reports HUP (the reap) whatever is asked,
-            # and POLLIN at exit would be a wake-up per child for nothing.
-            self._epoll.register(proc.fd, 0)
         return proc
 
     # -- events ------------------------------------------------------------------
 
-    def _drain(self) -> None:
-        """Handle every event the connector has waiting."""
-        conn = self._conn
-        while True:
-            events = conn.read()
-            # fork: parent pid, tgid, child pid, tgid; exit: pid, tgid,
-            # code, signal, parent pid, tgid (see _cnproc).
-            for what, ts, pid, tgid, c, d, _e, f in events:
-                if what == _cnproc.FORK:
-                    self._fork(tgid, c, d, ts)
-                else:
-                    self._exit(pid, tgid, f, ts)
-            if not conn.pending:
-                break
-        if conn.lost != self._lost_seen:
-            self._lost_seen = self.stats.events_lost = conn.lost
+    def _handle(self, records: list[_feeds.Record]) -> None:
+        """Handle the feed's records, in order (see ``_feeds``)."""
+        for what, ts, a, b, c, d, e, f in records:
+            if what == _cnproc.FORK:
+                # Parent pid, tgid, child pid, tgid, the native feed's watch.
+                self._fork(b, c, d, ts, e)
+            elif what == _cnproc.EXIT:
+                # Pid, tgid, code, signal, parent pid, tgid.
+                self._exit(a, b, f, ts)
+            else:
+                self._hup(a, b, ts)  # pid, watch
+        lost = self._feed.lost
+        if lost != self._lost_seen:
+            self._lost_seen = self.stats.events_lost = lost
             self._seed()  # what the lost events would have said, from /proc
 
-    def _fork(self, parent_tgid: int, child_pid: int, child_tgid: int, ts: int) -> None:
+    def _fork(
+        self, parent_tgid: int, child_pid: int, child_tgid: int, ts: int, watch: int = 0
+    ) -> None:
         if child_pid != child_tgid:  # a new thread of a process
             proc = self._procs.get(child_tgid)
             if proc is not None:
@@ -248,17 +246,21 @@ class EventMonitor(TreeWatcher):
             # its child starts running, so on another CPU the child may fork
             # (or exit) first. Kept a moment, in case the parent joins.
             self._early(parent_tgid, (_cnproc.FORK, ts, child_pid))
+            if watch > 0:  # the native feed took the parent for a member still
+                self._feed.forget(child_pid, watch)
             return
         old = self._procs.get(child_pid)
         if old is not None:
-            if (old.exit_ns is None and old.reaped_ns is None) or _not_collected(old):
+            if (old.exit_ns is None and old.reaped_ns is None) or _not_collected(old, self._feed):
                 # Alive, or a zombie not yet collected, so this is its own
                 # fork event, late: a walk found it first (the kernel sends
                 # it after the child runs, which may be after it exited).
+                if watch > 0 and watch != old.watch:
+                    self._feed.forget(child_pid, watch)
                 return
             # The pid is reused, so the process that had it was reaped first.
             self._reaped(old, ts, exact=False)
-        self._add(child_pid, parent_tgid)
+        self._add(child_pid, parent_tgid, watch=watch)
         self._replay_early(child_pid, ts - EARLY_WINDOW_NS)
 
     def _replay_early(self, pid: int, since_ns: int) -> None:
@@ -272,8 +274,24 @@ class EventMonitor(TreeWatcher):
                 continue
             if what == _cnproc.FORK:
                 self._fork(pid, other, other, when)
-            else:
+            elif not self._foreign_exit(pid, other):
                 self._exit(pid, pid, other, when)
+
+    def _foreign_exit(self, pid: int, holder: int) -> bool:
+        """True if an exit kept for ``pid`` names a parent that cannot be
+        that of the process now in the tree: not its creator, not an
+        adopter, while its creator lives (so it was never reparented). It
+        is an earlier process's with the same pid: a pid can come back
+        within milliseconds (seen on a busy 2-core machine: a process
+        SIGKILLed, and 4 ms later the tree's new child had its pid;
+        docs/FACTS.md, "Kernel events")."""
+        proc = self._procs.get(pid)
+        if proc is None or holder in (0, proc.creator) or holder in self.adopters:
+            return False
+        if proc.creator == self.root:
+            return not self._root_exited
+        creator = self._procs.get(proc.creator)
+        return creator is not None and creator.exit_ns is None
 
     def _early(self, pid: int, event: tuple[int, int, int]) -> None:
         """Keep an event about ``pid``, not (yet) of the tree, for a moment:
@@ -290,6 +308,7 @@ class EventMonitor(TreeWatcher):
             # The root's main thread (not any thread of it) ending: its
             # children go to an adopter.
             if pid == tgid:
+                self._root_exited = True
                 self._orphaned(self.root, list(self._children.get(self.root, ())), ts)
             return
         proc = self._procs.get(tgid)
@@ -398,20 +417,22 @@ class EventMonitor(TreeWatcher):
         if self.zombies.pop(proc.pid, None) is None and proc.exit_ns is None:
             self._live -= 1
 
-    def _hup(self, proc: _Proc, now_ns: int) -> None:
-        if self._by_fd.get(proc.fd) is not proc:
+    def _hup(self, pid: int, watch: int, now_ns: int) -> None:
+        proc = self._procs.get(pid)
+        if proc is None or proc.watch != watch:
             return  # taken out of the tree by the events handled just before
+        proc.watch = -1  # the feed ended the watch with its HUP
         if proc.exit_ns is None:
             proc.reaped_ns = now_ns  # the exit event is still on its way
-            self._forget_fd(proc)
         else:
             self._reaped(proc, now_ns, exact=True)
 
     def _forget_fd(self, proc: _Proc) -> None:
-        if proc.fd >= 0:
-            del self._by_fd[proc.fd]
-            os.close(proc.fd)  # closing unregisters it from epoll
-            proc.fd = -1
+        """Close ``proc``'s pidfd; for the native feed it is no longer a
+        member whose children are watched from their fork events."""
+        if proc.watch >= 0:
+            self._feed.forget(proc.pid, proc.watch)
+            proc.watch = -1
 
     def _reaped(self, proc: _Proc, ts: int, exact: bool) -> None:
         """``proc`` was collected at ``ts`` (or, not ``exact``, before it)."""
@@ -469,32 +490,33 @@ class EventMonitor(TreeWatcher):
             busy = not zombie.adopted and running[holder]
             self.zombies[pid] = dataclasses.replace(zombie, name=stat.comm, holder_running=busy)
 
-    def _update(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for events and handle what came.
+    def _update(self, timeout: float, tick_at: float | None = None) -> Sample | None:
+        """Wait up to ``timeout`` s for events and handle what came; then,
+        if ``tick_at`` has come, add a point to the timeline and return it.
 
-        One thread at a time polls (``sample()`` may run beside the
-        background thread): a HUP read by one must not be handled by the
-        other after its pidfd's number went to a new child.
+        One thread at a time takes records (``sample()`` may run beside the
+        background thread), and handles them before the next take: in
+        order, and a HUP is matched to its watch before another takes its
+        descriptor's number. The tick's walk (``_seed``) takes records too.
         """
+        if timeout > 0 and self._feed.native:
+            # The native feed's thread takes the wake-ups: wait for the
+            # tick here, holding nothing, then take what it recorded.
+            self._stop.wait(timeout)
+            timeout = 0
+        point = None
         with self._polling:
-            ready = self._epoll.poll(timeout)
+            records = self._feed.take(timeout)
             started = time.monotonic()
-            now_ns = time.monotonic_ns()
             with self.lock:
-                # The events first, then the reaps: a parent's exit and its
-                # adopter's reaps of the zombies it left can come in one
-                # wake-up, and the exit must be known for the reaps to be
-                # credited to the adopter (docs/DESIGN.md, "Handed-off
-                # zombies"). The HUPs are matched to their processes before
-                # the events run, as the events may close a pidfd and open
-                # another with its number. A HUP whose exit event has not
-                # come yet waits for it.
-                by_fd = self._by_fd
-                reaped = [by_fd[fd] for fd, _events in ready if fd in by_fd]
-                self._drain()
-                for proc in reaped:
-                    self._hup(proc, now_ns)
+                # In the order seen, each round's events before its reaps
+                # (see _feeds). A HUP whose exit event has not come yet
+                # waits for it.
+                self._handle(records)
+                if tick_at is not None and started >= tick_at:
+                    point = self._tick(started)
             self.stats.sample_time += time.monotonic() - started
+        return point
 
     # -- the watcher's interface ---------------------------------------------------
 
@@ -508,9 +530,9 @@ class EventMonitor(TreeWatcher):
             with self.lock:
                 self.zombies.clear()
                 self._open(_cnproc.Connector())
-        self._update(0)
-        with self.lock:
-            return self._tick(time.monotonic())
+        point = self._update(0, tick_at=0.0)
+        assert point is not None
+        return point
 
     def _tick(self, now: float) -> Sample:
         """Add a point to the timeline (under the lock). A tree the events
@@ -519,7 +541,7 @@ class EventMonitor(TreeWatcher):
         the news of a child that is already serving, and "nothing left"
         ends the runner's settle window."""
         if self._live == 0 and not self.zombies:
-            self._seed()
+            self._seed(catch_up=True)
         self._name_lingering(now)
         return self._point(now, self._live, len(self.zombies))
 
@@ -528,12 +550,9 @@ class EventMonitor(TreeWatcher):
         while not self._stop.is_set():
             # Never wait long between two looks at _stop: with a long
             # --interval, stop() would otherwise wait for the next point.
-            self._update(min(STOP_CHECK, max(0.0, next_at - time.monotonic())))
-            now = time.monotonic()
-            if now >= next_at:
-                with self.lock:
-                    self._tick(now)
-                next_at = max(next_at + self.interval, now)
+            wait = min(STOP_CHECK, max(0.0, next_at - time.monotonic()))
+            if self._update(wait, tick_at=next_at) is not None:
+                next_at = max(next_at + self.interval, time.monotonic())
 
     def tree(self) -> list[int]:
         """The pids of the watched tree now, from a walk of ``/proc``."""
@@ -555,8 +574,8 @@ class EventMonitor(TreeWatcher):
             if self._closed:
                 return
             self._closed = True
-            for proc in list(self._by_fd.values()):
-                self._forget_fd(proc)
-            self._epoll.close()
+            self._feed.close()  # every pidfd with it
+            for proc in self._procs.values():
+                proc.watch = -1
             self._conn.close()
             self._walker.close()

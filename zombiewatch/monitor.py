@@ -194,6 +194,9 @@ class MonitorStats:
     # How the tree was observed: "sample" (lifetimes quantised by the
     # interval) or "events" (kernel exit time to the reap's wake-up).
     method: str = "sample"
+    # Events only: who read them, "native" (zombiewatch._pump's thread) or
+    # "python" (the monitor's own thread; see _feeds).
+    reader: str = "python"
     histogram: list[int] = field(default_factory=lambda: [0] * (len(HISTOGRAM_EDGES) + 1))
     # Events only: times the kernel dropped events (socket buffer full);
     # zombies reaped before they could be watched, whose lifetimes are only

@@ -3,6 +3,7 @@ session, and a fresh venv with it installed (#20)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,18 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This checkout built as a wheel by its build backend (.ci/run builds
     it with `python -m build`, which is in the dev extra; pip is everywhere)."""
     out = tmp_path_factory.mktemp("dist")
+    # Built from a copy: setuptools builds in the source tree (build/,
+    # *.egg-info), where two test workers building at once would collide.
+    source = tmp_path_factory.mktemp("source") / "zombiewatch"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*.so", ".*_cache"
+        ),
+    )
     run_or_skip(
-        [PYTHON, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir", str(out), str(ROOT)],
+        [PYTHON, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir", str(out), str(source)],
         "build the wheel",
         cwd=out,
     )

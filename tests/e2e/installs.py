@@ -1,7 +1,7 @@
 """Building this checkout and installing it into fresh venvs, as a user
 would from the README's install paths (#20).
 
-Building needs hatchling and installing needs psutil, click and pytest,
+Building needs setuptools and installing needs psutil, click and pytest,
 from pip's cache or a package index; where neither has them (offline, no
 cache) the tests that need them skip with pip's reason.
 """

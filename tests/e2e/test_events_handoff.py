@@ -39,7 +39,7 @@ def _zombie_child() -> int:
 
 
 @pytest.fixture
-def handoff():
+def handoff(feed):
     """A creator (no such process) with a real zombie child, ``zombie``,
     known to the monitor; the monitor listens to the adopter's notes."""
     conn = ScriptedConnector()
@@ -109,7 +109,7 @@ def test_a_note_older_than_the_zombie_is_of_an_earlier_process(handoff) -> None:
     assert monitor.handed_off == []
 
 
-def test_an_orphan_the_walk_finds_before_its_parents_events_is_an_escape() -> None:
+def test_an_orphan_the_walk_finds_before_its_parents_events_is_an_escape(feed) -> None:
     # A watcher descheduled between reading the connector and walking /proc
     # finds an orphan already under PID 1 before the events say how it got
     # there. No event is given here at all: the walk alone must count it.
@@ -137,7 +137,7 @@ def test_an_orphan_the_walk_finds_before_its_parents_events_is_an_escape() -> No
         leader.wait()
 
 
-def test_a_fork_event_read_after_its_childs_exit_is_not_a_new_process() -> None:
+def test_a_fork_event_read_after_its_childs_exit_is_not_a_new_process(feed) -> None:
     # The kernel sends a fork event after the child runs: a parent held off
     # the CPU sends it late, after a walk has found the child and after the
     # child's own exit event. That zombie is still there (its pidfd says
@@ -168,7 +168,7 @@ def test_a_fork_event_read_after_its_childs_exit_is_not_a_new_process() -> None:
             os.waitpid(pid, 0)
 
 
-def test_a_child_a_walk_finds_before_its_fork_event_keeps_its_exact_exit() -> None:
+def test_a_child_a_walk_finds_before_its_fork_event_keeps_its_exact_exit(feed) -> None:
     # Its parent's fork event is late (sent after the child ran, and here
     # exited), so the child's exit event is kept as a stranger's. A walk
     # that finds the zombie first gives it that exit: exact, not "a zombie

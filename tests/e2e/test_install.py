@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import jsonschema
 import pytest
 
 from tests.e2e.installs import ROOT, clean_env, make_venv
+from zombiewatch import _feeds
 
 pytestmark = pytest.mark.e2e
 
@@ -58,6 +61,11 @@ def test_the_wheel_ships_the_scripts_and_the_license(wheel: Path) -> None:
         points = whl.read(entry_points).decode()
     assert "zombiewatch = zombiewatch.__main__:main" in points
     assert "[pytest11]" in points
+    # The native event reader, compiled where a compiler is found (#14).
+    if shutil.which(sysconfig.get_config_var("CC").split()[0]):
+        assert any(n.startswith("zombiewatch/_pump.") and n.endswith(".so") for n in names)
+        assert "zombiewatch/_pump.pyi" in names
+        assert "zombiewatch/_pump.c" not in names
 
 
 def test_the_console_script_from_the_wheel_measures(wheel_venv: Path, tmp_path: Path) -> None:
@@ -73,6 +81,9 @@ def test_the_console_script_from_the_wheel_measures(wheel_venv: Path, tmp_path: 
     [run] = json.loads(proc.stdout)["runs"]
     assert run["ok"] == 50
     assert run["leaked"] == 0
+    if run["observe"]["method"] == "events" and _feeds.native_reason() is None:
+        # Built here with the extension, so the installed wheel has it too.
+        assert run["observe"]["reader"] == "native"
 
 
 def test_the_scripts_from_the_wheel_run(wheel_venv: Path, tmp_path: Path) -> None:

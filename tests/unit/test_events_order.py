@@ -22,7 +22,7 @@ ROOT = os.getpid()
 
 
 @pytest.fixture
-def fed():
+def fed(feed):
     conn = ScriptedConnector()
     monitor = EventMonitor(ROOT, connector=conn)  # type: ignore[arg-type]
     yield conn, monitor
@@ -60,6 +60,22 @@ def test_an_earlier_processs_events_are_not_given_to_a_new_one(fed) -> None:
     assert point.live == 1  # alive, as far as anyone told
 
 
+def test_an_earlier_processs_exit_within_the_window_is_not_the_new_childs(fed) -> None:
+    # A pid can come back within milliseconds: the exit of a process that
+    # had it (another parent's child, killed) is kept, then the tree's child
+    # gets the pid. That exit names a parent the child never had.
+    conn, monitor = fed
+    child, stranger = NOBODY, NOBODY + 1
+    conn.exit(1_000, child, stranger)  # the earlier process, a child of another
+    conn.fork(1_500, ROOT, child)  # ...4 ms later in the real case: ours
+    point = monitor.sample()
+    assert point.live == 1  # alive: its own exit has not come
+    conn.exit(2_000, child, ROOT)
+    monitor.sample()
+    assert monitor.stats.zombies_seen == 1
+    assert monitor.stats.parents[ROOT].zombies_seen == 1
+
+
 def test_an_exit_that_names_parent_0_is_held_by_the_child_s_forker(fed) -> None:
     # The kernel says parent 0 now and then for a child reaped at once;
     # the child stays the tree's, not a process out of scope.
@@ -72,7 +88,7 @@ def test_an_exit_that_names_parent_0_is_held_by_the_child_s_forker(fed) -> None:
     assert monitor.stats.parents[ROOT].zombies_seen == 1
 
 
-def test_root_as_pid1_counts_the_orphans_handed_to_it(monkeypatch) -> None:
+def test_root_as_pid1_counts_the_orphans_handed_to_it(monkeypatch, feed) -> None:
     # run --pid1: the root is PID 1 of a namespace and the adopter of its
     # own tree. A double fork's orphan is handed to it (counted, adopted);
     # its own child is not adopted.

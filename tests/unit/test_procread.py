@@ -14,6 +14,7 @@ import types
 import psutil
 import pytest
 
+from tests.helpers import open_fds
 from zombiewatch import _platform, _procfs
 from zombiewatch._procfs import ProcReader, ProcStat
 
@@ -124,10 +125,6 @@ def test_the_cap_is_a_module_constant(monkeypatch):
 
 
 # -- the reader on this process --------------------------------------------------
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 @pytest.fixture
