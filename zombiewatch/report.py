@@ -293,7 +293,7 @@ class RunResult:
             "method": "events",
             "resolution": "kernel exit time to the reap's wake-up: every child seen",
             # Read by zombiewatch._pump's thread, or (where it was not built)
-            # by the monitor's own, at about twice the CPU per child.
+            # by the monitor's own, at more CPU per child (docs/BENCHMARKS.md).
             "reader": stats.reader,
             "children_exited": stats.zombies_seen,
             "exact": stats.lifetimes_closed,
