@@ -262,9 +262,12 @@ static uint32_t open_watch(Pump *p, int32_t pid) {
     uint32_t id = p->next_id >= INT32_MAX ? 1 : p->next_id + 1;
     p->next_id = id;
     /* No event bits: epoll adds HUP and ERR to any registration, and POLLIN
-     * at the exit would be a wake-up per child for nothing. One-shot: after
-     * its HUP the descriptor stays quiet until the monitor closes it. */
-    struct epoll_event ev = {.events = EPOLLONESHOT, .data.u64 = ((uint64_t)id << 32) | (uint32_t)pid};
+     * at the exit would be a wake-up per child for nothing. Level-triggered:
+     * a HUP the thread has taken from epoll but not yet recorded (it waits
+     * for the lock) is still there for take()'s own look, so a take never
+     * misses a reap that happened before it; whichever records it first
+     * closes the pidfd, and the other finds the watch ended. */
+    struct epoll_event ev = {.events = 0, .data.u64 = ((uint64_t)id << 32) | (uint32_t)pid};
     if (epoll_ctl(p->ep_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         close(fd);
         return 0;
@@ -412,6 +415,8 @@ static void handle(Pump *p, struct epoll_event *ready, int n, uint64_t ts, int r
         if (tag == TAG_NETLINK || tag == TAG_STOP) continue;
         int32_t pid = (int32_t)(uint32_t)(tag & 0xffffffffu);
         uint32_t id = (uint32_t)(tag >> 32);
+        size_t at;
+        if (by_id(p, pid, id, &at) == NULL) continue; /* recorded by the other look, or forgotten */
         int32_t f[6] = {pid, (int32_t)id, 0, 0, 0, 0};
         add(p, EV_HUP, ts, f);
         /* Reaped: the watch has told all it can. A reaped process forks no

@@ -265,6 +265,11 @@ class EventMonitor(TreeWatcher):
                     self._feed.forget(child_pid, watch)
                 return
             # The pid is reused, so the process that had it was reaped first.
+            if watch > 0 and watch == old.watch:
+                # The native feed opened that pidfd after the reuse (the old
+                # one was reaped by then): it is the new process's, not to
+                # be closed with the old one's end.
+                old.watch = -1
             self._reaped(old, ts, exact=False)
         self._add(child_pid, parent_tgid, watch=watch)
         self._replay_early(child_pid, ts - EARLY_WINDOW_NS)
@@ -287,8 +292,8 @@ class EventMonitor(TreeWatcher):
         """True if an exit kept for ``pid`` names a parent that cannot be
         that of the process now in the tree: not its creator, not an
         adopter, while its creator lives (so it was never reparented). It
-        is an earlier process's with the same pid: a pid can come back
-        within milliseconds (seen on a busy 2-core machine: a process
+        is an earlier process's with the same pid: a pid comes back within
+        milliseconds when something writes ns_last_pid (seen: a process
         SIGKILLed, and 4 ms later the tree's new child had its pid;
         docs/FACTS.md, "Kernel events")."""
         proc = self._procs.get(pid)
