@@ -454,11 +454,16 @@ static void *loop(void *arg) {
 
 /* -- the Python type ---------------------------------------------------------- */
 
-/* Lock the pump from Python: without the GIL if the thread holds it. */
+/* Lock the pump from Python. While the lock is busy, wait for it without
+ * the GIL, but never hold the lock while waiting for the GIL: a thread
+ * that forks holds the GIL and takes every pump's lock (before_fork), so
+ * the two waits would deadlock (a test run hung so). */
 static void lock_pump(Pump *p) {
-    if (pthread_mutex_trylock(&p->mu) == 0) return;
-    Py_BEGIN_ALLOW_THREADS pthread_mutex_lock(&p->mu);
-    Py_END_ALLOW_THREADS
+    while (pthread_mutex_trylock(&p->mu) != 0) {
+        Py_BEGIN_ALLOW_THREADS pthread_mutex_lock(&p->mu);
+        pthread_mutex_unlock(&p->mu);
+        Py_END_ALLOW_THREADS
+    }
 }
 
 static void release(Pump *p) {
