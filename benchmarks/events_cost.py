@@ -10,7 +10,9 @@ each thread's CPU (``/proc/self/task/TID/schedstat``, nanoseconds) over
 one second idle and then over a flood of CONNECTIONS connections, 50 at a
 time. Prints, per reader: the watcher's CPU per child during the flood,
 the same less the idle rate (what a child adds), the share spent in the
-monitor's Python thread, wake-ups per child, and the reaps timed exactly.
+monitor's Python thread, the share spent in the kernel (system time, all
+the monitor's threads: ``stime`` of ``/proc/self/task/TID/stat``, in clock
+ticks), wake-ups per child, and the reaps timed exactly.
 Bounded: the flood stops at its count or after 60 s; the server is
 stopped at the end.
 """
@@ -46,6 +48,20 @@ def cpu_by_thread() -> dict[str, float]:
     return out
 
 
+def system_by_thread() -> dict[str, float]:
+    """Seconds in the kernel (stime, in clock ticks) of each thread of this process."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[tid] = int(fields[12]) / tick  # stime: field 15 of stat, 13 after the name
+        except FileNotFoundError:
+            pass
+    return out
+
+
 def spent(before: dict[str, float], after: dict[str, float], skip: str) -> dict[str, float]:
     return {t: after[t] - before.get(t, 0.0) for t in after if t != skip}
 
@@ -65,6 +81,7 @@ def one_round(server: int, port: int, flooder: str, connections: int) -> dict[st
         idle = sum(spent(a, b, main).values())
         seen0 = monitor.stats.zombies_seen
         wakes0 = monitor._feed.wakeups
+        k0 = system_by_thread()
         t0 = time.monotonic()
         subprocess.run(
             [flooder, "127.0.0.1", str(port), str(connections), "50", "60"],
@@ -73,6 +90,7 @@ def one_round(server: int, port: int, flooder: str, connections: int) -> dict[st
         )
         monitor.sample()
         c = cpu_by_thread()
+        k1 = system_by_thread()
         elapsed = time.monotonic() - t0
         flood = spent(b, c, main)
         children = monitor.stats.zombies_seen - seen0
@@ -82,6 +100,7 @@ def one_round(server: int, port: int, flooder: str, connections: int) -> dict[st
             "per_child_us": total / children * 1e6,
             "added_us": (total - idle * elapsed) / children * 1e6,
             "python_us": flood.get(watcher, 0.0) / children * 1e6,
+            "kernel_us": sum(spent(k0, k1, main).values()) / children * 1e6,
             "wakeups": (monitor._feed.wakeups - wakes0) / children,
             "exact": exact,
             "idle_share": idle,
@@ -128,7 +147,8 @@ def main() -> None:
         print(
             f"  {reader}: {med('per_child_us'):.1f} µs of CPU per child"
             f" ({med('added_us'):.1f} above the idle rate of {med('idle_share'):.1%} of a core;"
-            f" {med('python_us'):.1f} in the monitor's Python thread),"
+            f" {med('python_us'):.1f} in the monitor's Python thread;"
+            f" {med('kernel_us'):.1f} in the kernel, all threads),"
             f" {med('wakeups'):.2f} wake-ups per child, {med('exact'):.1%} of reaps timed exactly"
         )
 

@@ -57,6 +57,8 @@ def _rows(
         if method.startswith("events"):
             exited = [float(_observe(w.run).get("children_exited") or 0) for w in ws]
             per_child = [w.cpu / n * 1e6 for w, n in zip(ws, exited, strict=True) if n]
+            events = [float(_observe(w.run).get("events") or 0) for w in ws]
+            per_event = [w.cpu / n * 1e6 for w, n in zip(ws, events, strict=True) if n]
             exact = [
                 float(_observe(w.run).get("exact") or 0) / n
                 for w, n in zip(ws, exited, strict=True)
@@ -66,7 +68,8 @@ def _rows(
             life = [dict((w.run or {}).get("lifetime_ms") or {}) for w in ws]
             notes += (
                 f"; {median(per_child) if per_child else 0:.1f} µs of watcher CPU per child"
-                f" (target ≤ 15); exactly observed reaps {median(exact) if exact else 0:.1%}"
+                f" (target ≤ 15), {median(per_event) if per_event else 0:.1f} per event read"
+                f"; exactly observed reaps {median(exact) if exact else 0:.1%}"
                 f"; lifetimes p50/p99/max {median([lf.get('p50') or 0 for lf in life]):.2f}/"
                 f"{median([lf.get('p99') or 0 for lf in life]):.2f}/"
                 f"{median([lf.get('max') or 0 for lf in life]):.2f} ms; events lost {lost}"

@@ -225,6 +225,7 @@ class EventMonitor(TreeWatcher):
 
     def _handle(self, records: list[_feeds.Record]) -> None:
         """Handle the feed's records, in order (see ``_feeds``)."""
+        self.stats.events += len(records)
         for what, ts, a, b, c, d, e, f in records:
             if what == _cnproc.FORK:
                 # Parent pid, tgid, child pid, tgid, the native feed's watch.

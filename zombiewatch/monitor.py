@@ -203,6 +203,7 @@ class MonitorStats:
     # bounded (at most ``unwatched_bound`` seconds); zombies already there
     # when the watch began, whose lifetimes count from then.
     events_lost: int = 0
+    events: int = 0  # events only: the forks, exits and reaps read, for a cost per event
     # Events only, when a ground truth is taken: {pid: [(exit_ns, reap_ns,
     # exact)]} of every child the tree had, to set beside the server's own
     # record; the list stays empty for one not reaped while it was watched.

@@ -129,6 +129,10 @@ class NamespaceCollector(OrphanCollector):
         self.ns_pids: dict[int, int] = {}
 
     @property
+    def works(self) -> bool:
+        return True  # each look records the tree's namespace pids
+
+    @property
     def adopters(self) -> list[int]:
         return [self.root]
 

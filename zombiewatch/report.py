@@ -17,7 +17,7 @@ from typing import Any
 
 from zombiewatch import __version__, _stats
 from zombiewatch._names import server_title
-from zombiewatch._text import clip, failure_list, figure, number
+from zombiewatch._text import clip, failure_list, figure
 from zombiewatch.errors import ExitCode
 from zombiewatch.modes.base import FAIL, PASS
 from zombiewatch.monitor import MonitorStats, Parent, Zombie
@@ -302,6 +302,7 @@ class RunResult:
             "unwatched_within_ms": round(stats.unwatched_bound * 1000, 3),
             "before_watch": stats.before_watch,
             "events_lost": stats.events_lost,
+            "events": stats.events,
             "histogram": dict(zip(edges, stats.histogram, strict=True)),
         }
 
@@ -494,15 +495,17 @@ def _truth_line(truth: dict[str, Any]) -> str:
     life = truth["lifetime_us"]
     line = (
         f"truth      the server's own record: {truth['children']} children, zombie"
-        f" p50/p99/max {number(life['p50'])}/{number(life['p99'])}/{number(life['max'])} µs"
+        f" p50/p99/max {figure(life['p50'])}/{figure(life['p99'])}/{figure(life['max'])} µs"
     )
     if "missed" in truth:
-        exits, reaps = truth["exit_after_x_us"], truth["reap_error_us"]
+        error, reaps = truth["error_us"], truth["reap_error_us"]
+        down, late = truth["teardown_us"], truth["exit_after_teardown_us"]
         line += (
             f"; the monitor missed {truth['missed']}, timed {truth['exact']} exactly;"
-            f" exit event after the child's last line p50/p99 {number(exits['p50'])}"
-            f"/{number(exits['p99'])} µs, reap seen within p50/p99 {number(reaps['p50'])}"
-            f"/{number(reaps['p99'])} µs"
+            f" lifetime error p50/p99 {figure(error['p50'])}/{figure(error['p99'])} µs"
+            f" (exit event after the child's teardown of p50 {figure(down['p50'])} µs:"
+            f" p50/p99 {figure(late['p50'])}/{figure(late['p99'])} µs;"
+            f" reap seen within p50/p99 {figure(reaps['p50'])}/{figure(reaps['p99'])} µs)"
         )
     return line
 

@@ -77,7 +77,12 @@ ORPHAN_TIMEOUT = 5.0  # seconds to collect the orphans of a stopped target
 LIVE_REDRAW = 0.25  # seconds between two screens of --live or progress lines
 # Seconds between two checks of the control loop at most, whatever
 # --interval says: the load's end, --duration and the settle window are
-# seen on time even when samples are seconds apart.
+# seen on time even when samples are seconds apart. The loop checks every
+# --interval only when something must be done that often: orphans to
+# collect as a subreaper, namespace pids to record (--pid1), or
+# --max-zombies to enforce. Otherwise (watch
+# PID) each of its wake-ups would cost the watcher as much as a timeline
+# point does (docs/FACTS.md, Kernel events: a timer wake-up).
 CONTROL_STEP = 0.05
 
 
@@ -259,7 +264,8 @@ def observe(
         collector.collect()
         display.update(force)
 
-    hit = _watch_load(monitor, opts, load_done, tick, interrupt_ends_load)
+    step = opts.interval if collector.works or opts.max_zombies is not None else CONTROL_STEP
+    hit = _watch_load(monitor, opts, load_done, tick, interrupt_ends_load, step)
     stopped_early = None if hit is None else f"{hit} zombies at once"
     if stopped_early and load is not None:
         load.interrupt()  # the verdict is known: no more zombies to make
@@ -267,7 +273,7 @@ def observe(
     settle_deadline = time.monotonic() + opts.settle
     display.settling(settle_deadline)
     tick(force=True)  # show where the load ended, however short the settle
-    _settle(monitor, opts, load_end, settle_deadline, tick)
+    _settle(monitor, opts, load_end, settle_deadline, tick, step)
     display.finish()
     monitor.stop()
     collector.collect()
@@ -281,6 +287,7 @@ def _watch_load(
     load_done: Callable[[], bool],
     tick: Callable[[], None],
     interrupt_ends_load: bool,
+    step: float,
 ) -> int | None:
     """Sample until the load is done; return the zombies at once that made
     --max-zombies end it early, if it did."""
@@ -296,7 +303,7 @@ def _watch_load(
 
     try:
         while not load_over():
-            time.sleep(_control_step(opts))
+            time.sleep(_control_step(step))
     except (KeyboardInterrupt, Interrupted):
         if not interrupt_ends_load:
             raise
@@ -309,6 +316,7 @@ def _settle(
     load_end: Sample,
     settle_deadline: float,
     tick: Callable[[], None],
+    step: float,
 ) -> None:
     """Sample through the settle window that follows the load, until
     ``settle_deadline`` (monotonic), and past it while a zombie present has
@@ -339,7 +347,7 @@ def _settle(
 
     while not settled():
         deadline = settle_deadline if time.monotonic() < settle_deadline else last_deadline
-        time.sleep(_control_step(opts, deadline))
+        time.sleep(_control_step(step, deadline))
 
 
 def _youngest_held(monitor: TreeWatcher) -> float | None:
@@ -363,10 +371,10 @@ def _born_early(monitor: TreeWatcher) -> float:
     return 0.0 if monitor.stats.method == "events" else monitor.interval
 
 
-def _control_step(opts: RunOptions, deadline: float | None = None) -> float:
-    """How long the control loop sleeps: the sampling interval, but never
-    past ``CONTROL_STEP`` or ``deadline``."""
-    step = min(opts.interval, CONTROL_STEP)
+def _control_step(step: float, deadline: float | None = None) -> float:
+    """How long the control loop sleeps: ``step``, but never past
+    ``CONTROL_STEP`` or ``deadline``."""
+    step = min(step, CONTROL_STEP)
     if deadline is not None:
         step = min(step, max(0.0, deadline - time.monotonic()))
     return step

@@ -433,7 +433,7 @@ class Server:
             status = 0
         finally:
             if self.recorder is not None:
-                self.recorder.note(b"X", os.getpid())
+                self.recorder.note_exit()
             os._exit(status)
 
     def _become_child(self) -> None:
@@ -677,6 +677,8 @@ def main(argv: list[str] | None = None) -> None:
     sys.stdout.write(json.dumps(ready) + "\n")
     sys.stdout.flush()
     server.serve_forever()
+    if server.recorder is not None:
+        server.recorder.flush()
     # The last line: what the runner cannot see from outside.
     try:
         stopped = {

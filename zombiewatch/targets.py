@@ -373,6 +373,13 @@ class OrphanCollector:
         self.collecting: dict[int, int] = {}
 
     @property
+    def works(self) -> bool:
+        """True if ``collect()`` has work to do at each look (orphans to
+        collect as a subreaper): the control loop then looks every
+        ``--interval``."""
+        return self.subreaper
+
+    @property
     def adopters(self) -> list[int]:
         """Where orphans of what we start go: to us if we are a subreaper,
         else to init (or a subreaper above us, which we cannot see)."""

@@ -272,6 +272,8 @@ def test_every_child_the_server_forked_is_seen_and_timed(mode) -> None:
     assert truth["exact"] + truth["unwatched"] == 2000
     assert truth["exact"] > 0
     assert run["observe"]["children_exited"] == 2000
+    # Each child's fork and exit were read, and the reap of each watched one.
+    assert run["observe"]["events"] >= 2 * 2000 + truth["exact"], run["observe"]
     # How far the seen reap is from the server's waitpid is a speed (a few
     # microseconds at p50 on a quiet host, more on a busy one), measured in
     # docs/BENCHMARKS.md, not asserted here.
@@ -294,8 +296,9 @@ def test_serve_records_each_childs_fork_exit_and_reap(serve, tmp_path) -> None:
     children = _record.read(str(record))
     assert len(children) == 20
     for times in children.values():
-        assert times.keys() == {"F", "X", "R"}
+        assert times.keys() == {"F", "X", "Xcpu", "Xwait", "R", "Rcpu", "Rwait"}
         assert times["X"] <= times["R"]  # exited before it was collected
+        assert times["X"] <= _record.zombie_from(times) <= times["R"]
 
 
 def test_a_thread_of_the_root_ending_orphans_nobody(spawn, watchers) -> None:
