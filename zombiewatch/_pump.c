@@ -15,6 +15,9 @@
  * "is the parent a member": membership is what Python declares (watch,
  * forget) plus the children opened here.
  *
+ * reap(), apart from the pump, is the ground-truth record's waitpid
+ * (zombiewatch/_record.py); see its comment.
+ *
  * Records: (what, timestamp_ns, six ints).
  *   FORK: parent pid, parent tgid, child pid, child tgid, watch id (0: not
  *         tried here; -1: tried, and the child was reaped already or no
@@ -44,9 +47,12 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <stdio.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -746,11 +752,92 @@ static PyTypeObject PumpType = {
     .tp_getset = Pump_getset,
 };
 
+/* The ground-truth record's reap (zombiewatch/_record.py). Find an exited
+ * child without collecting it (waitid with WNOWAIT), read its final times
+ * from /proc/PID/schedstat (a zombie's is readable until it is collected),
+ * collect it (wait4, WNOHANG) and stamp that moment with CLOCK_MONOTONIC,
+ * all without the GIL. In Python each step would wait for the GIL again:
+ * os.waitpid collects at once but its caller stamps only once it holds the
+ * GIL (337 us late at p50 in the reaper-thread server, whose accepting
+ * thread forks holding it), and a reap made in Python steps is held back
+ * by the same waits (docs/FACTS.md, "The GIL and a reap's stamp").
+ * A signal that interrupts the blocking wait is handled as CPython does
+ * (PEP 475): the handlers run, and the wait goes on unless one raised. */
+static int read_schedstat(pid_t pid, long long *run, long long *wait) {
+    char path[64], buf[128];
+    snprintf(path, sizeof path, "/proc/%d/schedstat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    return sscanf(buf, "%lld %lld", run, wait) == 2 ? 0 : -1;
+}
+
+static PyObject *module_reap(PyObject *Py_UNUSED(self), PyObject *args) {
+    int pid, options;
+    if (!PyArg_ParseTuple(args, "ii:reap", &pid, &options)) return NULL;
+    if (pid == 0 || pid < -1 || (options & ~WNOHANG)) {
+        PyErr_SetString(PyExc_ValueError, "reap() takes a pid > 0 or -1, and no option but WNOHANG");
+        return NULL;
+    }
+    idtype_t idtype = pid == -1 ? P_ALL : P_PID;
+    id_t id = pid == -1 ? 0 : (id_t)pid;
+    for (;;) {
+        siginfo_t info;
+        struct rusage ru;
+        struct timespec ts = {0, 0};
+        long long run = -1, waited = -1;
+        int status = 0, err = 0;
+        pid_t which = 0, got = 0;
+        Py_BEGIN_ALLOW_THREADS
+        memset(&info, 0, sizeof info);
+        if (waitid(idtype, id, &info, WEXITED | WNOWAIT | (options & WNOHANG)) < 0) {
+            err = errno;
+        } else if (info.si_pid != 0) {
+            which = info.si_pid;
+            if (read_schedstat(which, &run, &waited) < 0) run = waited = -1;
+            got = wait4(which, &status, WNOHANG, &ru);
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            if (got < 0) err = errno;
+        }
+        Py_END_ALLOW_THREADS
+        if (err == EINTR) {
+            if (PyErr_CheckSignals() < 0) return NULL;
+            continue;
+        }
+        if (err == ECHILD && which != 0 && which != pid) continue; /* another thread took it */
+        if (err != 0) {
+            errno = err;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        if (which == 0) return Py_BuildValue("(iiLLL)", 0, 0, -1LL, -1LL, 0LL); /* WNOHANG: none */
+        if (got == 0) continue; /* taken by another thread, its pid already reused */
+        if (run < 0) { /* no /proc: the CPU time wait4 gives; the wait unknown */
+            run = ((long long)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000LL +
+                  ((long long)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL;
+            waited = -1;
+        }
+        long long stamp = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        return Py_BuildValue("(iiLLL)", (int)got, status, run, waited, stamp);
+    }
+}
+
+static PyMethodDef module_methods[] = {
+    {"reap", module_reap, METH_VARARGS,
+     "reap(pid, options) -> (pid, status, cpu_ns, wait_ns, stamp_ns): waitpid(pid, options)\n"
+     "for pid -1 or > 0 and options 0 or WNOHANG, made without the GIL, with the child's\n"
+     "times on a CPU and waiting for one (-1: unknown) read just before it was collected,\n"
+     "and the CLOCK_MONOTONIC moment right after; (0, 0, -1, -1, 0) if WNOHANG found none."},
+    {NULL}};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "zombiewatch._pump",
-    .m_doc = "The event monitor's wake-ups in a native thread.",
+    .m_doc = "The event monitor's wake-ups in a native thread; the record's reaps.",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC PyInit__pump(void) {

@@ -4,6 +4,8 @@ FORK: int
 EXIT: int
 HUP: int
 
+def reap(pid: int, options: int, /) -> tuple[int, int, int, int, int]: ...
+
 class Pump:
     lost: int
     wakeups: int

@@ -25,14 +25,13 @@ writes it out when it collects the child (or when it stops). Written by
 the child, the line waited for the file's lock now and then, 0.5-13 ms
 under a flood, and that wait looked like the monitor's error.
 
-Imports only ``errno``, ``mmap``, ``os``, ``resource``, ``struct``,
-``time`` and ``_stats`` (and ``ctypes`` once a record is asked for): the
+Imports only ``mmap``, ``os``, ``resource``, ``struct``, ``time`` and
+``_stats`` (and ``zombiewatch._pump`` once a record is asked for): the
 forking server loads this module.
 """
 
 from __future__ import annotations
 
-import errno
 import mmap
 import os
 import resource
@@ -60,6 +59,8 @@ SLOTS = 1 << 16
 class Recorder:
     """Append the server's fork, exit and reap moments to ``path``."""
 
+    _pid = 0  # in a child, its pid (note_start)
+
     def __init__(self, path: str) -> None:
         # Not O_CLOEXEC-sensitive: workers fork but never exec, and a
         # double fork's middle child writes its worker's F line through it.
@@ -72,9 +73,18 @@ class Recorder:
         now = time.monotonic_ns()
         os.write(self.fd, b"%s %d %d%s\n" % (kind, pid, now, _fields(times)))
 
+    def note_start(self) -> None:
+        """In a new child: claim its slot, which an earlier process with
+        its pid may have left a line in, and touch it now rather than fault
+        its page in after the ``X`` stamp."""
+        self._pid = os.getpid()
+        SLOT.pack_into(self.exits, self._pid % SLOTS * SLOT.size, self._pid, 0, 0, -1)
+
     def note_exit(self) -> None:
         """In a child about to ``_exit``: leave its ``X`` line, with its
-        times so far, for the server; no system call after the stamp."""
+        times so far, for the server; nothing but memory is touched after
+        the stamp."""
+        pid = self._pid or os.getpid()
         stat = _schedstat("self")  # waiting: final while this runs
         # On a CPU from the clock, which counts up to now; schedstat's first
         # figure is brought up to date only at the scheduler's next look (a
@@ -85,7 +95,6 @@ class Recorder:
             # As wait4 counts it at the reap: the child's, and its collected children's.
             on_cpu = _cpu_ns(resource.getrusage(resource.RUSAGE_SELF))
             on_cpu += _cpu_ns(resource.getrusage(resource.RUSAGE_CHILDREN))
-        pid = os.getpid()
         waited = -1 if stat is None else stat[1]
         SLOT.pack_into(self.exits, pid % SLOTS * SLOT.size, pid, now, on_cpu, waited)
 
@@ -93,8 +102,8 @@ class Recorder:
         """The ``X`` line ``pid`` left, taken out of its slot; b"" if none."""
         at = pid % SLOTS * SLOT.size
         owner, now, on_cpu, waited = SLOT.unpack_from(self.exits, at)
-        if owner != pid:
-            return b""
+        if owner != pid or not now:
+            return b""  # another pid's, or claimed by a child that has not ended
         SLOT.pack_into(self.exits, at, 0, 0, 0, 0)
         return b"X %d %d%s\n" % (pid, now, _fields((on_cpu, None if waited < 0 else waited)))
 
@@ -115,18 +124,17 @@ class Recorder:
         Every mode reaps through ``os.waitpid`` looked up when it runs, so
         wrapping it here sees each reap whatever the mode, without a hook
         in the modes' interface for an instrument. The reap itself is made
-        by ``_reaper()``: while the thread holds the GIL where it can be,
-        so that the ``R`` stamp follows it within microseconds in every
-        mode, and with the zombie's times read just before.
+        by ``_reaper()``: without the GIL where it can be, so that the
+        ``R`` stamp follows it within microseconds in every mode, and with
+        the zombie's times read just before.
         """
         reap = _reaper()
         fd, exit_line = self.fd, self._exit_line
 
         def waitpid(pid: int, options: int) -> tuple[int, int]:
-            got, status, times = reap(pid, options)
+            got, status, times, stamp = reap(pid, options)
             if got > 0:
-                now = time.monotonic_ns()
-                os.write(fd, exit_line(got) + b"R %d %d%s\n" % (got, now, _fields(times)))
+                os.write(fd, exit_line(got) + b"R %d %d%s\n" % (got, stamp, _fields(times)))
             return got, status
 
         os.waitpid = waitpid
@@ -161,77 +169,37 @@ def _schedstat(pid: int | str) -> Times | None:
     return (int(parts[0]), int(parts[1])) if len(parts) >= 2 else None
 
 
-def _wait4(pid: int, options: int) -> tuple[int, int, Times | None]:
-    """``os.wait4``: the reap, with the child's CPU time, letting go of the GIL."""
+def _wait4(pid: int, options: int) -> tuple[int, int, Times | None, int]:
+    """``os.wait4``: the reap with the child's CPU time, stamped once this
+    thread holds the GIL again."""
     got, status, usage = os.wait4(pid, options)
-    return got, status, (_cpu_ns(usage), None) if got else None
+    return got, status, (_cpu_ns(usage), None) if got else None, time.monotonic_ns()
 
 
-def _reaper() -> Callable[[int, int], tuple[int, int, Times | None]]:
-    """Return a ``waitpid`` that collects a child without letting go of the
-    GIL, and gives the child's times with it.
+def _reaper() -> Callable[[int, int], tuple[int, int, Times | None, int]]:
+    """Return a ``waitpid`` that gives, with the child it collected, the
+    child's times and the moment it was collected.
 
-    ``os.waitpid`` lets go of the GIL around the system call, as it must to
-    block; the child is collected in the kernel before the call returns,
-    but the thread gets back to Python only once it holds the GIL again.
-    In a server with a second thread that holds it (``reaper-thread``: the
-    accepting thread forks with the GIL held) the ``R`` stamp then came
-    hundreds of microseconds after the reap, p50 337 us (docs/FACTS.md,
-    "The GIL and a reap's stamp"). Here ``waitid(WNOWAIT)`` first finds an
-    exited child (blocking or not, as asked) and leaves it a zombie; its
-    times are read from ``/proc``; then libc's ``wait4`` with WNOHANG,
-    called through ``ctypes.PyDLL`` (whose calls keep the GIL), collects
-    it: no other thread runs between the reap and the stamp. Falls back to
-    ``os.wait4`` where ctypes, libc's ``wait4`` or ``os.waitid`` cannot be
-    had, and for process groups (``pid`` 0 or below -1), which no mode
-    waits for.
+    ``zombiewatch._pump.reap`` where the extension was built: it finds an
+    exited child, reads its times, collects it and stamps the moment, all
+    without the GIL, so that neither the reap nor its stamp waits for
+    another thread (``_pump.c``; docs/FACTS.md, "The GIL and a reap's
+    stamp"). Else, and for what it does not take (process groups, options
+    other than WNOHANG, which no mode uses), ``os.wait4``: the reap at once,
+    its stamp once the thread holds the GIL again.
     """
     try:
-        import ctypes
-
-        c_wait4 = ctypes.PyDLL(None, use_errno=True).wait4
-        waitid = os.waitid
-    except (ImportError, OSError, AttributeError):
+        from zombiewatch._pump import reap as native
+    except ImportError:
         return _wait4
 
-    class Timeval(ctypes.Structure):
-        _fields_ = [("sec", ctypes.c_long), ("usec", ctypes.c_long)]
-
-    class Rusage(ctypes.Structure):
-        # struct rusage: two timevals, then fourteen longs we do not read.
-        _fields_ = [("utime", Timeval), ("stime", Timeval), ("rest", ctypes.c_long * 14)]
-
-    c_wait4.argtypes = [
-        ctypes.c_int,
-        ctypes.POINTER(ctypes.c_int),
-        ctypes.c_int,
-        ctypes.POINTER(Rusage),
-    ]
-    c_wait4.restype = ctypes.c_int
-
-    def reap(pid: int, options: int) -> tuple[int, int, Times | None]:
-        if pid < -1 or pid == 0:
+    def reap(pid: int, options: int) -> tuple[int, int, Times | None, int]:
+        if pid == 0 or pid < -1 or options & ~os.WNOHANG:
             return _wait4(pid, options)
-        idtype, id_ = (os.P_ALL, 0) if pid == -1 else (os.P_PID, pid)
-        status, usage = ctypes.c_int(), Rusage()
-        while True:
-            info = waitid(idtype, id_, os.WEXITED | os.WNOWAIT | (options & os.WNOHANG))
-            if info is None:
-                return 0, 0, None  # WNOHANG, and no child has exited
-            which = info.si_pid
-            times = _schedstat(which)  # the zombie's, final
-            got = c_wait4(which, ctypes.byref(status), os.WNOHANG, ctypes.byref(usage))
-            if got < 0:
-                err = ctypes.get_errno()
-                if err == errno.EINTR or (err == errno.ECHILD and which != pid):
-                    continue  # another thread took the child waitid named: look again
-                raise OSError(err, os.strerror(err))
-            if got == 0:
-                continue  # the same: and its pid already belongs to a new child
-            if times is None:
-                seconds = usage.utime.sec + usage.stime.sec
-                times = ((seconds * 1_000_000 + usage.utime.usec + usage.stime.usec) * 1000, None)
-            return got, status.value, times
+        got, status, on_cpu, waited, stamp = native(pid, options)
+        if not got:
+            return 0, 0, None, 0
+        return got, status, (on_cpu, None if waited < 0 else waited), stamp
 
     return reap
 

@@ -428,6 +428,8 @@ class Server:
             return pid
         status = 1
         try:
+            if self.recorder is not None:
+                self.recorder.note_start()
             self._become_child()
             (work or self.serve_worker)(conn)
             status = 0

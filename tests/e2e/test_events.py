@@ -7,6 +7,7 @@ import json
 import subprocess
 from collections.abc import Callable, Iterator
 
+import psutil
 import pytest
 
 from tests.helpers import PYTHON, call_until, zombie_children, zombiewatch
@@ -272,8 +273,10 @@ def test_every_child_the_server_forked_is_seen_and_timed(mode) -> None:
     assert truth["exact"] + truth["unwatched"] == 2000
     assert truth["exact"] > 0
     assert run["observe"]["children_exited"] == 2000
-    # Each child's fork and exit were read, and the reap of each watched one.
-    assert run["observe"]["events"] >= 2 * 2000 + truth["exact"], run["observe"]
+    # Each child's fork and exit were read, and the reap of each watched one
+    # (unless the kernel dropped some: a walk then found what they said).
+    if run["observe"]["events_lost"] == 0:
+        assert run["observe"]["events"] >= 2 * 2000 + truth["exact"], run["observe"]
     # How far the seen reap is from the server's waitpid is a speed (a few
     # microseconds at p50 on a quiet host, more on a busy one), measured in
     # docs/BENCHMARKS.md, not asserted here.
@@ -297,8 +300,35 @@ def test_serve_records_each_childs_fork_exit_and_reap(serve, tmp_path) -> None:
     assert len(children) == 20
     for times in children.values():
         assert times.keys() == {"F", "X", "Xcpu", "Xwait", "R", "Rcpu", "Rwait"}
-        assert times["X"] <= times["R"]  # exited before it was collected
-        assert times["X"] <= _record.zombie_from(times) <= times["R"]
+        assert times["F"] <= times["X"] <= times["R"]  # exited before it was collected
+        assert times["Xcpu"] < times["Rcpu"]  # its teardown took CPU
+        assert times["X"] < _record.zombie_from(times)
+
+
+def test_a_worker_the_server_never_collects_has_its_exit_written_at_stop(serve, tmp_path):
+    # double-fork: the middle child forks the worker and exits; the runner
+    # here is no subreaper, so PID 1 collects the worker. The server writes
+    # its X line from the shared slot when it stops.
+    record = tmp_path / "children.record"
+    proc, ready = serve("--mode", "double-fork", "--record", str(record))
+    flood = zombiewatch("flood", "--port", str(ready["port"]), "--connections", "5", "--json")
+    assert flood.returncode == 0, flood.stderr
+    call_until(
+        lambda: sum("R" in t for t in _record.read(str(record)).values()) == 5,
+        what="the 5 middle children collected",
+    )
+    # A worker answers before its last line: wait for all 5 to have ended.
+    pids = [pid for pid, t in _record.read(str(record)).items() if "R" not in t]
+    assert len(pids) == 5
+    call_until(lambda: not any(_running(pid) for pid in pids), what="the 5 workers ended")
+    proc.terminate()
+    proc.wait(timeout=10)
+    children = _record.read(str(record))
+    workers = [t for t in children.values() if "R" not in t]
+    assert len(workers) == 5, children
+    for times in workers:
+        # Forked by the middle child, ended, never collected by the server.
+        assert times.keys() == {"F", "X", "Xcpu", "Xwait"}
 
 
 def test_a_thread_of_the_root_ending_orphans_nobody(spawn, watchers) -> None:
@@ -333,3 +363,10 @@ sys.stdin.readline()
     assert w.zombies == {}, w.zombies  # S's zombies are init's now, not the tree's
     assert server not in w.tree()
     assert w.stats.escaped  # they were counted as escaped
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
