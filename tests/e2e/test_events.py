@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import psutil
 import pytest
@@ -283,17 +284,24 @@ def test_every_child_the_server_forked_is_seen_and_timed(mode) -> None:
     assert truth["reap_error_us"]["p50"] is not None, truth
 
 
+def _recorded_flood(serve, record, mode: str, connections: int) -> tuple[Any, Any]:
+    """Serve in ``mode`` with ``--record``, flood it, and wait until the
+    server has collected ``connections`` children (R lines): a child answers
+    before its last line, and the server's SIGTERM could end one mid-way."""
+    proc, ready = serve("--mode", mode, "--record", str(record))
+    port = str(ready["port"])
+    flood = zombiewatch("flood", "--port", port, "--connections", str(connections), "--json")
+    assert flood.returncode == 0, flood.stderr
+    call_until(
+        lambda: sum("R" in t for t in _record.read(str(record)).values()) == connections,
+        what=f"{connections} children collected",
+    )
+    return proc, ready
+
+
 def test_serve_records_each_childs_fork_exit_and_reap(serve, tmp_path) -> None:
     record = tmp_path / "children.record"
-    proc, ready = serve("--mode", "sigchld", "--record", str(record))
-    flood = zombiewatch("flood", "--port", str(ready["port"]), "--connections", "20", "--json")
-    assert flood.returncode == 0, flood.stderr
-    # A child answers before its last line: wait for all 20 to be collected
-    # (R), or the server's SIGTERM may end one mid-way.
-    call_until(
-        lambda: sum("R" in t for t in _record.read(str(record)).values()) == 20,
-        what="20 children collected",
-    )
+    proc, _ready = _recorded_flood(serve, record, "sigchld", 20)
     proc.terminate()
     proc.wait(timeout=10)
     children = _record.read(str(record))
@@ -310,22 +318,15 @@ def test_a_worker_the_server_never_collects_has_its_exit_written_at_stop(serve, 
     # here is no subreaper, so PID 1 collects the worker. The server writes
     # its X line from the shared slot when it stops.
     record = tmp_path / "children.record"
-    proc, ready = serve("--mode", "double-fork", "--record", str(record))
-    flood = zombiewatch("flood", "--port", str(ready["port"]), "--connections", "5", "--json")
-    assert flood.returncode == 0, flood.stderr
-    call_until(
-        lambda: sum("R" in t for t in _record.read(str(record)).values()) == 5,
-        what="the 5 middle children collected",
-    )
+    proc, _ready = _recorded_flood(serve, record, "double-fork", 5)
     # A worker answers before its last line: wait for all 5 to have ended.
     pids = [pid for pid, t in _record.read(str(record)).items() if "R" not in t]
     assert len(pids) == 5
     call_until(lambda: not any(_running(pid) for pid in pids), what="the 5 workers ended")
     proc.terminate()
     proc.wait(timeout=10)
-    children = _record.read(str(record))
-    workers = [t for t in children.values() if "R" not in t]
-    assert len(workers) == 5, children
+    workers = [t for t in _record.read(str(record)).values() if "R" not in t]
+    assert len(workers) == 5, workers
     for times in workers:
         # Forked by the middle child, ended, never collected by the server.
         assert times.keys() == {"F", "X", "Xcpu", "Xwait"}
