@@ -10,6 +10,7 @@ backends are tested in ``test_sampling.py``.
 from __future__ import annotations
 
 import os
+import threading
 import types
 from unittest import mock
 
@@ -19,7 +20,7 @@ import pytest
 from zombiewatch import _platform, _proctl, _sampling
 from zombiewatch import monitor as monitor_module
 from zombiewatch.errors import ExitCode, ZombiewatchError
-from zombiewatch.monitor import Monitor
+from zombiewatch.monitor import Monitor, StopFlag
 
 Z = psutil.STATUS_ZOMBIE
 S = psutil.STATUS_SLEEPING
@@ -606,3 +607,29 @@ def test_an_adopters_note_from_before_the_zombie_is_of_another_process(script):
     script.sample(1.5, {200: S}, direct={200: S})
     assert script.monitor.handed_off == []
     assert script.monitor.stats.parents[200].reaped == 1
+
+
+# -- the stop flag the background thread sleeps on ---------------------------------------
+
+
+def test_the_stop_flag_times_out_clear_and_answers_at_once_set():
+    flag = StopFlag()
+    assert flag.wait(0.001) is False
+    flag.set()
+    flag.set()  # twice is once
+    assert flag.is_set()
+    assert flag.wait(60) is True  # returns at once: a test that hung here failed
+    flag.clear()
+    flag.clear()
+    assert flag.wait(0.001) is False
+
+
+def test_setting_the_stop_flag_wakes_a_thread_asleep_on_it():
+    flag = StopFlag()
+    woke: list[bool] = []
+    sleeper = threading.Thread(target=lambda: woke.append(flag.wait(600)))
+    sleeper.start()
+    flag.set()
+    sleeper.join(timeout=60)
+    assert not sleeper.is_alive()
+    assert woke == [True]
