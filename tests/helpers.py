@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
-from zombiewatch import targets
+from zombiewatch import _record, targets
 from zombiewatch._backoff import poll_until
 
 PYTHON = sys.executable
@@ -203,3 +203,9 @@ def open_fds() -> int:
         except FileNotFoundError:
             pass  # the listing's own descriptor, closed by now
     return count
+
+
+# What a ground-truth record's R line carries (zombiewatch/_record.py): the
+# zombie's CPU time, and its run-queue wait where zombiewatch._pump reaps
+# (os.wait4, where the extension was not built, tells no wait).
+REAP_TIMES = {"Rcpu"} if _record._reaper() is _record._wait4 else {"Rcpu", "Rwait"}
