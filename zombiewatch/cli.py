@@ -424,7 +424,8 @@ def cli(
 @click.option("--record", type=click.Path(dir_okay=False), default=None,
               callback=lambda ctx, param, value: _writable(value),
               help="Append a line per child to this file: F (forked), X (about to exit),"
-              " R (reaped), each 'KIND PID MONOTONIC_NS': the server's own account.")  # fmt: skip
+              " R (reaped), each 'KIND PID MONOTONIC_NS', X and R then the child's ns on a"
+              " CPU and waiting for one so far: the server's own account.")  # fmt: skip
 def serve(
     mode: str,
     host: str,
