@@ -86,15 +86,16 @@ class Recorder:
         the stamp."""
         pid = self._pid or os.getpid()
         stat = _schedstat("self")  # waiting: final while this runs
-        # On a CPU from the clock, which counts up to now; schedstat's first
-        # figure is brought up to date only at the scheduler's next look (a
-        # tick, a switch).
-        on_cpu = time.thread_time_ns()
-        now = time.monotonic_ns()
         if stat is None:
             # As wait4 counts it at the reap: the child's, and its collected children's.
             on_cpu = _cpu_ns(resource.getrusage(resource.RUSAGE_SELF))
             on_cpu += _cpu_ns(resource.getrusage(resource.RUSAGE_CHILDREN))
+        else:
+            # On a CPU from the clock, which counts up to now; schedstat's
+            # first figure is brought up to date only at the scheduler's
+            # next look (a tick, a switch).
+            on_cpu = time.thread_time_ns()
+        now = time.monotonic_ns()
         waited = -1 if stat is None else stat[1]
         SLOT.pack_into(self.exits, pid % SLOTS * SLOT.size, pid, now, on_cpu, waited)
 

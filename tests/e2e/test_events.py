@@ -308,7 +308,10 @@ def test_serve_records_each_childs_fork_exit_and_reap(serve, tmp_path) -> None:
     assert len(children) == 20
     for times in children.values():
         assert times.keys() == {"F", "X", "Xcpu", "Xwait", "R", *REAP_TIMES}
-        assert times["F"] <= times["X"] <= times["R"]  # exited before it was collected
+        # Exited before it was collected. (Not after F: the server stamps F
+        # once fork() has returned to it, and a child may have served and
+        # ended by then.)
+        assert times["X"] <= times["R"]
         assert times["Xcpu"] < times["Rcpu"]  # its teardown took CPU
         assert times["X"] < _record.zombie_from(times)
 
