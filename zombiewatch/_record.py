@@ -68,10 +68,9 @@ class Recorder:
         # Shared with every child forked after this (MAP_SHARED, anonymous).
         self.exits = mmap.mmap(-1, SLOT.size * SLOTS)
 
-    def note(self, kind: bytes, pid: int, times: Times | None = None) -> None:
-        """Write one ``KIND PID NS [CPU_NS [WAIT_NS]]`` line now."""
-        now = time.monotonic_ns()
-        os.write(self.fd, b"%s %d %d%s\n" % (kind, pid, now, _fields(times)))
+    def note(self, kind: bytes, pid: int) -> None:
+        """Write one ``KIND PID NS`` line now."""
+        os.write(self.fd, b"%s %d %d\n" % (kind, pid, time.monotonic_ns()))
 
     def note_start(self) -> None:
         """In a new child: claim its slot, which an earlier process with

@@ -80,9 +80,9 @@ LIVE_REDRAW = 0.25  # seconds between two screens of --live or progress lines
 # seen on time even when samples are seconds apart. The loop checks every
 # --interval only when something must be done that often: orphans to
 # collect as a subreaper, namespace pids to record (--pid1), or
-# --max-zombies to enforce. Otherwise (watch
-# PID) each of its wake-ups would cost the watcher as much as a timeline
-# point does (docs/FACTS.md, Kernel events: a timer wake-up).
+# --max-zombies to enforce. Otherwise (watch PID) each of its wake-ups
+# would cost the watcher as much as a timeline point does (docs/FACTS.md,
+# Kernel events: a timer wake-up).
 CONTROL_STEP = 0.05
 
 
@@ -264,7 +264,8 @@ def observe(
         collector.collect()
         display.update(force)
 
-    step = opts.interval if collector.works or opts.max_zombies is not None else CONTROL_STEP
+    every_interval = collector.works or opts.max_zombies is not None
+    step = min(opts.interval, CONTROL_STEP) if every_interval else CONTROL_STEP
     hit = _watch_load(monitor, opts, load_done, tick, interrupt_ends_load, step)
     stopped_early = None if hit is None else f"{hit} zombies at once"
     if stopped_early and load is not None:
@@ -303,7 +304,7 @@ def _watch_load(
 
     try:
         while not load_over():
-            time.sleep(_control_step(step))
+            time.sleep(step)
     except (KeyboardInterrupt, Interrupted):
         if not interrupt_ends_load:
             raise
@@ -372,9 +373,7 @@ def _born_early(monitor: TreeWatcher) -> float:
 
 
 def _control_step(step: float, deadline: float | None = None) -> float:
-    """How long the control loop sleeps: ``step``, but never past
-    ``CONTROL_STEP`` or ``deadline``."""
-    step = min(step, CONTROL_STEP)
+    """How long the control loop sleeps: ``step``, but never past ``deadline``."""
     if deadline is not None:
         step = min(step, max(0.0, deadline - time.monotonic()))
     return step
